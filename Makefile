@@ -1,0 +1,43 @@
+# RLAIF-V Studio. `make demo` and `make test` are all a newcomer needs.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: demo test lint venv worker clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+# The embedded default: SQLite and a folder broker under var/, tiny local models, bundled photos.
+demo: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py build_tiny_models
+	$(PY) manage.py load_samples
+	$(PY) manage.py demo_user
+	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
+	@$(PY) -m celery -A webapp worker -Q gpu,cpu --concurrency 1 --loglevel warning & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
+
+test: venv
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+worker: venv
+	$(PY) -m celery -A webapp worker -Q gpu,cpu --concurrency 1 --loglevel info
+
+clean:
+	rm -rf var

@@ -1,0 +1,1 @@
+"""RLAIF-V labeling: generate, divide, conquer, combine. Plain Python; never imports Django."""

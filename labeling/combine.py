@@ -1,0 +1,170 @@
+"""Combine: turn labelled responses into preference pairs (RLAIF-V step 4).
+
+Pure functions over plain data, so the web app can re-run them whenever a reviewer overrides a verdict.
+The caller passes only responses whose split succeeded (``split_failed`` responses have no claims, so
+their score would wrongly be a perfect 0) and counts rejections from the effective verdicts.
+
+Order, as in the reference: candidate pairs per instruction -> at most k sampled per instruction ->
+length balancing over the whole set passed in (one dataset-level ratio r, normally one iteration).
+"""
+
+import random
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from itertools import combinations
+
+PAIRS_PER_INSTRUCTION = 2
+# r runs over 0, 0.02, ..., 0.98 (the reference's np.arange(0, 1, 0.02)); kept as i/50 so the filter
+# compares integers exactly instead of accumulated floats.
+RATIO_STEPS = 50
+
+
+@dataclass(frozen=True)
+class ScoredResponse:
+    """One response with its number of rejected claims.
+
+    ``id`` must be unique across the set; ids and instruction ids must be sortable (ints or strings),
+    because sorting is what makes the sampling independent of input order.
+    """
+
+    id: Hashable
+    instruction_id: Hashable
+    text: str
+    n_rejected: int
+
+    @property
+    def score(self) -> int:
+        return score(self.n_rejected)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A preference pair within one instruction; ``score_gap`` = chosen score - rejected score >= 1."""
+
+    instruction_id: Hashable
+    chosen_id: Hashable
+    rejected_id: Hashable
+    score_gap: int
+
+
+def score(n_rejected: int) -> int:
+    """RLAIF-V's response score: minus the number of rejected claims, not normalised by claim count."""
+    return -n_rejected
+
+
+def make_pairs(
+    responses: Iterable[ScoredResponse],
+    k: int = PAIRS_PER_INSTRUCTION,
+    seed: int = 0,
+    length_balance: bool = True,
+) -> list[Pair]:
+    """The iteration's preference pairs, sorted by (instruction, chosen, rejected)."""
+    responses = list(responses)
+    pairs = sample_pairs(candidate_pairs(responses), k=k, seed=seed)
+    if length_balance:
+        pairs = balance_lengths(pairs, responses)
+    return sorted(pairs, key=lambda p: (p.instruction_id, p.chosen_id, p.rejected_id))
+
+
+def candidate_pairs(responses: Iterable[ScoredResponse]) -> list[Pair]:
+    """Every unordered pair within an instruction whose scores differ (ties dropped), higher score chosen.
+
+    Pairs of identical text (up to whitespace) are dropped here, before sampling; the reference drops them
+    after sampling, in its length filter, which can cost an instruction one of its k pairs for nothing.
+    """
+    by_instruction = defaultdict(list)
+    seen = set()
+    for response in responses:
+        if response.id in seen:
+            raise ValueError(f"duplicate response id {response.id!r}")
+        seen.add(response.id)
+        by_instruction[response.instruction_id].append(response)
+
+    pairs = []
+    for instruction_id in sorted(by_instruction):
+        group = sorted(by_instruction[instruction_id], key=lambda r: r.id)
+        for a, b in combinations(group, 2):
+            if a.score == b.score or a.text.split() == b.text.split():
+                continue
+            chosen, rejected = (a, b) if a.score > b.score else (b, a)
+            pairs.append(Pair(instruction_id, chosen.id, rejected.id, chosen.score - rejected.score))
+    return pairs
+
+
+def sample_pairs(candidates: Iterable[Pair], k: int = PAIRS_PER_INSTRUCTION, seed: int = 0) -> list[Pair]:
+    """At most k pairs per instruction, drawn uniformly without replacement.
+
+    Each instruction gets its own RNG seeded from (seed, instruction id), and candidates are sorted
+    first, so the draw depends only on the seed and that instruction's candidates: not on input order,
+    and not on other instructions (a reviewer's override elsewhere does not reshuffle this one).
+    The reference uses the global unseeded ``random.sample``.
+    """
+    by_instruction = defaultdict(list)
+    for pair in candidates:
+        by_instruction[pair.instruction_id].append(pair)
+    sampled = []
+    for instruction_id in sorted(by_instruction):
+        group = sorted(by_instruction[instruction_id], key=lambda p: (p.chosen_id, p.rejected_id))
+        if len(group) > k:
+            group = random.Random(f"{seed}:{instruction_id}").sample(group, k)
+        sampled.extend(group)
+    return sampled
+
+
+def balance_lengths(pairs: Sequence[Pair], responses: Iterable[ScoredResponse]) -> list[Pair]:
+    """Drop pairs whose chosen answer is much shorter than the rejected one, at the best ratio r.
+
+    Scoring by -n_rejected favours short answers (fewer claims, fewer mistakes); this filter removes
+    that bias across the whole set. Returns [] when no r keeps any pair.
+    """
+    words = {r.id: len(r.text.split()) for r in responses}
+    lengths = [(words[p.chosen_id], words[p.rejected_id]) for p in pairs]
+    step = _best_length_step(lengths)
+    if step is None:
+        return []
+    return [p for p, (c, r) in zip(pairs, lengths, strict=True) if _keeps(c, r, step)]
+
+
+def best_length_ratio(lengths: Sequence[tuple[int, int]]) -> float | None:
+    """The r in 0, 0.02, ..., 0.98 minimising |mean chosen - mean rejected| / mean rejected over kept pairs.
+
+    ``lengths`` holds (chosen words, rejected words) per pair. Ties go to the smallest r, as the
+    reference's ``idxmin`` does. An r that keeps no pair is skipped (the reference divides by zero);
+    None when every r keeps none.
+    """
+    step = _best_length_step(lengths)
+    return None if step is None else step / RATIO_STEPS
+
+
+def _best_length_step(lengths: Sequence[tuple[int, int]]) -> int | None:
+    # best_length_ratio as an exact grid index i (r = i / 50).
+    best_step, best_gap = None, None
+    for step in range(RATIO_STEPS):
+        kept = [(c, r) for c, r in lengths if _keeps(c, r, step)]
+        if not kept:
+            continue
+        gap = _relative_length_gap(kept)
+        if best_gap is None or gap < best_gap:
+            best_step, best_gap = step, gap
+    return best_step
+
+
+def _keeps(chosen_words: int, rejected_words: int, step: int) -> bool:
+    """False when the chosen answer is shorter by more than r = step/50 of the rejected one.
+
+    (rejected - chosen) / rejected > r, in integers. An empty rejected answer cannot be longer than the
+    chosen one, so such a pair is never dropped (the reference divides by zero).
+    """
+    return (rejected_words - chosen_words) * RATIO_STEPS <= step * rejected_words
+
+
+def _relative_length_gap(kept: Sequence[tuple[int, int]]) -> Fraction | float:
+    # Means over the same pairs, so |mean_c - mean_r| / mean_r == |sum_c - sum_r| / sum_r; exact, so
+    # equal gaps tie exactly and the smallest r wins.
+    chosen = sum(c for c, _ in kept)
+    rejected = sum(r for _, r in kept)
+    if rejected == 0:
+        return Fraction(0) if chosen == 0 else float("inf")
+    return Fraction(abs(chosen - rejected), rejected)

@@ -1,0 +1,144 @@
+"""import_instructions: the happy path, and every bad input aborts with `line N:` and writes nothing."""
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+from PIL import Image
+
+from webapp.models import Instruction
+
+pytestmark = pytest.mark.django_db
+
+
+def png_bytes(size=(64, 48), color=(200, 30, 30), mode="RGB"):
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def folder(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "red.png").write_bytes(png_bytes())
+    (images / "blue.png").write_bytes(png_bytes(color=(0, 0, 255)))
+    return tmp_path
+
+
+def write_jsonl(folder, *records):
+    path = folder / "data.jsonl"
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n")
+    return path
+
+
+def run_import(folder, *records):
+    call_command("import_instructions", str(write_jsonl(folder, *records)), "--images", str(folder / "images"))
+
+
+def stored_files(media_root):
+    return sorted(p.name for p in media_root.rglob("*") if p.is_file()) if media_root.exists() else []
+
+
+GOOD = [
+    {"image": "red.png", "question": "What color is it?"},
+    {"image": "blue.png", "question": "Describe it.", "source": "coco", "split": "heldout"},
+    {"image": "red.png", "question": "Describe it."},
+]
+
+
+def test_it_imports_lines_and_stores_images_by_content(folder, media_root):
+    run_import(folder, *GOOD)
+    assert Instruction.objects.count() == 3
+    held_out = Instruction.objects.get(source="coco")
+    assert (held_out.split, held_out.width, held_out.height) == ("heldout", 64, 48)
+    red = Instruction.objects.filter(question="What color is it?").get()
+    assert red.image.name == f"images/{red.image_sha256[:2]}/{red.image_sha256}.png"
+    assert red.image.read() == png_bytes()
+    assert len(stored_files(media_root)) == 2  # red stored once for two instructions
+
+
+def test_importing_twice_adds_nothing(folder, media_root):
+    run_import(folder, *GOOD)
+    run_import(folder, *GOOD)
+    assert Instruction.objects.count() == 3
+
+
+def truncated(folder):
+    Image.effect_noise((300, 300), 50).convert("RGB").save(buffer := io.BytesIO(), format="PNG")
+    (folder / "images" / "cut.png").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+
+
+def bomb(folder):
+    # 100M pixels declared, a few KB on disk.
+    Image.new("1", (10_000, 10_000)).save(folder / "images" / "bomb.png")
+
+
+def not_an_image(folder):
+    (folder / "images" / "notes.png").write_text("these are not pixels")
+
+
+@pytest.mark.parametrize(
+    "bad_line, prepare, message",
+    [
+        ({"image": "missing.png", "question": "Q?"}, None, "line 2: image file not found: missing.png"),
+        ({"image": "notes.png", "question": "Q?"}, not_an_image, "line 2: notes.png: not a readable image"),
+        ({"image": "cut.png", "question": "Q?"}, truncated, "line 2: cut.png: not a readable image"),
+        ({"image": "bomb.png", "question": "Q?"}, bomb, "line 2: bomb.png: image is 10000×10000"),
+        ({"image": "red.png"}, None, "line 2: missing field 'question'"),
+        ({"question": "Q?"}, None, "line 2: missing field 'image'"),
+        ('{"image": "red.png", "question": ', None, "line 2: not valid JSON"),
+        ({"image": "red.png", "question": 42}, None, "line 2: field 'question' must be a string, not int"),
+        ({"image": ["red.png"], "question": "Q?"}, None, "line 2: field 'image' must be a string, not list"),
+        ([1, 2], None, "line 2: expected a JSON object, got list"),
+        ({"image": "red.png", "question": "  "}, None, "line 2: field 'question' is empty"),
+        ({"image": "red.png", "question": "Q?", "split": "test"}, None, "line 2: field 'split' must be one of"),
+        ({"image": "../data.jsonl", "question": "Q?"}, None, "line 2: image path '../data.jsonl' leaves the images"),
+    ],
+)
+def test_a_bad_line_aborts_the_import_and_writes_nothing(folder, media_root, bad_line, prepare, message):
+    if prepare:
+        prepare(folder)
+    with pytest.raises(CommandError) as error:
+        run_import(folder, GOOD[0], bad_line, GOOD[1])
+    assert message in str(error.value)
+    assert "nothing was imported" in str(error.value)
+    assert Instruction.objects.count() == 0
+    assert stored_files(media_root) == []
+
+
+def test_a_failed_write_removes_the_images_it_stored(folder, media_root, monkeypatch):
+    from webapp import importing
+
+    real_get_or_create = Instruction.objects.get_or_create
+    calls = []
+
+    def fail_on_second(**kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real_get_or_create(**kwargs)
+
+    monkeypatch.setattr(importing.Instruction.objects, "get_or_create", fail_on_second)
+    with pytest.raises(RuntimeError):
+        run_import(folder, *GOOD)
+    assert Instruction.objects.count() == 0
+    assert stored_files(media_root) == []
+
+
+def test_an_empty_file_is_an_error(folder, media_root):
+    (folder / "empty.jsonl").write_text("\n\n")
+    with pytest.raises(CommandError, match="no instructions to import"):
+        call_command("import_instructions", str(folder / "empty.jsonl"), "--images", str(folder / "images"))
+
+
+def test_load_samples_imports_twenty_real_photos_once(media_root):
+    call_command("load_samples")
+    call_command("load_samples")
+    demo = Instruction.objects.filter(source="demo")
+    assert demo.count() == 20
+    assert demo.filter(split="heldout").count() == 4
+    assert len(stored_files(media_root)) == 10
+    astronaut = demo.filter(question__contains="wearing").get()
+    assert (astronaut.width, astronaut.height) == (512, 512)

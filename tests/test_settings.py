@@ -1,0 +1,84 @@
+"""Settings come from the environment and fail loudly on bad values."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from webapp import env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def django_setup(tmp_path, **environ):
+    """Import the settings in a fresh interpreter with the given environment."""
+    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "DATABASE_URL"}}
+    clean.update(VAR_DIR=str(tmp_path), **environ)
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.DATABASES['default']['ENGINE'])"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean | {"DJANGO_SETTINGS_MODULE": "webapp.settings"},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_it_runs_on_sqlite_by_default(tmp_path):
+    result = django_setup(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "django.db.backends.sqlite3"
+
+
+def test_it_requires_a_secret_key_when_debug_is_off(tmp_path):
+    result = django_setup(tmp_path, DEBUG="0", ALLOWED_HOSTS="studio.example.com")
+    assert result.returncode != 0
+    assert "SECRET_KEY (or SECRET_KEY_FILE) is required when DEBUG is off" in result.stderr
+
+
+def test_it_reads_the_secret_key_from_a_file(tmp_path):
+    (tmp_path / "key").write_text("s" * 60)
+    result = django_setup(
+        tmp_path,
+        DEBUG="0",
+        ALLOWED_HOSTS="studio.example.com",
+        SECRET_KEY_FILE=str(tmp_path / "key"),
+        DATABASE_URL="postgres://u@db:5432/studio",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "django.db.backends.postgresql"
+
+
+def test_it_names_a_bad_boolean(tmp_path):
+    result = django_setup(tmp_path, DEBUG="maybe")
+    assert "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+def test_typed_helpers(monkeypatch):
+    monkeypatch.setenv("N", "12")
+    monkeypatch.setenv("HOSTS", "a.example, b.example ,")
+    monkeypatch.setenv("FLAG", "off")
+    assert env.env_int("N", 1) == 12
+    assert env.env_list("HOSTS", []) == ["a.example", "b.example"]
+    assert env.env_bool("FLAG", True) is False
+    assert env.env_int("UNSET_VARIABLE", 7) == 7
+    monkeypatch.setenv("N", "twelve")
+    with pytest.raises(ImproperlyConfigured, match="N='twelve' is not an integer"):
+        env.env_int("N", 1)
+    with pytest.raises(ImproperlyConfigured, match="UNSET_VARIABLE is required"):
+        env.env_str("UNSET_VARIABLE")
+
+
+def test_celery_is_configured_for_reliable_work(settings):
+    from webapp.celery import app
+
+    assert app.conf.task_acks_late is True
+    assert app.conf.worker_prefetch_multiplier == 1
+    assert {q.name for q in app.conf.task_queues} == {"gpu", "cpu"}
+    assert app.conf.broker_url == settings.CELERY_BROKER_URL

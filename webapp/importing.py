@@ -1,0 +1,118 @@
+"""Import instructions (image + question) from JSONL, all or nothing.
+
+Each line is a JSON object: `image` (a path relative to the images folder), `question`, optional
+`source` and `split`. Every line is checked before anything is written; a bad line aborts the whole
+import with `line N: <what is wrong>`. Rows are written in one transaction and image files written by
+an import that fails are removed again, so a failed import leaves nothing behind. Re-importing the
+same data creates nothing new (unique source + image + question).
+"""
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from webapp.images import ImageError, ValidImage, store_image, validate_image
+from webapp.models import Instruction, Split
+
+
+class ImportFailed(ValueError):
+    """A bad input line; the message starts with `line N:`."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: int
+    skipped: int
+
+
+@dataclass(frozen=True)
+class _Row:
+    image: ValidImage
+    question: str
+    source: str
+    split: str
+
+
+def _string_field(record: dict, field: str, line: int, required: bool, default: str = "") -> str:
+    if field not in record or record[field] is None:
+        if required:
+            raise ImportFailed(f"line {line}: missing field '{field}'")
+        return default
+    value = record[field]
+    if not isinstance(value, str):
+        raise ImportFailed(f"line {line}: field '{field}' must be a string, not {type(value).__name__}")
+    if required and not value.strip():
+        raise ImportFailed(f"line {line}: field '{field}' is empty")
+    return value
+
+
+def _check_line(line_no: int, text: str, images_dir: Path, default_source: str) -> _Row:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImportFailed(f"line {line_no}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(record, dict):
+        raise ImportFailed(f"line {line_no}: expected a JSON object, got {type(record).__name__}")
+    image_name = _string_field(record, "image", line_no, required=True)
+    question = _string_field(record, "question", line_no, required=True).strip()
+    source = _string_field(record, "source", line_no, required=False, default=default_source).strip()
+    split = _string_field(record, "split", line_no, required=False, default=Split.TRAIN).strip()
+    if not source or len(source) > 100:
+        raise ImportFailed(f"line {line_no}: field 'source' must be 1 to 100 characters")
+    if split not in Split.values:
+        raise ImportFailed(f"line {line_no}: field 'split' must be one of {', '.join(Split.values)}, not {split!r}")
+    root = images_dir.resolve()
+    path = (root / image_name).resolve()
+    if not path.is_relative_to(root):
+        raise ImportFailed(f"line {line_no}: image path {image_name!r} leaves the images folder")
+    if not path.is_file():
+        raise ImportFailed(f"line {line_no}: image file not found: {image_name}")
+    try:
+        image = validate_image(path.read_bytes())
+    except ImageError as exc:
+        raise ImportFailed(f"line {line_no}: {image_name}: {exc}") from None
+    return _Row(image, question, source, split)
+
+
+def read_jsonl(path: Path) -> list[tuple[int, str]]:
+    """Numbered non-blank lines of a JSONL file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImportFailed(f"{path}: cannot read: {exc}") from None
+    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def import_instructions(lines: Iterable[tuple[int, str]], images_dir: Path, default_source: str = "user"):
+    """Check every line, then write all rows and images in one transaction; returns an ImportResult."""
+    rows = [_check_line(n, text, Path(images_dir), default_source) for n, text in lines]
+    if not rows:
+        raise ImportFailed("no instructions to import (the file has no non-blank lines)")
+    written: list[str] = []
+    try:
+        with transaction.atomic():
+            created = 0
+            for row in rows:
+                if store_image(row.image):
+                    written.append(row.image.name)
+                _, was_created = Instruction.objects.get_or_create(
+                    source=row.source,
+                    image_sha256=row.image.sha256,
+                    question=row.question,
+                    defaults={
+                        "image": row.image.name,
+                        "width": row.image.width,
+                        "height": row.image.height,
+                        "split": row.split,
+                    },
+                )
+                created += was_created
+    except BaseException:
+        for name in written:
+            default_storage.delete(name)
+        raise
+    return ImportResult(created=created, skipped=len(rows) - created)

@@ -1,0 +1,22 @@
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Create (or reset) the demo login: a staff reviewer with a fresh random password, printed once."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--username", default="demo")
+
+    def handle(self, *args, username, **options):
+        user, _ = get_user_model().objects.get_or_create(username=username)
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
+        user.is_staff = user.is_superuser = True
+        user.save()
+        reviewers, _ = Group.objects.get_or_create(name="reviewer")
+        user.groups.add(reviewers)
+        self.stdout.write(f"demo login: username {username}  password {password}")

@@ -1,0 +1,366 @@
+"""The data model of DESIGN §2. Every invariant the code relies on is a database constraint.
+
+Instruction → Response (one per iteration, instruction, seed) → Claim → Verdict (one per labeler)
+and Review (append-only human decisions). Pairs and scores follow each claim's *effective* verdict:
+its latest decisive review, else the iteration labeler's verdict.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Case, F, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Abs, Coalesce
+
+
+class Split(models.TextChoices):
+    TRAIN = "train", "train"
+    HELDOUT = "heldout", "held-out"
+
+
+class Instruction(models.Model):
+    """An image and a question: the unit the policy answers n times per iteration."""
+
+    image = models.ImageField(upload_to="images/", help_text="Content-addressed: images/<sha256[:2]>/<sha256>.<ext>")
+    image_sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    question = models.TextField()
+    source = models.CharField(max_length=100, default="user")
+    split = models.CharField(max_length=10, choices=Split.choices, default=Split.TRAIN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "image_sha256", "question"], name="instruction_unique"),
+            models.CheckConstraint(condition=Q(split__in=Split.values), name="instruction_split_valid"),
+            models.CheckConstraint(condition=~Q(question=""), name="instruction_question_nonempty"),
+        ]
+        indexes = [models.Index(fields=["source", "split"], name="instruction_source_split_idx")]
+
+    def __str__(self):
+        return f"#{self.pk} {self.question[:60]}"
+
+
+class IterationStatus(models.TextChoices):
+    DRAFT = "draft"
+    GENERATING = "generating"
+    DIVIDING = "dividing"
+    LABELING = "labeling"
+    COMBINING = "combining"
+    REVIEWING = "reviewing"
+    TRAINING = "training"
+    EVALUATING = "evaluating"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Engine(models.TextChoices):
+    TRANSFORMERS = "transformers"
+    VLLM = "vllm"
+    OPENAI = "openai"
+
+
+class Iteration(models.Model):
+    """One round of generate → divide → conquer → combine → review → train → evaluate."""
+
+    Status = IterationStatus
+    Engine = Engine
+
+    number = models.PositiveIntegerField(unique=True)
+    policy = models.CharField(max_length=500, help_text="Policy model: a local path or a hub id")
+    labeler = models.CharField(max_length=500, help_text="Labeler VLM: a local path or a hub id")
+    splitter = models.CharField(max_length=500, default="rule", help_text="'rule', or the divide LLM's path")
+    engine = models.CharField(max_length=20, choices=Engine.choices, default=Engine.TRANSFORMERS)
+    config = models.JSONField(default=dict, blank=True, help_text="n, sampling, pairs per instruction, DPO settings")
+    status = models.CharField(max_length=20, choices=IterationStatus.choices, default=IterationStatus.DRAFT)
+    error = models.TextField(blank=True)
+    checkpoint = models.CharField(max_length=500, blank=True, help_text="Checkpoint trained in this iteration")
+    metrics = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=IterationStatus.values), name="iteration_status_valid"),
+            models.CheckConstraint(condition=Q(engine__in=Engine.values), name="iteration_engine_valid"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="iteration_number_positive"),
+        ]
+
+    def __str__(self):
+        return f"Iteration {self.number}"
+
+    @classmethod
+    def default_policy(cls) -> str:
+        """Iteration k+1 starts from iteration k's checkpoint, when it trained one."""
+        last = cls.objects.exclude(checkpoint="").order_by("-number").first()
+        return last.checkpoint if last else ""
+
+
+class ResponseStatus(models.TextChoices):
+    GENERATED = "generated"
+    DIVIDED = "divided"
+    SPLIT_FAILED = "split_failed"
+    LABELED = "labeled"
+
+
+class Response(models.Model):
+    """One sampled answer of the policy; its score is cached from the effective verdicts of its claims."""
+
+    Status = ResponseStatus
+
+    iteration = models.ForeignKey(Iteration, on_delete=models.CASCADE, related_name="responses")
+    instruction = models.ForeignKey(Instruction, on_delete=models.PROTECT, related_name="responses")
+    seed = models.BigIntegerField()
+    text = models.TextField(help_text="Model output (policy answer): untrusted text, always escaped")
+    status = models.CharField(max_length=20, choices=ResponseStatus.choices, default=ResponseStatus.GENERATED)
+    error = models.TextField(blank=True, help_text="Why dividing failed, when it did")
+    score = models.IntegerField(null=True, blank=True, help_text="−(number of rejected claims), cached")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["iteration", "instruction", "seed"], name="response_unique_seed"),
+            models.CheckConstraint(condition=Q(status__in=ResponseStatus.values), name="response_status_valid"),
+            models.CheckConstraint(
+                condition=Q(score__isnull=True) | Q(score__lte=0), name="response_score_nonpositive"
+            ),
+        ]
+        indexes = [models.Index(fields=["iteration", "status"], name="response_iteration_status_idx")]
+
+    def __str__(self):
+        return f"response {self.pk} (seed {self.seed})"
+
+
+class ClaimQuerySet(models.QuerySet):
+    def with_effective_verdict(self):
+        """Annotate `effective_accepted` (bool or None) and `decided_by` ("reviewer"/"labeler"/None) in SQL."""
+        decisive = (
+            Review.objects.filter(claim=OuterRef("pk")).exclude(decision=Decision.UNSURE).order_by("-created_at", "-pk")
+        )
+        verdict = Verdict.objects.filter(claim=OuterRef("pk"), labeler=OuterRef("response__iteration__labeler"))
+        return self.annotate(
+            review_decision=Subquery(decisive.values("decision")[:1]),
+            labeler_accepted=Subquery(verdict.values("accepted")[:1]),
+            p_yes=Subquery(verdict.values("p_yes")[:1]),
+            p_no=Subquery(verdict.values("p_no")[:1]),
+        ).annotate(
+            effective_accepted=Case(
+                When(review_decision=Decision.CORRECT, then=Value(True)),
+                When(review_decision=Decision.HALLUCINATED, then=Value(False)),
+                default=F("labeler_accepted"),
+                output_field=models.BooleanField(null=True),
+            ),
+            decided_by=Case(
+                When(review_decision__isnull=False, then=Value("reviewer")),
+                When(labeler_accepted__isnull=False, then=Value("labeler")),
+                default=None,
+                output_field=models.CharField(null=True),
+            ),
+        )
+
+
+class Claim(models.Model):
+    """An atomic fact of a response and the polar question the labeler answers about it."""
+
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="claims")
+    index = models.PositiveIntegerField()
+    text = models.TextField(help_text="Model output (divide step): untrusted text, always escaped")
+    question = models.TextField(help_text="Model output (divide step): the yes/no question asked of the labeler")
+    splitter = models.CharField(max_length=500, help_text="Which splitter produced this claim")
+
+    objects = ClaimQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["response_id", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["response", "index"], name="claim_unique_index"),
+        ]
+
+    def __str__(self):
+        return self.text[:80]
+
+    def latest_review(self):
+        return self.reviews.order_by("-created_at", "-pk").first()
+
+    def labeler_verdict(self):
+        return self.verdicts.filter(labeler=self.response.iteration.labeler).first()
+
+    def effective_accepted(self) -> bool | None:
+        """The latest decisive review wins; else the labeler's verdict; None when neither exists."""
+        review = self.reviews.exclude(decision=Decision.UNSURE).order_by("-created_at", "-pk").first()
+        if review:
+            return review.decision == Decision.CORRECT
+        verdict = self.labeler_verdict()
+        return verdict.accepted if verdict else None
+
+
+class Verdict(models.Model):
+    """The labeler's answer to a claim's question: the first-token mass on yes vs no."""
+
+    claim = models.ForeignKey(Claim, on_delete=models.CASCADE, related_name="verdicts")
+    labeler = models.CharField(max_length=500)
+    p_yes = models.FloatField(help_text="P(Yes)+P(yes) of the labeler's first token")
+    p_no = models.FloatField(help_text="P(No)+P(no) of the labeler's first token")
+    accepted = models.BooleanField(help_text="p_yes > p_no (RLAIF-V: no threshold)")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["claim", "labeler"], name="verdict_one_per_labeler"),
+            models.CheckConstraint(
+                condition=Q(p_yes__gte=0, p_yes__lte=1, p_no__gte=0, p_no__lte=1),
+                name="verdict_probabilities",
+            ),
+            models.CheckConstraint(
+                condition=Q(accepted=True, p_yes__gt=F("p_no")) | Q(accepted=False, p_yes__lte=F("p_no")),
+                name="verdict_accepted_iff_yes_wins",
+            ),
+        ]
+        indexes = [
+            # The spot-check queue reads the most uncertain verdicts first.
+            models.Index(Abs(F("p_yes") - F("p_no")), name="verdict_uncertainty_idx"),
+        ]
+
+    def __str__(self):
+        return f"{'accepted' if self.accepted else 'rejected'} ({self.p_yes:.2f}/{self.p_no:.2f})"
+
+
+class ReviewQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("reviews are append-only")
+
+    def delete(self):
+        raise TypeError("reviews are append-only")
+
+
+class Decision(models.TextChoices):
+    CORRECT = "correct", "correct"
+    HALLUCINATED = "hallucinated", "hallucinated"
+    UNSURE = "unsure", "unsure"
+
+
+class Review(models.Model):
+    """A human's decision on a claim. Append-only: a new decision is a new row; none is ever changed."""
+
+    Decision = Decision
+
+    claim = models.ForeignKey(Claim, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    decision = models.CharField(max_length=20, choices=Decision.choices)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ReviewQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(decision__in=Decision.values), name="review_decision_valid"),
+        ]
+        indexes = [models.Index(fields=["claim", "-created_at"], name="review_latest_idx")]
+
+    def __str__(self):
+        return f"{self.decision} by {self.reviewer_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise TypeError("reviews are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("reviews are append-only")
+
+
+class PreferencePair(models.Model):
+    """A (chosen, rejected) pair of responses to one instruction, as DPO trains on it."""
+
+    iteration = models.ForeignKey(Iteration, on_delete=models.CASCADE, related_name="pairs")
+    instruction = models.ForeignKey(Instruction, on_delete=models.PROTECT, related_name="pairs")
+    chosen = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    rejected = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    score_gap = models.PositiveIntegerField()
+    excluded = models.BooleanField(default=False, help_text="Excluded by a reviewer: left out of training")
+    excluded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(chosen=F("rejected")), name="pair_chosen_not_rejected"),
+            models.CheckConstraint(condition=Q(score_gap__gte=1), name="pair_score_gap_positive"),
+            models.UniqueConstraint(fields=["iteration", "chosen", "rejected"], name="pair_unique"),
+            # "chosen and rejected answer the pair's instruction in the pair's iteration" spans tables:
+            # enforced by triggers, see migration 0002_pair_same_instruction.
+        ]
+        indexes = [
+            models.Index(fields=["iteration", "excluded", "-score_gap", "id"], name="pair_list_idx"),
+            models.Index(fields=["instruction"], name="pair_instruction_idx"),
+        ]
+
+    def __str__(self):
+        return f"pair {self.pk}: {self.chosen_id} ≻ {self.rejected_id}"
+
+
+class JobKind(models.TextChoices):
+    GENERATE = "generate"
+    DIVIDE = "divide"
+    LABEL = "label"
+    COMBINE = "combine"
+    TRAIN = "train"
+    EVALUATE = "evaluate"
+
+
+class JobState(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Job(models.Model):
+    """One Celery task over a chunk of an iteration; the iteration's progress is the sum of its jobs."""
+
+    Kind = JobKind
+    State = JobState
+
+    iteration = models.ForeignKey(Iteration, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=20, choices=JobKind.choices)
+    chunk = models.PositiveIntegerField(default=0)
+    celery_task_id = models.CharField(max_length=255, blank=True)
+    state = models.CharField(max_length=20, choices=JobState.choices, default=JobState.PENDING)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    log = models.JSONField(default=list, blank=True, help_text="Progress records, e.g. training loss per step")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["iteration", "kind", "chunk"], name="job_unique_chunk"),
+            models.CheckConstraint(condition=Q(kind__in=JobKind.values), name="job_kind_valid"),
+            models.CheckConstraint(condition=Q(state__in=JobState.values), name="job_state_valid"),
+            models.CheckConstraint(condition=Q(done__lte=F("total")), name="job_done_le_total"),
+        ]
+        indexes = [models.Index(fields=["iteration", "kind", "state"], name="job_progress_idx")]
+
+    def __str__(self):
+        return f"{self.kind} #{self.chunk} of {self.iteration}"
+
+
+def response_scores(responses):
+    """score = −(effective rejections) for each response, computed in one query."""
+    rejected = (
+        Claim.objects.filter(response=OuterRef("pk"))
+        .with_effective_verdict()
+        .filter(effective_accepted=False)
+        .values("response")
+        .annotate(n=models.Count("pk"))
+        .values("n")
+    )
+    return responses.annotate(n_rejected=Coalesce(Subquery(rejected[:1]), 0))

@@ -1,0 +1,45 @@
+"""Pages. Every view needs a login (LoginRequiredMiddleware); staff-only actions check on the server."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Count
+from django.http import FileResponse, Http404
+from django.shortcuts import render
+
+from webapp.models import Instruction, Iteration
+
+_IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+}
+
+
+def home(request):
+    context = {
+        "iterations": Iteration.objects.all()[:20],
+        "sources": Instruction.objects.values("source").annotate(n=Count("id")).order_by("source"),
+    }
+    return render(request, "home.html", context)
+
+
+def instruction_image(request, shard, name):
+    """Serve a stored image to a logged-in user, with a fixed content type (never sniffed)."""
+    suffix = Path(name).suffix.lower()
+    if (
+        "/" in name
+        or suffix not in _IMAGE_TYPES
+        or not Instruction.objects.filter(image=f"images/{shard}/{name}").exists()
+    ):
+        raise Http404("no such image")
+    response = FileResponse(
+        open(Path(settings.MEDIA_ROOT) / "images" / shard / name, "rb"), content_type=_IMAGE_TYPES[suffix]
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
