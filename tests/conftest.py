@@ -46,3 +46,14 @@ def charlie(db):
     from tests.factories import UserFactory
 
     return UserFactory(username="charlie")
+
+
+@pytest.fixture
+def processes(transactional_db, tiny_models_dir, media_root, tmp_path):
+    """Start real Celery workers / manage.py commands on this test's database; all stopped afterwards."""
+    from tests.workers import Processes, purge_queues
+
+    purge_queues()
+    procs = Processes(tmp_path, tiny_models_dir)
+    yield procs
+    procs.stop_all()

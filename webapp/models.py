@@ -8,7 +8,8 @@ its latest decisive review, else the iteration labeler's verdict.
 from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import Abs, Coalesce
+from django.db.models.functions import Abs, Coalesce, Least
+from django.utils import timezone
 
 
 class Split(models.TextChoices):
@@ -74,6 +75,8 @@ class Iteration(models.Model):
     config = models.JSONField(default=dict, blank=True, help_text="n, sampling, pairs per instruction, DPO settings")
     status = models.CharField(max_length=20, choices=IterationStatus.choices, default=IterationStatus.DRAFT)
     error = models.TextField(blank=True)
+    failed_status = models.CharField(max_length=20, blank=True, help_text="The stage that failed; resume restarts it")
+    instructions = models.ManyToManyField(Instruction, blank=True, related_name="iterations")
     checkpoint = models.CharField(max_length=500, blank=True, help_text="Checkpoint trained in this iteration")
     metrics = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -90,6 +93,15 @@ class Iteration(models.Model):
 
     def __str__(self):
         return f"Iteration {self.number}"
+
+    def advance(self, from_status: str, to_status: str, **fields) -> bool:
+        """Move from one status to another in one conditional UPDATE, so only one worker ever wins."""
+        won = Iteration.objects.filter(pk=self.pk, status=from_status).update(
+            status=to_status, updated_at=timezone.now(), **fields
+        )
+        if won:
+            self.refresh_from_db()
+        return bool(won)
 
     @classmethod
     def default_policy(cls) -> str:
@@ -329,7 +341,9 @@ class Job(models.Model):
     iteration = models.ForeignKey(Iteration, on_delete=models.CASCADE, related_name="jobs")
     kind = models.CharField(max_length=20, choices=JobKind.choices)
     chunk = models.PositiveIntegerField(default=0)
-    celery_task_id = models.CharField(max_length=255, blank=True)
+    instruction_ids = models.JSONField(default=list, blank=True, help_text="The chunk: instruction primary keys")
+    celery_task_id = models.CharField(max_length=255, blank=True, help_text="The task last sent for this job")
+    worker = models.CharField(max_length=255, blank=True, help_text="The Celery worker that ran it last")
     state = models.CharField(max_length=20, choices=JobState.choices, default=JobState.PENDING)
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
@@ -350,7 +364,27 @@ class Job(models.Model):
         indexes = [models.Index(fields=["iteration", "kind", "state"], name="job_progress_idx")]
 
     def __str__(self):
-        return f"{self.kind} #{self.chunk} of {self.iteration}"
+        return f"{self.kind} #{self.chunk} of iteration {self.iteration_id}"
+
+    def start(self, total: int) -> None:
+        now = timezone.now()
+        Job.objects.filter(pk=self.pk).update(
+            state=JobState.RUNNING, total=total, done=0, started_at=now, heartbeat_at=now, error="", worker=self.worker
+        )
+
+    def progress(self, done: int) -> None:
+        """Record progress; the heartbeat tells the watchdog this job's worker is alive."""
+        Job.objects.filter(pk=self.pk).update(done=Least(Value(done), F("total")), heartbeat_at=timezone.now())
+
+    def succeed(self) -> None:
+        now = timezone.now()
+        Job.objects.filter(pk=self.pk).update(
+            state=JobState.SUCCEEDED, done=F("total"), heartbeat_at=now, finished_at=now, error=""
+        )
+
+    def fail(self, error: str) -> None:
+        now = timezone.now()
+        Job.objects.filter(pk=self.pk).update(state=JobState.FAILED, error=error, heartbeat_at=now, finished_at=now)
 
 
 def response_scores(responses):

@@ -93,6 +93,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory, so a test's Celery worker (another process) sees the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
     # A web process and a worker write at once: take the write lock up front and use WAL.
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
@@ -136,15 +138,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = IMAGE_MAX_BYTES
 # Celery: GPU work (generate, label, train) on queue "gpu", the rest on "cpu".
 # Without CELERY_BROKER_URL the broker is a folder under var/, so the demo needs no server.
 _BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (_BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_BROKER_DIR / "queue"),
         "data_folder_out": str(_BROKER_DIR / "queue"),
         "processed_folder": str(_BROKER_DIR / "processed"),
         "store_processed": False,
+        "control_folder": str(_BROKER_DIR / "control"),
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)}
@@ -173,3 +176,15 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# Engines and orchestration.
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "http://127.0.0.1:8001/v1")
+OPENAI_API_KEY = env_secret("OPENAI_API_KEY") or "none"
+CHUNK_SIZE = env_int("CHUNK_SIZE", 32)
+TORCH_DEVICE = env_str("TORCH_DEVICE", "cpu")
+# A job whose worker has not reported for this long is presumed dead and re-queued.
+STALE_JOB_SECONDS = env_int("STALE_JOB_SECONDS", 600)
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stale-jobs": {"task": "webapp.tasks.requeue_stale_jobs", "schedule": max(STALE_JOB_SECONDS / 4, 5)},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

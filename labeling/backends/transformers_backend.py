@@ -1,0 +1,330 @@
+"""The default engine: a Hugging Face vision-language model on CPU or GPU.
+
+Where the reference labels one claim per forward with the image re-encoded every time, `yes_no` runs each
+image's prompt prefix (`USER: <image>` and its image tokens) once and scores all of that image's questions
+in one batched forward on a copy of that prefix's KV cache. `generate` samples with one RNG per candidate
+seed (see `seeded_sampling`), so a seed gives the same text whatever else is in the batch.
+"""
+
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    AutoTokenizer,
+    DynamicCache,
+)
+
+from labeling.backends.base import GenerationRequest, PolarQuery, Sampling, YesNo
+from labeling.backends.seeded_sampling import sample_rows
+
+QUESTION_MARK = "\ue000"  # a private-use character: marks where the question starts in the chat prompt
+
+
+@dataclass
+class ImageInputs:
+    """An image as the model takes it: processor outputs (pixel_values, ...) and its image-token count."""
+
+    tensors: dict
+    n_image_tokens: int
+
+
+@dataclass
+class ImageQuestions:
+    """One image's questions as token ids, and how many leading ids all of them share with the prefix."""
+
+    image: ImageInputs
+    indices: list[int]
+    ids: list[list[int]]
+    shared: int
+
+
+def load_image(path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def answer_token_ids(tokenizer, words: Sequence[str]) -> list[int]:
+    """Ids of the tokens a model starts its answer with when it says one of `words`.
+
+    Each word is encoded bare and after a space, and the first token is kept only if it decodes to the
+    word itself: BPE vocabularies hold both "Yes" and " Yes" (both count), and SentencePiece may give a
+    lone "▁" for " Yes" (which must not count). The WordLevel tiny models have one token per word.
+    """
+    ids = []
+    for word in words:
+        for variant in (word, " " + word):
+            encoded = tokenizer.encode(variant, add_special_tokens=False)
+            if encoded and tokenizer.decode(encoded[:1]).strip() == word:
+                ids.append(encoded[0])
+    missing = [word for word in words if not any(tokenizer.decode([i]).strip() == word for i in ids)]
+    if missing:
+        raise ValueError(f"the tokenizer has no single token for {missing}")
+    return sorted(set(ids))
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def prefetched(fn: Callable, args: Iterable, ahead: int) -> Iterator:
+    """fn(arg) for each arg in order, computed by a background thread up to `ahead` items early.
+
+    Decoding and resizing images (PIL releases the GIL) then overlaps the model's forwards instead of
+    adding to them; the bound keeps at most `ahead` processed images in memory.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: deque = deque()
+        for arg in args:
+            pending.append(pool.submit(fn, arg))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def chunk_images(items: Iterable[ImageQuestions], batch_size: int) -> Iterator[list[ImageQuestions]]:
+    """Consecutive images whose questions fit in `batch_size` rows (an image with more stands alone).
+
+    Images of one chunk share a prefix length, so their prefixes run as one batch.
+    """
+    chunk: list[ImageQuestions] = []
+    for item in items:
+        n_rows = sum(len(other.indices) for other in chunk)
+        if chunk and (n_rows + len(item.indices) > batch_size or item.shared != chunk[0].shared):
+            yield chunk
+            chunk = []
+        chunk.append(item)
+    if chunk:
+        yield chunk
+
+
+class TransformersBackend:
+    """Backend on a local checkpoint; `text_model_path` is the divide step's text LLM (default: the VLM).
+
+    `batch_size` counts rows per forward: questions when labelling, candidates when sampling.
+    """
+
+    def __init__(self, model_path, text_model_path=None, device="cpu", dtype=None, batch_size=32):
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.processor = AutoProcessor.from_pretrained(model_path)
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        self.model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
+        self.text_model_path = text_model_path
+        self._text = None
+        self.yes_ids = answer_token_ids(self.tokenizer, ["Yes", "yes"])
+        self.no_ids = answer_token_ids(self.tokenizer, ["No", "no"])
+        self.eos_ids = self._eos_ids(self.model, self.tokenizer)
+        image_token, image_id = self.processor.image_token, self.processor.image_token_id
+        if self.tokenizer.encode(image_token * 2, add_special_tokens=False) != [image_id, image_id]:
+            raise ValueError(f"the image token {image_token!r} must be a special token of the tokenizer")
+        prefix = self._chat(QUESTION_MARK)
+        self.prefix_text = prefix[: prefix.index(QUESTION_MARK)]
+
+    # ---- prompts and images -------------------------------------------------------------------------
+
+    def _chat(self, question: str) -> str:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def _image_inputs(self, path) -> ImageInputs:
+        """Process an image file; the processor also tells how many image tokens the image takes."""
+        token = self.processor.image_token
+        encoded = self.processor(text=[token], images=[load_image(path)], return_tensors="pt")
+        n_tokens = int((encoded.pop("input_ids") == self.processor.image_token_id).sum())
+        encoded.pop("attention_mask", None)
+        return ImageInputs({key: value.to(self.device) for key, value in encoded.items()}, n_tokens)
+
+    def _token_ids(self, texts: Sequence[str], n_image_tokens: int) -> list[list[int]]:
+        """Token ids as the processor gives them, with the image token repeated n_image_tokens times.
+
+        The processor repeats the image token in the text and then tokenises; the image token is a special
+        token (checked in __init__), so repeating its id after tokenising gives the same ids, without
+        tokenising hundreds of image tokens per prompt.
+        """
+        image_id = self.processor.image_token_id
+        expanded = []
+        for ids in self.tokenizer(list(texts))["input_ids"]:
+            row = []
+            for token in ids:
+                row += [token] * n_image_tokens if token == image_id else [token]
+            expanded.append(row)
+        return expanded
+
+    def _batch(self, ids: Sequence[Sequence[int]]) -> dict:
+        """Left-pad token ids into input_ids / attention_mask tensors."""
+        width = max(len(row) for row in ids)
+        pad = self.tokenizer.pad_token_id or 0
+        input_ids = torch.tensor([[pad] * (width - len(row)) + list(row) for row in ids], device=self.device)
+        mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in ids], device=self.device)
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    @staticmethod
+    def _eos_ids(model, tokenizer) -> set[int]:
+        eos = model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        return ids | {tokenizer.eos_token_id} - {None}
+
+    # ---- generate ----------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerationRequest], sampling: Sampling) -> list[list[str]]:
+        """Sample each request once per seed, `batch_size` candidates at a time, one prefill per prompt.
+
+        Each image is processed once per call, however many requests share it.
+        """
+        rows = [(r, seed) for r, request in enumerate(requests) for seed in request.seeds]
+        images = {str(path): self._image_inputs(path) for path in dict.fromkeys(r.image for r in requests)}
+        texts: dict[tuple[int, int], str] = {}
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            prompts = list(dict.fromkeys(r for r, _ in chunk))
+            chunk_images = [images[str(requests[r].image)] for r in prompts]
+            inputs = self._batch(
+                [
+                    self._token_ids([self._chat(requests[r].question)], image.n_image_tokens)[0]
+                    for r, image in zip(prompts, chunk_images, strict=True)
+                ]
+            )
+            for key in chunk_images[0].tensors:
+                inputs[key] = torch.cat([image.tensors[key] for image in chunk_images])
+            tokens = sample_rows(
+                self.model,
+                inputs,
+                rows=[prompts.index(r) for r, _ in chunk],
+                seeds=[seed for _, seed in chunk],
+                sampling=sampling,
+                eos_ids=self.eos_ids,
+            )
+            for (r, seed), row_tokens in zip(chunk, tokens, strict=True):
+                texts[r, seed] = self.tokenizer.decode(row_tokens, skip_special_tokens=True).strip()
+        return [[texts[r, seed] for seed in request.seeds] for r, request in enumerate(requests)]
+
+    # ---- complete (text only) ----------------------------------------------------------------------
+
+    def _text_model(self):
+        if self._text is None:
+            if self.text_model_path is None:
+                self._text = (self.model, self.tokenizer)
+            else:
+                tokenizer = AutoTokenizer.from_pretrained(self.text_model_path, padding_side="left")
+                model = AutoModelForCausalLM.from_pretrained(self.text_model_path, dtype=self.model.dtype)
+                self._text = (model.to(self.device).eval(), tokenizer)
+        return self._text
+
+    def complete(self, prompts: Sequence[str], sampling: Sampling) -> list[str]:
+        """Answer each prompt as a user turn (chat template when the tokenizer has one).
+
+        The seed is a hash of the prompt, so a prompt always gets the same completion.
+        """
+        model, tokenizer = self._text_model()
+        if tokenizer.chat_template:
+            prompts = [
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+                )
+                for prompt in prompts
+            ]
+        eos_ids = self._eos_ids(model, tokenizer)
+        results = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = prompts[start : start + self.batch_size]
+            inputs = self._batch(tokenizer(chunk)["input_ids"])
+            seeds = [zlib.crc32(prompt.encode()) for prompt in chunk]
+            tokens = sample_rows(model, inputs, list(range(len(chunk))), seeds, sampling, eos_ids)
+            results += [tokenizer.decode(row, skip_special_tokens=True).strip() for row in tokens]
+        return results
+
+    # ---- yes / no ----------------------------------------------------------------------------------
+
+    def _yes_no_from_logits(self, logits: torch.Tensor) -> list[YesNo]:
+        """Softmax over the full vocabulary; no repetition penalty (the reference applies one, we do not)."""
+        probs = logits.float().softmax(-1)
+        p_yes = probs[:, self.yes_ids].sum(-1).tolist()
+        p_no = probs[:, self.no_ids].sum(-1).tolist()
+        return [YesNo(p_yes=y, p_no=n) for y, n in zip(p_yes, p_no, strict=True)]
+
+    @torch.inference_mode()
+    def yes_no(self, queries: Sequence[PolarQuery]) -> list[YesNo]:
+        """P(Yes)+P(yes) and P(No)+P(no) of the first answer token; no repetition penalty.
+
+        The prompt splits where the question starts: the prefix `USER: <image> ` (with its image tokens)
+        runs once per image, then its KV cache is copied to every question row of that image and the
+        question tails run batched (left-padded, position ids continuing after the prefix). The split
+        point is the run of token ids the prefix and each full prompt share, so the result equals a full
+        forward even where a tokenizer merges across the boundary. Images are taken in chunks of about
+        `batch_size` questions, so memory stays bounded however many images a call holds.
+        """
+        by_image: dict[str, list[int]] = {}
+        for i, query in enumerate(queries):
+            by_image.setdefault(str(query.image), []).append(i)
+        items = prefetched(
+            lambda group: self._image_questions(group[0], group[1], [queries[i].prompt for i in group[1]]),
+            by_image.items(),
+            ahead=self.batch_size,
+        )
+        results: list[YesNo | None] = [None] * len(queries)
+        for chunk in chunk_images(items, self.batch_size):
+            self._score_chunk(chunk, results)
+        return results
+
+    def _image_questions(self, image: str, indices: list[int], prompts: Sequence[str]) -> ImageQuestions:
+        inputs = self._image_inputs(image)
+        prefix, *full = self._token_ids([self.prefix_text, *map(self._chat, prompts)], inputs.n_image_tokens)
+        shared = min(min(common_prefix_length(prefix, ids), len(ids) - 1) for ids in full)
+        return ImageQuestions(inputs, indices, full, shared)
+
+    def _score_chunk(self, chunk: list[ImageQuestions], results: list):
+        """Run the chunk's image prefixes in one forward, then its questions `batch_size` rows at a time."""
+        shared = chunk[0].shared
+        prefix_ids = torch.tensor([item.ids[0][:shared] for item in chunk], device=self.device)
+        tensors = {key: torch.cat([item.image.tensors[key] for item in chunk]) for key in chunk[0].image.tensors}
+        prefix = self.model(input_ids=prefix_ids, **tensors, use_cache=True, logits_to_keep=1).cache
+        rows = []  # (image's place in the chunk, query index, question tail)
+        for c, item in enumerate(chunk):
+            rows += [(c, i, ids[shared:]) for i, ids in zip(item.indices, item.ids, strict=True)]
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start : start + self.batch_size]
+            select = torch.tensor([c for c, _, _ in batch], device=self.device)
+            cache = DynamicCache([(keys[select], values[select]) for keys, values, *_ in prefix])
+            tails = self._batch([tail for _, _, tail in batch])
+            mask = tails["attention_mask"]
+            positions = shared + (mask.cumsum(-1) - 1).clamp(min=0)
+            mask = torch.cat([mask.new_ones(len(batch), shared), mask], dim=-1)
+            logits = self.model(
+                input_ids=tails["input_ids"],
+                attention_mask=mask,
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            ).logits[:, -1]
+            for (_, i, _), verdict in zip(batch, self._yes_no_from_logits(logits), strict=True):
+                results[i] = verdict
+
+    @torch.inference_mode()
+    def yes_no_plain(self, queries: Sequence[PolarQuery]) -> list[YesNo]:
+        """The reference's way: per query, load and process the image and run the whole prompt.
+
+        Kept as the ground truth for tests and as the benchmark's baseline.
+        """
+        results = []
+        for query in queries:
+            inputs = self.processor(
+                text=[self._chat(query.prompt)], images=[load_image(query.image)], return_tensors="pt"
+            ).to(self.device)
+            results += self._yes_no_from_logits(self.model(**inputs, logits_to_keep=1).logits[:, -1])
+        return results

@@ -1,0 +1,138 @@
+"""vLLM's offline engine as a Backend, for the GPU worker (vLLM is only in requirements-gpu.txt).
+
+Prompts go through `LLM.chat`, which renders them with the model's own chat template exactly as
+`vllm serve` does, so this backend and the OpenAI one send the same prompts; images travel as PIL
+objects (`{"type": "image_pil"}` parts), no base64 round trip. Prefix caching is on: every claim about
+one image shares the template + image prefix, so its KV cache is computed once, not once per claim.
+
+The pure functions below build the inputs and read the outputs; tests run them against fakes shaped
+like vLLM's RequestOutput / CompletionOutput / Logprob, because vLLM cannot run without a GPU.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from labeling.backends.base import GenerationRequest, PolarQuery, Sampling, YesNo
+from labeling.backends.logprobs import yes_no_from_top_tokens
+
+TOP_LOGPROBS = 20  # vLLM's default max_logprobs; more needs the engine argument raised too
+COMPLETE_SEED = 0  # `complete` gets no seeds; a fixed one makes a rerun of the divide step give the same claims
+MISSING_VLLM = (
+    "The vllm engine needs the vllm package, which runs only on a GPU worker: install requirements-gpu.txt "
+    "(docker/Dockerfile.gpu does), or use the transformers or openai engine."
+)
+
+
+def chat_messages(text: str, image=None) -> list[dict]:
+    """One user turn for `LLM.chat`; the image (a PIL image) goes before the text."""
+    if image is None:
+        return [{"role": "user", "content": text}]
+    return [{"role": "user", "content": [{"type": "image_pil", "image_pil": image}, {"type": "text", "text": text}]}]
+
+
+def sampling_kwargs(sampling: Sampling, seed: int) -> dict:
+    """SamplingParams for one candidate.
+
+    Always n=1 with its own seed: a request with n>1 draws all its samples from one generator seeded once,
+    so no single candidate could be reproduced from a recorded seed.
+    """
+    return {
+        "n": 1,
+        "seed": seed,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_new_tokens,
+    }
+
+
+def yes_no_kwargs() -> dict:
+    """SamplingParams for a verdict: one greedy token and the top-20 log-probs of the first position.
+
+    vLLM reports raw log-probs (softmax of the logits before temperature or penalties), which is the
+    full-vocabulary distribution RLAIF-V compares.
+    """
+    return {"n": 1, "temperature": 0.0, "max_tokens": 1, "logprobs": TOP_LOGPROBS}
+
+
+def output_text(output) -> str:
+    """The text of a RequestOutput made with n=1."""
+    return output.outputs[0].text
+
+
+def output_yes_no(output) -> YesNo:
+    """P(yes)/P(no) from a RequestOutput's first token: `logprobs[0]` maps token id -> Logprob."""
+    completion = output.outputs[0]
+    if not completion.logprobs:
+        raise ValueError(f"vLLM returned no logprobs for request {output.request_id!r}; was logprobs set?")
+    first = completion.logprobs[0]
+    return yes_no_from_top_tokens((lp.decoded_token, lp.logprob) for lp in first.values())
+
+
+def load_images(paths) -> dict:
+    """Each distinct image opened once, as RGB, so all seeds and claims share one PIL object."""
+    from PIL import Image
+
+    images = {}
+    for path in paths:
+        if path not in images:
+            with Image.open(path) as image:
+                images[path] = image.convert("RGB")
+    return images
+
+
+class VLLMBackend:
+    """Backend on vLLM's offline `LLM`; engines start on first use so a stage loads only what it needs.
+
+    `text_model` is the divide step's LLM (default: `model` itself). With both on one GPU, pass a
+    `gpu_memory_utilization` that lets both engines fit (e.g. 0.45); `engine_kwargs` go to both.
+    """
+
+    def __init__(self, model: str, text_model: str | None = None, **engine_kwargs):
+        try:
+            import vllm
+        except ImportError as error:
+            raise ImportError(MISSING_VLLM) from error
+        self._vllm = vllm
+        self.model = model
+        self.text_model = text_model or model
+        self.engine_kwargs = {"enable_prefix_caching": True, **engine_kwargs}
+        self._engines = {}
+
+    def engine(self, model: str):
+        if model not in self._engines:
+            self._engines[model] = self._vllm.LLM(model=model, **self.engine_kwargs)
+        return self._engines[model]
+
+    def _chat(self, model: str, conversations: list, params: list[dict]):
+        if not conversations:
+            return []
+        sampling = [self._vllm.SamplingParams(**kwargs) for kwargs in params]
+        return self.engine(model).chat(conversations, sampling, use_tqdm=False)
+
+    def generate(self, requests: Sequence[GenerationRequest], sampling: Sampling) -> list[list[str]]:
+        images = load_images(Path(r.image) for r in requests)
+        jobs = [(r, seed) for r in requests for seed in r.seeds]
+        outputs = self._chat(
+            self.model,
+            [chat_messages(r.question, images[Path(r.image)]) for r, _ in jobs],
+            [sampling_kwargs(sampling, seed) for _, seed in jobs],
+        )
+        texts = iter(output_text(output) for output in outputs)
+        return [[next(texts) for _ in r.seeds] for r in requests]
+
+    def yes_no(self, queries: Sequence[PolarQuery]) -> list[YesNo]:
+        images = load_images(Path(q.image) for q in queries)
+        outputs = self._chat(
+            self.model,
+            [chat_messages(q.prompt, images[Path(q.image)]) for q in queries],
+            [yes_no_kwargs() for _ in queries],
+        )
+        return [output_yes_no(output) for output in outputs]
+
+    def complete(self, prompts: Sequence[str], sampling: Sampling) -> list[str]:
+        outputs = self._chat(
+            self.text_model,
+            [chat_messages(prompt) for prompt in prompts],
+            [sampling_kwargs(sampling, COMPLETE_SEED) for _ in prompts],
+        )
+        return [output_text(output) for output in outputs]

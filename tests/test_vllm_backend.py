@@ -1,0 +1,198 @@
+"""VLLMBackend's request building and output parsing, against fakes shaped like vLLM's documented classes.
+
+vLLM cannot run here (it needs a CUDA torch and a GPU), so `vllm` is replaced by a fake module whose
+`LLM.chat` records what it was given and answers with RequestOutput-shaped objects.
+"""
+
+import math
+import sys
+import types
+from dataclasses import dataclass, field
+
+import pytest
+from PIL import Image
+
+from labeling.backends import ENGINES, load_backend
+from labeling.backends.base import GenerationRequest, PolarQuery, Sampling
+from labeling.backends.vllm_backend import (
+    VLLMBackend,
+    chat_messages,
+    output_text,
+    output_yes_no,
+    sampling_kwargs,
+    yes_no_kwargs,
+)
+
+
+@dataclass
+class Logprob:  # vllm.logprobs.Logprob
+    logprob: float
+    rank: int | None = None
+    decoded_token: str | None = None
+
+
+@dataclass
+class CompletionOutput:  # vllm.outputs.CompletionOutput
+    index: int
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    cumulative_logprob: float | None = None
+    logprobs: list[dict[int, Logprob]] | None = None
+    finish_reason: str | None = "stop"
+
+
+@dataclass
+class RequestOutput:  # vllm.outputs.RequestOutput
+    request_id: str
+    prompt: str | None
+    prompt_token_ids: list[int]
+    prompt_logprobs: None
+    outputs: list[CompletionOutput]
+    finished: bool = True
+
+
+class SamplingParams:
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+
+class LLM:
+    """Answers `question #seed`, or yes 0.8 / no 0.15 when log-probs are asked for."""
+
+    def __init__(self, model, **kwargs):
+        self.model, self.kwargs, self.calls = model, kwargs, []
+
+    def chat(self, messages, sampling_params, use_tqdm=True):
+        self.calls.append((messages, sampling_params))
+        outputs = []
+        for i, (conversation, params) in enumerate(zip(messages, sampling_params, strict=True)):
+            content = conversation[0]["content"]
+            text = content if isinstance(content, str) else content[-1]["text"]
+            if params.kwargs.get("logprobs"):
+                top = {7: Logprob(math.log(0.8), 1, "Yes"), 9: Logprob(math.log(0.15), 2, "No")}
+                completion = CompletionOutput(0, "Yes", [7], math.log(0.8), [top])
+            else:
+                completion = CompletionOutput(0, f"{text} #{params.kwargs['seed']}")
+            outputs.append(RequestOutput(str(i), None, [1, 2], None, [completion]))
+        return outputs
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    module = types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams)
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    return module
+
+
+@pytest.fixture
+def image_path(tmp_path):
+    path = tmp_path / "red.png"
+    Image.new("RGB", (8, 8), "red").save(path)
+    return path
+
+
+def test_it_asks_for_one_seeded_sample_per_candidate():
+    assert sampling_kwargs(Sampling(temperature=0.7, top_p=0.9, max_new_tokens=512), seed=42) == {
+        "n": 1,
+        "seed": 42,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "max_tokens": 512,
+    }
+
+
+def test_it_asks_for_one_greedy_token_with_top_20_logprobs():
+    assert yes_no_kwargs() == {"n": 1, "temperature": 0.0, "max_tokens": 1, "logprobs": 20}
+
+
+def test_it_puts_the_image_before_the_question():
+    image = Image.new("RGB", (2, 2))
+
+    assert chat_messages("Is it red?", image) == [
+        {"role": "user", "content": [{"type": "image_pil", "image_pil": image}, {"type": "text", "text": "Is it red?"}]}
+    ]
+    assert chat_messages("Split this.") == [{"role": "user", "content": "Split this."}]
+
+
+def test_it_sums_yes_and_no_tokens_of_the_first_position():
+    top = {
+        1: Logprob(math.log(0.5), 1, "▁Yes"),
+        2: Logprob(math.log(0.2), 2, " no"),
+        3: Logprob(math.log(0.1), 3, "yes"),
+        4: Logprob(math.log(0.1), 4, "ĠNo"),
+        5: Logprob(math.log(0.05), 5, "Yeah"),
+        6: Logprob(math.log(0.01), 6, None),
+    }
+    second = {8: Logprob(math.log(0.99), 1, "No")}  # later positions do not count
+    output = RequestOutput("0", None, [], None, [CompletionOutput(0, "Yes", [1, 8], None, [top, second])])
+
+    verdict = output_yes_no(output)
+
+    assert verdict.p_yes == pytest.approx(0.6) and verdict.p_no == pytest.approx(0.3)
+    assert verdict.accepted
+
+
+def test_it_refuses_an_output_without_logprobs():
+    output = RequestOutput("3", None, [], None, [CompletionOutput(0, "Yes")])
+
+    with pytest.raises(ValueError, match="no logprobs for request '3'"):
+        output_yes_no(output)
+
+
+def test_it_reads_the_text_of_the_one_sample():
+    assert output_text(RequestOutput("0", None, [], None, [CompletionOutput(0, "A red square.")])) == "A red square."
+
+
+def test_it_generates_through_llm_chat_with_prefix_caching(fake_vllm, image_path):
+    backend = VLLMBackend("llava-hf/llava-1.5-7b-hf", gpu_memory_utilization=0.5)
+    requests = [GenerationRequest(image_path, "What is red?", (3, 1)), GenerationRequest(image_path, "Why?", (5,))]
+
+    texts = backend.generate(requests, Sampling(temperature=0.7, max_new_tokens=16))
+
+    assert texts == [["What is red? #3", "What is red? #1"], ["Why? #5"]]
+    engine = backend.engine("llava-hf/llava-1.5-7b-hf")
+    assert engine.kwargs == {"enable_prefix_caching": True, "gpu_memory_utilization": 0.5}
+    [(conversations, params)] = engine.calls
+    assert [p.kwargs["seed"] for p in params] == [3, 1, 5]
+    images = {id(conversation[0]["content"][0]["image_pil"]) for conversation in conversations}
+    assert len(images) == 1  # the image is opened once and shared, so vLLM hashes and caches one prefix
+
+
+def test_it_labels_and_completes_on_their_own_engines(fake_vllm, image_path):
+    backend = VLLMBackend("labeler", text_model="splitter")
+
+    [verdict] = backend.yes_no([PolarQuery(image_path, "Is it red? Please answer yes or no.")])
+    texts = backend.complete(["Split this."], Sampling(temperature=0.2, top_p=0.9, max_new_tokens=256))
+
+    assert (verdict.p_yes, verdict.p_no) == (pytest.approx(0.8), pytest.approx(0.15))
+    assert texts == ["Split this. #0"]
+    assert backend.engine("labeler").calls[0][1][0].kwargs == yes_no_kwargs()
+    assert backend.engine("splitter").calls[0][0] == [[{"role": "user", "content": "Split this."}]]
+
+
+def test_it_starts_no_engine_for_an_empty_batch(fake_vllm):
+    backend = VLLMBackend("labeler")
+
+    assert backend.yes_no([]) == [] and backend.generate([], Sampling()) == []
+    assert backend._engines == {}
+
+
+def test_it_imports_without_vllm_and_says_where_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` fail, as on this machine
+
+    with pytest.raises(ImportError, match="requirements-gpu.txt"):
+        VLLMBackend("llava-hf/llava-1.5-7b-hf")
+    with pytest.raises(ImportError, match="requirements-gpu.txt"):
+        load_backend("vllm", "llava-hf/llava-1.5-7b-hf")
+
+
+def test_it_loads_the_openai_backend_by_name():
+    backend = load_backend("openai", "tiny-llava", text_model="tiny-lm", base_url="http://127.0.0.1:8000/v1")
+
+    assert (type(backend).__name__, backend.model, backend.text_model) == ("OpenAIBackend", "tiny-llava", "tiny-lm")
+
+
+def test_it_lists_the_known_engines_for_an_unknown_one():
+    with pytest.raises(ValueError, match="unknown engine 'tgi'; known engines: transformers, vllm, openai"):
+        load_backend("tgi", "some-model")
+    assert ENGINES == ("transformers", "vllm", "openai")

@@ -1,0 +1,80 @@
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from webapp import lifecycle
+from webapp.models import Instruction, Iteration, IterationStatus
+from webapp.progress import iteration_progress
+
+FINAL = {IterationStatus.REVIEWING, IterationStatus.DONE, IterationStatus.FAILED, IterationStatus.CANCELLED}
+
+
+class Command(BaseCommand):
+    help = "Launch an iteration (an existing draft, or --new) on the Celery workers, and with --wait follow it."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--iteration", type=int, help="number of an existing draft iteration")
+        parser.add_argument("--new", action="store_true", help="create a new iteration from the options below")
+        parser.add_argument("--policy", help="policy model (default: the last iteration's checkpoint)")
+        parser.add_argument("--labeler", help="labeler model")
+        parser.add_argument("--splitter", default="rule", help="'rule' or the path of the divide LLM")
+        parser.add_argument("--engine", default="transformers", choices=Iteration.Engine.values)
+        parser.add_argument("--source", help="only instructions of this source")
+        parser.add_argument("--split", default="train", help="instructions of this split (default: train)")
+        parser.add_argument("--n", type=int, help="candidates per instruction (default 10)")
+        parser.add_argument("--max-new-tokens", type=int, help="default 512")
+        parser.add_argument("--chunk-size", type=int, help="instructions per job (default CHUNK_SIZE)")
+        parser.add_argument("--wait", action="store_true", help="follow progress until the review gate or an end")
+        parser.add_argument("--poll", type=float, default=2.0, help="seconds between progress lines")
+
+    def handle(self, *args, **opts):
+        if opts["new"] == bool(opts["iteration"]):
+            raise CommandError("give exactly one of --iteration N or --new")
+        iteration = self._create(opts) if opts["new"] else self._existing(opts["iteration"])
+        if iteration.status == IterationStatus.DRAFT:
+            lifecycle.launch(iteration)
+            self.stdout.write(f"launched {iteration} on {iteration.instructions.count()} instructions")
+        if opts["wait"]:
+            self._follow(iteration, opts["poll"])
+
+    def _existing(self, number):
+        try:
+            return Iteration.objects.get(number=number)
+        except Iteration.DoesNotExist:
+            raise CommandError(f"there is no iteration {number}") from None
+
+    def _create(self, opts):
+        policy = opts["policy"] or Iteration.default_policy()
+        if not policy or not opts["labeler"]:
+            raise CommandError("--new needs --policy (no earlier checkpoint to default to) and --labeler")
+        instructions = Instruction.objects.filter(split=opts["split"])
+        if opts["source"]:
+            instructions = instructions.filter(source=opts["source"])
+        if not instructions.exists():
+            raise CommandError("no instructions match --source/--split")
+        config = {k: opts[k] for k in ("n", "max_new_tokens", "chunk_size") if opts[k] is not None}
+        with transaction.atomic():
+            last = Iteration.objects.order_by("-number").first()
+            iteration = Iteration.objects.create(
+                number=(last.number + 1) if last else 1,
+                policy=policy,
+                labeler=opts["labeler"],
+                splitter=opts["splitter"],
+                engine=opts["engine"],
+                config=config,
+            )
+            iteration.instructions.set(instructions)
+        return iteration
+
+    def _follow(self, iteration, poll):
+        while True:
+            lifecycle.requeue_stale_jobs()
+            iteration.refresh_from_db()
+            stages = "  ".join(f"{s.kind} {s.done}/{s.total}" for s in iteration_progress(iteration.pk))
+            self.stdout.write(f"{iteration}: {iteration.status}  {stages}")
+            if iteration.status in FINAL:
+                break
+            time.sleep(poll)
+        if iteration.status == IterationStatus.FAILED:
+            raise CommandError(f"{iteration} failed: {iteration.error}")
