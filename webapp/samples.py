@@ -4,8 +4,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from PIL import Image
-
+from labeling.sample_images import sample_image
 from webapp.importing import import_instructions
 
 DESCRIBE = "Describe this image in detail."
@@ -16,7 +15,7 @@ SAMPLES = [
     ("coffee", "What drink is in the cup?", "train"),
     ("chelsea", "What animal is in the picture and what color is it?", "train"),
     ("rocket", "What is standing on the launch pad?", "train"),
-    ("stereo_motorcycle", "What vehicle is shown and what color is it?", "train"),
+    ("motorcycle_left", "What vehicle is shown and what color is it?", "train"),
     ("camera", "What is the man holding?", "train"),
     ("coins", "How many coins are in the picture?", "train"),
     ("hubble_deep_field", "What objects can be seen in the sky?", "train"),
@@ -25,21 +24,12 @@ SAMPLES = [
 ]
 
 
-def _sample_image(name: str) -> Image.Image:
-    import skimage.data
-
-    pixels = getattr(skimage.data, name)()
-    if isinstance(pixels, tuple):  # stereo pairs: take the left view
-        pixels = pixels[0]
-    return Image.fromarray(pixels)
-
-
 def load_samples(source: str = "demo"):
     """Import 20 instructions (a description prompt and a question per photo); idempotent."""
     with tempfile.TemporaryDirectory() as tmp:
         lines = []
         for name, question, split in SAMPLES:
-            _sample_image(name).save(Path(tmp) / f"{name}.png")
+            sample_image(name).save(Path(tmp) / f"{name}.png")
             for prompt in (DESCRIBE, question):
                 record = {"image": f"{name}.png", "question": prompt, "source": source, "split": split}
                 lines.append((len(lines) + 1, json.dumps(record)))
