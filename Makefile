@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: demo test lint venv worker clean
 
@@ -16,14 +18,17 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 # The embedded default: SQLite and a folder broker under var/, tiny local models, bundled photos.
+# A background Celery worker runs iteration 1 to the review gate, then the app is served.
 demo: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py build_tiny_models
 	$(PY) manage.py load_samples
-	$(PY) manage.py demo_user
-	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
-	@$(PY) -m celery -A webapp worker -Q gpu,cpu --concurrency 1 --loglevel warning & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	@mkdir -p var
+	@$(PY) -m celery -A webapp worker -B -Q gpu,cpu --pool solo --loglevel warning --logfile var/worker.log & \
+	worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	$(PY) manage.py demo_iteration && \
+	$(PY) manage.py demo_user && \
+	echo "Review gate reached. Open http://$(HOST):$(PORT)/iterations/1/ (admin: http://$(HOST):$(PORT)/admin/)" && \
 	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
 
 test: venv

@@ -82,7 +82,7 @@ def start_stage(iteration: Iteration, stage: str) -> None:
     if kind is None:
         return
     ids = sorted(iteration.instructions.values_list("pk", flat=True))
-    size = len(ids) if kind in WHOLE_ITERATION_JOBS else config(iteration)["chunk_size"]
+    size = max(len(ids), 1) if kind in WHOLE_ITERATION_JOBS else config(iteration)["chunk_size"]
     chunks = [ids[i : i + size] for i in range(0, len(ids), size)] or [[]]
     Job.objects.bulk_create(
         [

@@ -3,11 +3,15 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from webapp.views import pages
+from webapp.views import iterations, pages
 
 urlpatterns = [
     path("", pages.home, name="home"),
     path("media/images/<str:shard>/<str:name>", pages.instruction_image, name="instruction-image"),
+    path("iterations/", iterations.iteration_list, name="iterations"),
+    path("iterations/new/", iterations.iteration_new, name="iteration-new"),
+    path("iterations/<int:number>/", iterations.iteration_detail, name="iteration"),
+    path("iterations/<int:number>/<str:action>/", iterations.iteration_action, name="iteration-action"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -1,0 +1,68 @@
+"""Forms: validation lives here, views stay thin."""
+
+from django import forms
+from django.db import transaction
+
+from webapp.lifecycle import DEFAULT_CONFIG
+from webapp.models import Instruction, Iteration, Split
+
+
+class IterationForm(forms.ModelForm):
+    """A new draft iteration: models, sampling, pairing and DPO settings, and which instructions to run on."""
+
+    source = forms.ChoiceField(required=False, help_text="Only instructions from this source (blank: all)")
+    split = forms.ChoiceField(choices=Split.choices, initial=Split.TRAIN)
+    n = forms.IntegerField(
+        min_value=2, max_value=64, initial=DEFAULT_CONFIG["n"], help_text="Candidates per instruction"
+    )
+    temperature = forms.FloatField(min_value=0.0, max_value=2.0, initial=DEFAULT_CONFIG["temperature"])
+    top_p = forms.FloatField(min_value=0.01, max_value=1.0, initial=DEFAULT_CONFIG["top_p"])
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=4096, initial=DEFAULT_CONFIG["max_new_tokens"])
+    seed = forms.IntegerField(min_value=0, initial=DEFAULT_CONFIG["seed"])
+    pairs_per_instruction = forms.IntegerField(
+        min_value=1, max_value=45, initial=DEFAULT_CONFIG["pairs_per_instruction"]
+    )
+    chunk_size = forms.IntegerField(min_value=1, max_value=10_000, required=False, help_text="Instructions per job")
+    beta = forms.FloatField(min_value=0.0, initial=0.1, help_text="DPO β")
+    learning_rate = forms.FloatField(min_value=0.0, initial=5e-7)
+    epochs = forms.IntegerField(min_value=1, max_value=100, initial=4)
+    lora = forms.BooleanField(required=False, help_text="Train a LoRA adapter (r 64, α 16) instead of all weights")
+
+    CONFIG_FIELDS = ["n", "temperature", "top_p", "max_new_tokens", "seed", "pairs_per_instruction", "chunk_size",
+                     "beta", "learning_rate", "epochs", "lora"]  # fmt: skip
+
+    class Meta:
+        model = Iteration
+        fields = ["policy", "labeler", "splitter", "engine"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        sources = Instruction.objects.values_list("source", flat=True).distinct().order_by("source")
+        self.fields["source"].choices = [("", "all sources")] + [(s, s) for s in sources]
+        self.fields["policy"].initial = Iteration.default_policy() or "tiny-llava"
+        self.fields["labeler"].initial = Iteration.objects.values_list("labeler", flat=True).first() or "tiny-llava"
+
+    def instructions(self):
+        chosen = Instruction.objects.filter(split=self.cleaned_data["split"])
+        if self.cleaned_data.get("source"):
+            chosen = chosen.filter(source=self.cleaned_data["source"])
+        return chosen
+
+    def clean(self):
+        cleaned = super().clean()
+        if "split" in cleaned and not self.instructions().exists():
+            raise forms.ValidationError("No instructions match this source and split.")
+        return cleaned
+
+    def save(self, user):
+        with transaction.atomic():
+            iteration = super().save(commit=False)
+            last = Iteration.objects.select_for_update().order_by("-number").first()
+            iteration.number = (last.number + 1) if last else 1
+            iteration.created_by = user
+            iteration.config = {
+                k: self.cleaned_data[k] for k in self.CONFIG_FIELDS if self.cleaned_data.get(k) is not None
+            }
+            iteration.save()
+            iteration.instructions.set(self.instructions())
+        return iteration

@@ -1,0 +1,83 @@
+"""Iteration pages: everyone who may review can watch; only staff create, launch, approve, resume, cancel."""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from webapp import lifecycle
+from webapp.forms import IterationForm
+from webapp.models import Iteration
+from webapp.progress import iteration_progress
+
+ACTIONS = {
+    "launch": lifecycle.launch,
+    "approve": lifecycle.approve,
+    "resume": lifecycle.resume,
+    "cancel": lifecycle.cancel,
+}
+
+
+def may_watch(user) -> bool:
+    return user.is_staff or user.groups.filter(name="reviewer").exists()
+
+
+def _require_watcher(request):
+    if not may_watch(request.user):
+        raise PermissionDenied("reviewers and staff only")
+
+
+def _require_staff(request):
+    if not request.user.is_staff:
+        raise PermissionDenied("staff only")
+
+
+def iteration_list(request):
+    _require_watcher(request)
+    iterations = Iteration.objects.order_by("-number")[:100]
+    return render(request, "iterations/list.html", {"iterations": iterations})
+
+
+def iteration_new(request):
+    _require_staff(request)
+    form = IterationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        iteration = form.save(request.user)
+        messages.success(request, f"{iteration} created as a draft on {iteration.instructions.count()} instructions.")
+        return redirect("iteration", number=iteration.number)
+    return render(request, "iterations/new.html", {"form": form})
+
+
+def iteration_detail(request, number):
+    _require_watcher(request)
+    iteration = get_object_or_404(Iteration, number=number)
+    context = {
+        "iteration": iteration,
+        "stages": iteration_progress(iteration.pk),
+        "active": iteration.status in lifecycle.ACTIVE,
+        "n_instructions": iteration.instructions.count(),
+    }
+    if request.htmx:
+        response = render(request, "iterations/progress.html", context)
+        # The page polls while the iteration works; a finished one tells HTMX to stop.
+        return response if context["active"] else HttpResponseStopPolling(response.content)
+    return render(request, "iterations/detail.html", context)
+
+
+@require_POST
+def iteration_action(request, number, action):
+    _require_staff(request)
+    iteration = get_object_or_404(Iteration, number=number)
+    if action not in ACTIONS:
+        raise PermissionDenied("unknown action")
+    try:
+        done = ACTIONS[action](iteration)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        if done:
+            messages.success(request, f"{iteration}: {action} done.")
+        else:
+            messages.warning(request, f"{iteration} cannot {action} from status {iteration.status}.")
+    return redirect("iteration", number=number)
