@@ -182,3 +182,75 @@ def test_a_cancelled_iteration_stops_and_can_resume(processes):
     assert lifecycle.resume(iteration)
     wait_for(iteration, IterationStatus.REVIEWING, processes=processes)
     assert_complete(iteration)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis server of the test's own, on a free port, that the test may restart (nothing kept on disk)."""
+    import shutil
+    import socket
+    import subprocess
+
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    class Server:
+        url = f"redis://127.0.0.1:{port}/0"
+        proc = None
+
+        def start(self):
+            self.proc = subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(tmp_path)],
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    return
+                except OSError:
+                    time.sleep(0.05)
+            raise RuntimeError("redis-server did not start")
+
+        def stop(self):
+            self.proc.kill()
+            self.proc.wait()
+
+    server = Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_redis_restart_mid_stage_loses_and_duplicates_nothing(processes, own_redis, tmp_path):
+    from tests.workers import Processes
+
+    slow = {"chunk_size": 2, "label_batch": 1}
+    on_own_redis = Processes(tmp_path, processes.env["MODELS_DIR"], broker_url=own_redis.url)
+    try:
+        on_own_redis.worker("w1")
+        undisturbed = new_iteration(1, labeler="small-llava", **slow)
+        launcher = on_own_redis.manage("launch1", "run_iteration", "--iteration", "1", "--wait", "--poll", "0.5")
+        assert launcher.wait(300) == 0, on_own_redis.log("launch1")
+
+        restarted = new_iteration(2, labeler="small-llava", **slow)
+        launcher = on_own_redis.manage("launch2", "run_iteration", "--iteration", "2", "--wait", "--poll", "0.5")
+        label_jobs = Job.objects.filter(iteration=restarted, kind="label")
+        deadline = time.monotonic() + 240
+        while not label_jobs.filter(state=JobState.SUCCEEDED).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        own_redis.stop()  # every queued message is lost: this Redis keeps nothing on disk
+        assert label_jobs.exclude(state=JobState.SUCCEEDED).exists(), "labeling finished before the restart"
+        time.sleep(1)
+        own_redis.start()
+        assert launcher.wait(300) == 0, on_own_redis.log("launch2") + on_own_redis.log("w1")
+    finally:
+        on_own_redis.stop_all()
+    restarted.refresh_from_db()
+    assert restarted.status == IterationStatus.REVIEWING
+    assert snapshot(restarted) == snapshot(undisturbed)
+    assert_complete(restarted)
