@@ -52,9 +52,26 @@ if cmd == "instructions":
 else:
     it = Iteration.objects.get(number=1)
     span = Job.objects.filter(iteration=it).aggregate(start=Min("created_at"), end=Max("finished_at"))
+    stages = {}
+    for job in Job.objects.filter(iteration=it):
+        first, last = stages.get(job.kind, (job.started_at, job.finished_at))
+        stages[job.kind] = (min(first, job.started_at), max(last, job.finished_at))
     print(json.dumps({"seconds": (span["end"] - span["start"]).total_seconds(), "status": it.status,
-                      "responses": it.responses.count(), "pairs": it.pairs.count()}))
+                      "responses": it.responses.count(), "pairs": it.pairs.count(),
+                      "stages": {k: round((b - a).total_seconds(), 2) for k, (a, b) in stages.items()}}))
 """
+
+
+def fresh_postgres(url: str) -> None:
+    """Drop and create the benchmark's PostgreSQL database, so every run starts empty."""
+    import dj_database_url
+    import psycopg
+
+    db = dj_database_url.parse(url)
+    with psycopg.connect(host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"] or None,
+                         dbname="postgres", autocommit=True) as conn:  # fmt: skip
+        conn.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
 
 
 def main() -> None:
@@ -65,6 +82,8 @@ def main() -> None:
     parser.add_argument("--broker-url")
     args = parser.parse_args()
 
+    if args.database_url and args.database_url.startswith("postgres"):
+        fresh_postgres(args.database_url)
     with tempfile.TemporaryDirectory() as tmp:
         env = os.environ | {
             "VAR_DIR": tmp,
@@ -111,6 +130,7 @@ def main() -> None:
           f"{library['pairs']} pairs)")  # fmt: skip
     print(f"celery:  {celery['seconds']:.2f} s ({celery['responses']} responses, {celery['pairs']} pairs, "
           f"ended {celery['status']})")  # fmt: skip
+    print(f"celery stages (first start to last finish): {celery['stages']}")
     print(f"pipeline_overhead: {celery['seconds'] / library['seconds'] - 1:+.3f}")
 
 
