@@ -8,26 +8,12 @@ The order is fixed, so token ids never change between builds.
 
 from tokenizers import pre_tokenizers
 
+from labeling.divide import CHANGEQ_PROMPT, SPLIT_PROMPT
+
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
 
 CHAT_WORDS = "USER: ASSISTANT: SYSTEM: Yes yes No no Please answer yes or no. Is it true that ...?"
 
-# The released split / change-to-question models expect these exact prompts (DESIGN.md §1).
-SPLIT_PROMPT = (
-    "You are an expert in extracting facts from the given question-answer pair for an image. Your task is to "
-    "extract and rewrite the facts mentioned in the question-answer pair into self-contained sentences. Exclude "
-    "opinions or subjective statements.\n\nYou should present your result in the following format:\n### Facts:\n- "
-    "{Extracted fact 1}\n- {Extracted fact 2}\n- ...\n\n### Question-answer pair:\nQuestion: \nAnswer: "
-)
-CHANGEQ_PROMPT = (
-    "You are an expert at modifying a given declarative sentence into a general question sentence. Your task is "
-    "to modify the given declarative sentences one by one into a general question form. Do not change tenses or "
-    "add extra content.\n    If the given declarative sentence contains not, no or negative meaning words, you "
-    "need to check the modified general interrogative sentence to make sure that the generated general question "
-    "sentence retains words with not , no or negative meaning words.\n\nYou should present your result in the "
-    "following format:\n### Modified sentences:\n- {Modified sentence 1}\n- {Modified sentence 2}\n- ...\n\n### "
-    "Declarative sentences:\n- {fact}\n"
-)
 
 COCO_CLASSES = [
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
@@ -103,8 +89,8 @@ def tiny_vocabulary() -> list[str]:
     """Specials first (ids 0-4), then every word once, in a fixed order."""
     sources = [
         CHAT_WORDS,
-        SPLIT_PROMPT,
-        CHANGEQ_PROMPT,
+        SPLIT_PROMPT + "\nAnswer: ",
+        CHANGEQ_PROMPT + "\n- {fact}\n",
         " ".join(COCO_CLASSES),
         DESCRIPTION_WORDS,
         " ".join(word.capitalize() for word in SENTENCE_STARTERS),
