@@ -239,6 +239,9 @@ def _record(row: int, values: dict, check_images: bool) -> RlaifvRecord:
     for column, value, other in (("chosen", chosen, rejected), ("rejected", rejected, chosen)):
         if other is not None and not (value or "").strip():
             raise FormatError(f"row {row}: column '{column}' is empty but its partner is set")
+    for column, value in values.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise FormatError(f"row {row}: column '{column}' contains a NUL character")
     idx = values.get("idx")
     return RlaifvRecord(
         image=image["bytes"],

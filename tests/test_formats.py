@@ -142,6 +142,7 @@ def read_all(path):
             "row 1: column 'image': not a readable",
         ),
         ({"image": [image(RED), image(RED)], "question": ["q", "  "]}, "row 1: column 'question' is empty"),
+        ({"image": [image(RED)], "question": ["q\x00"]}, "row 0: column 'question' contains a NUL character"),
         (
             {"image": [image(RED)], "question": ["q"], "chosen": ["a"], "rejected": pa.array([None], pa.string())},
             "row 0: column 'rejected' is empty but its partner is set",

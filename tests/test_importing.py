@@ -95,6 +95,8 @@ def not_an_image(folder):
         ({"image": "red.png", "question": "  "}, None, "line 2: field 'question' is empty"),
         ({"image": "red.png", "question": "Q?", "split": "test"}, None, "line 2: field 'split' must be one of"),
         ({"image": "../data.jsonl", "question": "Q?"}, None, "line 2: image path '../data.jsonl' leaves the images"),
+        ({"image": "red.png", "question": "Q\u0000?"}, None, "line 2: field 'question' contains a NUL character"),
+        ({"image": "x" * 300 + ".png", "question": "Q?"}, None, "line 2: image 'xxxxx"),
     ],
 )
 def test_a_bad_line_aborts_the_import_and_writes_nothing(folder, media_root, bad_line, prepare, message):

@@ -47,6 +47,8 @@ def _string_field(record: dict, field: str, line: int, required: bool, default: 
         raise ImportFailed(f"line {line}: field '{field}' must be a string, not {type(value).__name__}")
     if required and not value.strip():
         raise ImportFailed(f"line {line}: field '{field}' is empty")
+    if "\x00" in value:
+        raise ImportFailed(f"line {line}: field '{field}' contains a NUL character")
     return value
 
 
@@ -65,16 +67,20 @@ def _check_line(line_no: int, text: str, images_dir: Path, default_source: str) 
         raise ImportFailed(f"line {line_no}: field 'source' must be 1 to 100 characters")
     if split not in Split.values:
         raise ImportFailed(f"line {line_no}: field 'split' must be one of {', '.join(Split.values)}, not {split!r}")
+    if len(image_name) > 1000:
+        raise ImportFailed(f"line {line_no}: field 'image' is longer than 1000 characters")
     root = images_dir.resolve()
     path = (root / image_name).resolve()
     if not path.is_relative_to(root):
         raise ImportFailed(f"line {line_no}: image path {image_name!r} leaves the images folder")
-    if not path.is_file():
-        raise ImportFailed(f"line {line_no}: image file not found: {image_name}")
     try:
+        if not path.is_file():
+            raise ImportFailed(f"line {line_no}: image file not found: {image_name}")
         image = validate_image(path.read_bytes())
     except ImageError as exc:
         raise ImportFailed(f"line {line_no}: {image_name}: {exc}") from None
+    except OSError as exc:
+        raise ImportFailed(f"line {line_no}: image {image_name[:100]!r} cannot be read: {exc.strerror}") from None
     return _Row(image, question, source, split)
 
 
