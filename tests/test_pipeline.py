@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from labeling.combine import ScoredResponse, make_pairs
+from tests.rows import snapshot
 from webapp import lifecycle
 from webapp.models import (
     Claim,
@@ -54,31 +55,6 @@ def wait_for(iteration: Iteration, *statuses: str, processes=None, timeout: floa
         time.sleep(0.3)
     logs = "\n".join(processes.log(p.name)[-3000:] for p in processes.procs) if processes else ""
     pytest.fail(f"{iteration} stuck in {iteration.status} ({iteration.error}); logs:\n{logs}")
-
-
-def snapshot(iteration: Iteration) -> dict:
-    """The iteration's rows, keyed by what is stable across runs (instruction and seed, not primary keys)."""
-    responses = Response.objects.filter(iteration=iteration)
-    claims = Claim.objects.filter(response__iteration=iteration)
-    verdicts = Verdict.objects.filter(claim__response__iteration=iteration)
-    rows = {
-        "responses": list(responses.values_list("instruction", "seed", "text", "status", "score")),
-        "claims": list(claims.values_list("response__instruction", "response__seed", "index", "question")),
-        "verdicts": [
-            (i, s, n, round(y, 4), round(no, 4), a)
-            for i, s, n, y, no, a in verdicts.values_list(
-                "claim__response__instruction", "claim__response__seed", "claim__index", "p_yes", "p_no", "accepted"
-            )
-        ],
-        "pairs": list(
-            PreferencePair.objects.filter(iteration=iteration).values_list(
-                "instruction", "chosen__seed", "rejected__seed", "score_gap"
-            )
-        ),
-    }
-    for name, values in rows.items():
-        assert len(values) == len(set(values)), f"duplicate {name}"
-    return {name: sorted(values, key=repr) for name, values in rows.items()}
 
 
 def assert_complete(iteration: Iteration) -> None:

@@ -1,7 +1,7 @@
 import time
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 
 from webapp import lifecycle
 from webapp.models import Instruction, Iteration, IterationStatus
@@ -69,12 +69,20 @@ class Command(BaseCommand):
 
     def _follow(self, iteration, poll):
         while True:
-            lifecycle.requeue_stale_jobs()
-            iteration.refresh_from_db()
-            stages = "  ".join(f"{s.kind} {s.done}/{s.total}" for s in iteration_progress(iteration.pk))
+            try:
+                lifecycle.requeue_stale_jobs()
+                iteration.refresh_from_db()
+                stages = "  ".join(f"{s.kind} {s.done}/{s.total}" for s in iteration_progress(iteration.pk))
+            except (OperationalError, InterfaceError) as exc:
+                # The database went away (a restart, a failover): keep following once it is back.
+                self.stderr.write(f"database unavailable, retrying: {str(exc).strip()[:200]}")
+                connection.close()
+                time.sleep(poll)
+                continue
             self.stdout.write(f"{iteration}: {iteration.status}  {stages}")
             if iteration.status in FINAL:
                 break
+            close_old_connections()
             time.sleep(poll)
         if iteration.status == IterationStatus.FAILED:
             raise CommandError(f"{iteration} failed: {iteration.error}")
