@@ -54,18 +54,42 @@ def score(n_rejected: int) -> int:
     return -n_rejected
 
 
+@dataclass(frozen=True)
+class Combined:
+    """The pairs, and the length ratio r applied to them (None: lengths not balanced, or no r keeps a pair)."""
+
+    pairs: list[Pair]
+    length_ratio: float | None
+
+
 def make_pairs(
     responses: Iterable[ScoredResponse],
     k: int = PAIRS_PER_INSTRUCTION,
     seed: int = 0,
     length_balance: bool = True,
+    length_ratio: float | None = None,
 ) -> list[Pair]:
-    """The iteration's preference pairs, sorted by (instruction, chosen, rejected)."""
+    """The iteration's preference pairs, sorted by (instruction, chosen, rejected).
+
+    ``length_ratio`` applies that r instead of searching for the best one: rebuilding one instruction's
+    pairs re-uses its iteration's r, which one instruction's few pairs would not reproduce.
+    """
+    return combine_pairs(responses, k, seed, length_balance, length_ratio).pairs
+
+
+def combine_pairs(
+    responses: Iterable[ScoredResponse],
+    k: int = PAIRS_PER_INSTRUCTION,
+    seed: int = 0,
+    length_balance: bool = True,
+    length_ratio: float | None = None,
+) -> Combined:
+    """make_pairs, also returning the r it applied, so the caller can record it for later rebuilds."""
     responses = list(responses)
-    pairs = sample_pairs(candidate_pairs(responses), k=k, seed=seed)
+    pairs, ratio = sample_pairs(candidate_pairs(responses), k=k, seed=seed), None
     if length_balance:
-        pairs = balance_lengths(pairs, responses)
-    return sorted(pairs, key=lambda p: (p.instruction_id, p.chosen_id, p.rejected_id))
+        pairs, ratio = _balance(pairs, responses, length_ratio)
+    return Combined(sorted(pairs, key=lambda p: (p.instruction_id, p.chosen_id, p.rejected_id)), ratio)
 
 
 def candidate_pairs(responses: Iterable[ScoredResponse]) -> list[Pair]:
@@ -113,18 +137,31 @@ def sample_pairs(candidates: Iterable[Pair], k: int = PAIRS_PER_INSTRUCTION, see
     return sampled
 
 
-def balance_lengths(pairs: Sequence[Pair], responses: Iterable[ScoredResponse]) -> list[Pair]:
-    """Drop pairs whose chosen answer is much shorter than the rejected one, at the best ratio r.
+def balance_lengths(
+    pairs: Sequence[Pair], responses: Iterable[ScoredResponse], length_ratio: float | None = None
+) -> list[Pair]:
+    """Drop pairs whose chosen answer is much shorter than the rejected one, at the best ratio r (or the given one).
 
     Scoring by -n_rejected favours short answers (fewer claims, fewer mistakes); this filter removes
     that bias across the whole set. Returns [] when no r keeps any pair.
     """
+    return _balance(pairs, responses, length_ratio)[0]
+
+
+def _balance(pairs, responses, length_ratio: float | None) -> tuple[list[Pair], float | None]:
     words = {r.id: len(r.text.split()) for r in responses}
     lengths = [(words[p.chosen_id], words[p.rejected_id]) for p in pairs]
-    step = _best_length_step(lengths)
-    if step is None:
-        return []
-    return [p for p, (c, r) in zip(pairs, lengths, strict=True) if _keeps(c, r, step)]
+    if length_ratio is None:
+        step = _best_length_step(lengths)
+        if step is None:
+            return [], None
+        ratio = Fraction(step, RATIO_STEPS)
+    else:
+        if length_ratio < 0:
+            raise ValueError(f"length ratio must be >= 0, not {length_ratio}")
+        ratio = Fraction(str(length_ratio))  # str: 0.14 is 7/50 exactly, as the grid meant it
+    kept = [p for p, (c, r) in zip(pairs, lengths, strict=True) if _keeps(c, r, ratio)]
+    return kept, float(ratio)
 
 
 def best_length_ratio(lengths: Sequence[tuple[int, int]]) -> float | None:
@@ -142,7 +179,7 @@ def _best_length_step(lengths: Sequence[tuple[int, int]]) -> int | None:
     # best_length_ratio as an exact grid index i (r = i / 50).
     best_step, best_gap = None, None
     for step in range(RATIO_STEPS):
-        kept = [(c, r) for c, r in lengths if _keeps(c, r, step)]
+        kept = [(c, r) for c, r in lengths if _keeps(c, r, Fraction(step, RATIO_STEPS))]
         if not kept:
             continue
         gap = _relative_length_gap(kept)
@@ -151,13 +188,13 @@ def _best_length_step(lengths: Sequence[tuple[int, int]]) -> int | None:
     return best_step
 
 
-def _keeps(chosen_words: int, rejected_words: int, step: int) -> bool:
-    """False when the chosen answer is shorter by more than r = step/50 of the rejected one.
+def _keeps(chosen_words: int, rejected_words: int, ratio: Fraction) -> bool:
+    """False when the chosen answer is shorter by more than r of the rejected one.
 
     (rejected - chosen) / rejected > r, in integers. An empty rejected answer cannot be longer than the
     chosen one, so such a pair is never dropped (the reference divides by zero).
     """
-    return (rejected_words - chosen_words) * RATIO_STEPS <= step * rejected_words
+    return (rejected_words - chosen_words) * ratio.denominator <= ratio.numerator * rejected_words
 
 
 def _relative_length_gap(kept: Sequence[tuple[int, int]]) -> Fraction | float:

@@ -24,14 +24,21 @@ def sample_image(name: str) -> Image.Image:
     return Image.fromarray(getattr(data, name)())
 
 
-def save_sample_images(folder, names=None) -> list[Path]:
-    """Write the named images (all of SAMPLE_IMAGES by default) as PNG files; returns their paths."""
+def save_sample_images(folder, names=None, suffix=".png") -> list[Path]:
+    """Write the named images (all of SAMPLE_IMAGES by default) as files; returns their paths.
+
+    PNG keeps the pixels exact; ".jpg" (quality 95, RGB) is how photo datasets such as COCO store them.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in names or SAMPLE_IMAGES:
-        path = folder / f"{name}.png"
+        path = folder / f"{name}{suffix}"
         if not path.exists():
-            sample_image(name).save(path)
+            image = sample_image(name)
+            if suffix == ".png":
+                image.save(path)
+            else:
+                image.convert("RGB").save(path, quality=95)
         paths.append(path)
     return paths

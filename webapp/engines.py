@@ -5,7 +5,9 @@ kept (two at most: the policy and the labeler) instead of being reloaded per chu
 """
 
 import functools
+import gc
 import os
+import sys
 from pathlib import Path
 
 from django.conf import settings
@@ -41,3 +43,21 @@ def backend_for(engine: str, model: str, text_model: str | None = None):
     except (OSError, ValueError, ImportError) as exc:
         names = f"{model!r}" + (f" (text model {text_model!r})" if text_model else "")
         raise ModelLoadError(f"cannot load model {names} with engine {engine}: {exc}") from exc
+
+
+@functools.lru_cache(maxsize=1)
+def reward_models(policy: str, reference: str):
+    """A DPO-aligned policy and its reference, for self-reward scoring; loaded once per worker process."""
+    from training.self_reward import load_models
+
+    return load_models(resolve_model(policy), resolve_model(reference), device=settings.TORCH_DEVICE)
+
+
+def release_models() -> None:
+    """Drop the loaded models and free their GPU memory, e.g. before a child process trains on that GPU."""
+    _backend.cache_clear()
+    reward_models.cache_clear()
+    gc.collect()
+    torch = sys.modules.get("torch")  # never import torch just to free memory it never held
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

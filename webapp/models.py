@@ -307,7 +307,10 @@ class PreferencePair(models.Model):
             # enforced by triggers, see migration 0002_pair_same_instruction.
         ]
         indexes = [
-            models.Index(fields=["iteration", "excluded", "-score_gap", "id"], name="pair_list_idx"),
+            # The pair list's keyset pages: (score_gap, id) row comparisons, read forwards or backwards,
+            # with or without the excluded filter.
+            models.Index(fields=["iteration", "excluded", "score_gap", "id"], name="pair_list_idx"),
+            models.Index(fields=["iteration", "score_gap", "id"], name="pair_gap_idx"),
             models.Index(fields=["instruction"], name="pair_instruction_idx"),
         ]
 

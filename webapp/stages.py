@@ -11,12 +11,12 @@ from pathlib import Path
 from django.db import transaction
 
 from labeling.backends.base import Sampling
-from labeling.combine import ScoredResponse, make_pairs
+from labeling.combine import ScoredResponse, combine_pairs
 from labeling.conquer import label_claims
 from labeling.divide import QuestionAnswer, divide
 from labeling.generate import Instruction as LabelingInstruction
 from labeling.generate import candidate_seeds, generate_candidates
-from webapp import lifecycle
+from webapp import lifecycle, self_reward_jobs, training_jobs
 from webapp.engines import backend_for
 from webapp.models import (
     Claim,
@@ -160,16 +160,21 @@ def combine(job: Job) -> None:
     iteration, cfg = job.iteration, lifecycle.config(job.iteration)
     responses = list(response_scores(Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED)))
     job.start(total=len(responses))
-    pairs = make_pairs(
+    combined = combine_pairs(
         [ScoredResponse(r.pk, r.instruction_id, r.text, r.n_rejected) for r in responses],
         k=cfg["pairs_per_instruction"],
         seed=cfg["seed"],
         length_balance=cfg["length_balance"],
     )
+    pairs = combined.pairs
     for r in responses:
         r.score = -r.n_rejected
 
     def write():
+        # A review's rebuild of one instruction's pairs re-uses this r (webapp/review.py).
+        locked = Iteration.objects.select_for_update().get(pk=iteration.pk)
+        locked.metrics = (locked.metrics or {}) | {"length_ratio": combined.length_ratio}
+        locked.save(update_fields=["metrics"])
         Response.objects.bulk_update(responses, ["score"], batch_size=500)
         PreferencePair.objects.bulk_create(
             [
@@ -188,7 +193,15 @@ def combine(job: Job) -> None:
     _commit(job, write)
 
 
-WORK = {JobKind.GENERATE: generate, JobKind.DIVIDE: divide_responses, JobKind.LABEL: label, JobKind.COMBINE: combine}
+# Per job kind, the work it does; a self-reward iteration divides, labels and combines its own way.
+WORK = {
+    JobKind.GENERATE: generate,
+    JobKind.DIVIDE: self_reward_jobs.by_strategy(divide_responses, self_reward_jobs.divide),
+    JobKind.LABEL: self_reward_jobs.by_strategy(label, self_reward_jobs.label),
+    JobKind.COMBINE: self_reward_jobs.by_strategy(combine, self_reward_jobs.combine),
+    JobKind.TRAIN: training_jobs.train,
+    JobKind.EVALUATE: training_jobs.evaluate,
+}
 
 
 def run_job(job_id: int, transient: tuple[type[Exception], ...], final_attempt: bool, worker: str = "") -> None:

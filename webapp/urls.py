@@ -3,10 +3,13 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from webapp.views import iterations, pages
+from webapp.views import dashboard, iterations, pages, review
 
 urlpatterns = [
-    path("", pages.home, name="home"),
+    path("", dashboard.index, name="home"),
+    path("review/pairs/", review.pair_list, name="review-pairs"),
+    path("review/<int:number>/pairs/<int:left>-<int:right>/", review.pair_detail, name="review-pair"),
+    path("review/<int:number>/spot-check/", review.spot_check, name="review-queue"),
     path("media/images/<str:shard>/<str:name>", pages.instruction_image, name="instruction-image"),
     path("iterations/", iterations.iteration_list, name="iterations"),
     path("iterations/new/", iterations.iteration_new, name="iteration-new"),

@@ -25,7 +25,7 @@ from transformers import (
 from labeling.backends.base import GenerationRequest, PolarQuery, Sampling, YesNo
 from labeling.backends.seeded_sampling import sample_rows
 
-QUESTION_MARK = "\ue000"  # a private-use character: marks where the question starts in the chat prompt
+QUESTION_PLACEHOLDER = "\ue000"  # a private-use character: marks where the question starts in the chat prompt
 
 
 @dataclass
@@ -44,6 +44,11 @@ class ImageQuestions:
     indices: list[int]
     ids: list[list[int]]
     shared: int
+
+    @property
+    def batch_key(self) -> tuple:
+        """Images whose prefixes can run as one batch: same prefix length, same tensor shapes."""
+        return self.shared, tuple(tuple(value.shape) for value in self.image.tensors.values())
 
 
 def load_image(path) -> Image.Image:
@@ -98,12 +103,12 @@ def prefetched(fn: Callable, args: Iterable, ahead: int) -> Iterator:
 def chunk_images(items: Iterable[ImageQuestions], batch_size: int) -> Iterator[list[ImageQuestions]]:
     """Consecutive images whose questions fit in `batch_size` rows (an image with more stands alone).
 
-    Images of one chunk share a prefix length, so their prefixes run as one batch.
+    Images of one chunk share a `batch_key`, so their prefixes run as one batch.
     """
     chunk: list[ImageQuestions] = []
     for item in items:
         n_rows = sum(len(other.indices) for other in chunk)
-        if chunk and (n_rows + len(item.indices) > batch_size or item.shared != chunk[0].shared):
+        if chunk and (n_rows + len(item.indices) > batch_size or item.batch_key != chunk[0].batch_key):
             yield chunk
             chunk = []
         chunk.append(item)
@@ -132,8 +137,8 @@ class TransformersBackend:
         image_token, image_id = self.processor.image_token, self.processor.image_token_id
         if self.tokenizer.encode(image_token * 2, add_special_tokens=False) != [image_id, image_id]:
             raise ValueError(f"the image token {image_token!r} must be a special token of the tokenizer")
-        prefix = self._chat(QUESTION_MARK)
-        self.prefix_text = prefix[: prefix.index(QUESTION_MARK)]
+        prefix = self._chat(QUESTION_PLACEHOLDER)
+        self.prefix_text = prefix[: prefix.index(QUESTION_PLACEHOLDER)]
 
     # ---- prompts and images -------------------------------------------------------------------------
 
@@ -184,7 +189,8 @@ class TransformersBackend:
     def generate(self, requests: Sequence[GenerationRequest], sampling: Sampling) -> list[list[str]]:
         """Sample each request once per seed, `batch_size` candidates at a time, one prefill per prompt.
 
-        Each image is processed once per call, however many requests share it.
+        Each image is processed once per call, however many requests share it. Images of one batch must
+        process to tensors of one shape, as LLaVA-1.5-style processors (fixed resolution) give.
         """
         rows = [(r, seed) for r, request in enumerate(requests) for seed in request.seeds]
         images = {str(path): self._image_inputs(path) for path in dict.fromkeys(r.image for r in requests)}

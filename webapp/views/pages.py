@@ -3,11 +3,9 @@
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Count
 from django.http import FileResponse, Http404
-from django.shortcuts import render
 
-from webapp.models import Instruction, Iteration
+from webapp.models import Instruction
 
 _IMAGE_TYPES = {
     ".png": "image/png",
@@ -19,14 +17,6 @@ _IMAGE_TYPES = {
     ".tif": "image/tiff",
     ".tiff": "image/tiff",
 }
-
-
-def home(request):
-    context = {
-        "iterations": Iteration.objects.all()[:20],
-        "sources": Instruction.objects.values("source").annotate(n=Count("id")).order_by("source"),
-    }
-    return render(request, "home.html", context)
 
 
 def instruction_image(request, shard, name):

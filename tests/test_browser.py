@@ -1,0 +1,142 @@
+"""The review UI in a real Chromium (Debian's `chromium`, driven by Python playwright) against a live server.
+
+`.ci/run` installs chromium; `playwright install` is never used (it downloads browsers).
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from tests.factories import IterationFactory, JobFactory
+from tests.review_data import reviewing_iteration
+from webapp.models import Claim, Iteration, IterationStatus, Job, JobKind, JobState, Response, Review
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make between steps
+    # are plain synchronous ones, so Django's guard against ORM calls inside async code does not apply.
+    unsafe = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+    if unsafe is None:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = unsafe
+
+
+@pytest.fixture
+def page(browser, live_server, media_root):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def store_images(iteration):
+    """Real image files for the iteration's instructions, so the pages show them."""
+    from django.conf import settings
+    from PIL import Image
+
+    for instruction in iteration.instructions.all():
+        path = Path(settings.MEDIA_ROOT) / instruction.image.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 48), (200, 80, 40)).save(path)
+
+
+def log_in(page, username):
+    page.goto(reverse("login"))
+    page.fill("#id_username", username)
+    page.fill("#id_password", "correct horse battery staple")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
+
+
+def test_a_reviewer_marks_a_claim_hallucinated_by_keyboard(page, alice):
+    iteration = reviewing_iteration([[0.9, 0.9, 0.8], [0.9, 0.2, 0.3]])  # gap 2: still a pair after one override
+    store_images(iteration)
+    chosen, rejected = Response.objects.filter(iteration=iteration).order_by("seed")
+    first = Claim.objects.get(response=chosen, index=0)
+    log_in(page, "alice")
+    page.goto(reverse("review-pair", args=[iteration.number, chosen.pk, rejected.pk]))
+    page.evaluate("window.notReloaded = true")
+    chip = f"#claim-{first.pk}"
+    assert page.get_attribute(chip, "data-verdict") == "accepted"
+    assert "current" in page.get_attribute(chip, "class")
+    assert page.inner_text(f"[data-response='{chosen.pk}'] .score") == "score 0"
+
+    page.keyboard.press("n")
+    page.wait_for_selector(f"{chip}[data-verdict='rejected']")
+    assert page.inner_text(f"[data-response='{chosen.pk}'] .score") == "score -1"
+    assert "reviewer alice" in page.inner_text(chip)
+    assert page.evaluate("window.notReloaded") is True
+    assert "current" in page.get_attribute(f"#claim-{Claim.objects.get(response=chosen, index=1).pk}", "class")
+
+    page.reload()
+    assert page.get_attribute(chip, "data-verdict") == "rejected"
+    assert page.inner_text(f"[data-response='{chosen.pk}'] .score") == "score -1"
+    assert page.get_attribute("[data-state]", "data-state") == "paired"
+    assert Review.objects.get().claim == first
+
+
+def test_a_reviewer_works_through_the_spot_check_queue_by_keyboard(page, alice):
+    iteration = reviewing_iteration([[0.9, 0.55], [0.45, 0.8]], [[0.6], [0.3]])
+    store_images(iteration)
+    log_in(page, "alice")
+    page.goto(reverse("review-queue", args=[iteration.number]))
+    seen = []
+    for key in "ynu":
+        claim_id = page.get_attribute("[data-queue-claim]", "data-queue-claim")
+        seen.append(int(claim_id))
+        page.keyboard.press(key)
+        page.wait_for_selector(f"[data-queue-claim]:not([data-queue-claim='{claim_id}'])")
+    assert page.get_attribute("[data-done]", "data-done") == "3"
+    reviews = list(Review.objects.order_by("pk").values_list("claim", "decision"))
+    assert reviews == list(zip(seen, ["correct", "hallucinated", "unsure"], strict=True))
+
+
+def test_a_running_iterations_progress_bar_moves_until_it_ends(page, alice):
+    iteration = IterationFactory(status=IterationStatus.LABELING)
+    job = JobFactory(iteration=iteration, kind=JobKind.LABEL, done=2, total=10, state=JobState.RUNNING)
+    log_in(page, "alice")
+    polls = []
+    page.on("request", lambda request: polls.append(request.url) if "/iterations/" in request.url else None)
+    bar = f"[data-iteration='{iteration.number}'] progress[data-kind='label']"
+    assert page.get_attribute(bar, "value") == "20"
+
+    Job.objects.filter(pk=job.pk).update(done=7)
+    page.wait_for_selector(f"{bar}[value='70']")
+
+    Job.objects.filter(pk=job.pk).update(done=10, state=JobState.SUCCEEDED)
+    Iteration.objects.filter(pk=iteration.pk).update(status=IterationStatus.REVIEWING)
+    page.wait_for_selector(f"[data-iteration='{iteration.number}'] [data-status='reviewing']")
+    assert page.get_attribute(bar, "value") == "100"
+    stopped = len(polls)
+    page.wait_for_timeout(2500)
+    assert len(polls) == stopped  # the polling ended with the job

@@ -1,0 +1,165 @@
+"""Production: the compose file validates, the settings pass `check --deploy`, and every response carries the
+security headers (Content-Security-Policy, nosniff, X-Frame-Options). DEBUG=0 without a key: tests/test_settings.py.
+"""
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from django.urls import reverse
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
+POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
+    "form-action 'self'; base-uri 'none'; object-src 'none'"
+)
+# What the CSP blocks: inline scripts (other than JSON data), <style>, style="", on*="" handlers, javascript: URLs.
+INLINE = re.compile(
+    r"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>]*>|<style|\sstyle\s*=|\son[a-z]+\s*=|javascript:", re.I
+)
+needs_compose = pytest.mark.skipif(
+    not shutil.which("docker-compose"), reason="no docker-compose binary (apt-get install docker-compose)"
+)
+
+
+def compose_config(tmp_path, **values):
+    """`docker-compose config` on docker/compose.yaml with .env.example as its .env, VAR=value lines replaced.
+
+    The copy keeps the operator's own docker/.env (git-ignored) out of the test; the build contexts (`..`)
+    then point at tmp_path, which `config` accepts without reading them.
+    """
+    (tmp_path / "docker").mkdir()
+    shutil.copy(DOCKER / "compose.yaml", tmp_path / "docker" / "compose.yaml")
+    env = (DOCKER / ".env.example").read_text()
+    for name, value in values.items():
+        env, count = re.subn(rf"^{name}=.*$", f"{name}={value}", env, flags=re.M)
+        assert count == 1, f"{name} is not in .env.example"
+    (tmp_path / "docker" / ".env").write_text(env)
+    return subprocess.run(
+        ["docker-compose", "-f", "docker/compose.yaml", "config"],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+
+
+def manage(tmp_path, *args, **environ):
+    """manage.py in a fresh interpreter with production settings (DEBUG=0, a random 50+ char key)."""
+    # Not the test run's own switches either (test_browser.py sets DJANGO_ALLOW_ASYNC_UNSAFE for playwright).
+    drop = {"SECRET_KEY", "SECRET_KEY_FILE", "DEBUG", "ALLOWED_HOSTS", "DATABASE_URL", "CSRF_TRUSTED_ORIGINS"}
+    drop |= {"DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("SECURE_")}
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "webapp.settings",
+        "VAR_DIR": str(tmp_path),
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "studio.example.com",
+    }
+    env |= environ
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@needs_compose
+def test_the_compose_file_validates(tmp_path):
+    result = compose_config(
+        tmp_path, SECRET_KEY="k" * 50, POSTGRES_PASSWORD="pg", REDIS_PASSWORD="rd", FLOWER_BASIC_AUTH="ops:pw"
+    )
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    assert set(services) == {"db", "redis", "web", "worker-cpu", "beat", "worker-gpu", "flower"}
+    assert "healthcheck" in services["db"] and "healthcheck" in services["redis"]
+    assert "pgdata:/var/lib/postgresql/data:rw" in services["db"]["volumes"]
+    for name in ["web", "worker-cpu", "worker-gpu"]:
+        assert services[name]["depends_on"] == {
+            "db": {"condition": "service_healthy"},
+            "redis": {"condition": "service_healthy"},
+        }
+        assert {"media:/data/media:rw", "models:/data/models:rw"} <= set(services[name]["volumes"]), name
+        assert services[name]["environment"]["DEBUG"] == "0"
+    assert services["worker-gpu"]["build"]["dockerfile"] == "docker/Dockerfile.gpu"
+    assert services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    ]
+    assert "beat" in services["beat"]["command"]
+    assert services["flower"]["ports"][0].startswith("127.0.0.1:")
+
+
+@needs_compose
+def test_the_compose_file_refuses_to_start_without_a_database_password(tmp_path):
+    result = compose_config(tmp_path)  # .env.example as shipped: every password empty
+    assert result.returncode != 0
+    assert "set POSTGRES_PASSWORD in docker/.env" in result.stderr
+
+
+def test_the_image_does_not_keep_its_build_time_key():
+    """collectstatic needs a key at build time; it must not reach the image's environment (settings have no
+    fallback, so a container without SECRET_KEY refuses to start: tests/test_settings.py)."""
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert not re.search(r"^\s*(ENV|ARG)\b[^\n]*SECRET_KEY", dockerfile, re.M)
+    assert re.search(r"SECRET_KEY=\S+ [^\n]*\\\n\s*python manage.py collectstatic", dockerfile)
+    assert re.search(r"^USER app$", dockerfile, re.M)
+    assert re.search(r"^USER app$", (DOCKER / "Dockerfile.gpu").read_text(), re.M)
+
+
+def test_production_settings_pass_the_deploy_check(tmp_path):
+    result = manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "weakened, warning",
+    [({"SECURE_HSTS_SECONDS": "0"}, "security.W004"), ({"SECURE_SSL_REDIRECT": "0"}, "security.W008")],
+)
+def test_the_deploy_check_catches_a_weakened_setting(tmp_path, weakened, warning):
+    result = manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING", **weakened)
+    assert result.returncode != 0
+    assert warning in result.stderr
+
+
+def test_production_refuses_a_wildcard_host(tmp_path):
+    result = manage(tmp_path, "check", ALLOWED_HOSTS="*")
+    assert result.returncode != 0
+    assert "ALLOWED_HOSTS must name the site's hosts when DEBUG is off" in result.stderr
+
+
+def test_the_proxy_ssl_header_is_trusted_only_when_named(tmp_path):
+    show = ["shell", "--no-imports", "-c", "from django.conf import settings; print(settings.SECURE_PROXY_SSL_HEADER)"]
+    assert manage(tmp_path, *show).stdout.strip() == "None"
+    named = manage(tmp_path, *show, SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto")
+    assert named.stdout.strip() == "('HTTP_X_FORWARDED_PROTO', 'https')", named.stderr
+
+
+@pytest.mark.django_db
+def test_every_response_carries_the_security_headers(client, alice):
+    anonymous = [client.get(reverse("login")), client.get(reverse("home")), client.get("/no-such-page/")]
+    client.force_login(alice)
+    for response in [*anonymous, client.get(reverse("home"))]:
+        assert response["Content-Security-Policy"] == POLICY
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert response["X-Frame-Options"] == "DENY"
+        assert response["Referrer-Policy"] == "same-origin"
+
+
+@pytest.mark.django_db
+def test_the_base_layout_needs_nothing_the_policy_blocks(client, alice):
+    pages = [client.get(reverse("login"))]
+    client.force_login(alice)
+    pages.append(client.get(reverse("home")))
+    for response in pages:
+        html = response.content.decode()
+        assert response.status_code == 200
+        assert INLINE.findall(html) == []
+        assert '<link rel="stylesheet" href="/static/css/app.css">' in html

@@ -1,0 +1,138 @@
+"""Training and evaluation commands; plain Python, no web app needed.
+
+# DPO on exported pairs (the paper's settings by default; every DPOSettings field is an option)
+python -m training dpo --pairs var/pairs-1 --policy var/models/tiny-llava --out var/checkpoints/it1
+python -m training dpo --pairs pairs.parquet --policy POLICY --out DIR --lora --merge-lora
+accelerate launch --multi_gpu --num_processes 8 -m training dpo --pairs ... --policy ... --out ...
+
+# merge a saved LoRA adapter into its base model
+python -m training merge --adapter DIR --out MERGED
+
+# CHAIR (Object HalBench) of answers in JSONL ({"image_id": 42, "answer": "..."} per line)
+python -m training chair --answers answers.jsonl --instances instances_val2014.json --captions captions_val2014.json
+
+# best-of-N by the aligned model's self-reward: sample N answers (or score --candidate texts) and rank them
+python -m training best-of-n --policy ALIGNED --reference BASE --image cat.png --question "Describe the image." --n 8
+"""
+
+import argparse
+import json
+import sys
+import traceback
+import types
+from dataclasses import MISSING, fields
+from typing import get_type_hints
+
+from training.dpo import DPOSettings, progress_line
+
+
+def _optional(cast):
+    return lambda text: None if text.lower() in ("none", "null") else cast(text)
+
+
+def add_dataclass_options(parser: argparse.ArgumentParser, cls) -> None:
+    """One option per field, typed from the annotation, with the field's help; booleans get --x / --no-x."""
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        kind = hints[f.name]
+        optional = isinstance(kind, types.UnionType)
+        base = next(t for t in kind.__args__ if t is not type(None)) if optional else kind
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f.metadata["help"])
+        else:
+            cast = _optional(base) if optional else base
+            parser.add_argument(flag, type=cast, default=default, help=f.metadata["help"])
+
+
+def run_dpo(args) -> None:
+    from training.dpo import train_dpo
+
+    settings = DPOSettings(**{f.name: getattr(args, f.name) for f in fields(DPOSettings)})
+    train_dpo(args.pairs, args.policy, args.out, settings, report=lambda r: print(progress_line(r), flush=True))
+
+
+def run_merge(args) -> None:
+    from training.dpo import merge_adapter
+
+    merge_adapter(args.adapter, args.out)
+    print(f"merged {args.adapter} into {args.out}")
+
+
+def run_chair(args) -> None:
+    from training.chair import chair, load_ground_truth
+
+    answers = [json.loads(line) for line in open(args.answers, encoding="utf-8") if line.strip()]
+    pairs = [(int(a["image_id"]), a.get("answer", a.get("text", ""))) for a in answers]
+    truth = load_ground_truth(args.instances, args.captions, image_ids={image_id for image_id, _ in pairs})
+    print(json.dumps(chair(pairs, truth.objects).summary(), indent=2))
+
+
+def run_best_of_n(args) -> None:
+    from training.self_reward import best_of_n_sampled, load_models
+
+    models = load_models(args.policy, args.reference)
+    result = best_of_n_sampled(
+        models,
+        args.image,
+        args.question,
+        n=args.n,
+        beta=args.beta,
+        candidates=args.candidate,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+    )
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dpo = sub.add_parser("dpo", help="DPO on TRL vision-preference rows")
+    dpo.add_argument("--pairs", required=True, help="datasets folder, .parquet or .jsonl of TRL rows")
+    dpo.add_argument("--policy", required=True, help="checkpoint folder of the model to train")
+    dpo.add_argument("--out", required=True, help="folder for the trained checkpoint (or LoRA adapter)")
+    add_dataclass_options(dpo, DPOSettings)
+    dpo.set_defaults(run=run_dpo)
+
+    merge = sub.add_parser("merge", help="merge a LoRA adapter into its base model")
+    merge.add_argument("--adapter", required=True)
+    merge.add_argument("--out", required=True)
+    merge.set_defaults(run=run_merge)
+
+    chair = sub.add_parser("chair", help="CHAIRs / CHAIRi of answers against COCO ground truth")
+    chair.add_argument("--answers", required=True, help='JSONL: {"image_id": int, "answer": str} per line')
+    chair.add_argument("--instances", required=True, help="COCO instances JSON")
+    chair.add_argument("--captions", required=True, help="COCO captions JSON")
+    chair.set_defaults(run=run_chair)
+
+    best = sub.add_parser("best-of-n", help="rank answers by the aligned model's length-normalised implicit reward")
+    best.add_argument("--policy", required=True, help="the DPO-aligned checkpoint")
+    best.add_argument("--reference", required=True, help="the checkpoint it was trained from")
+    best.add_argument("--image", required=True)
+    best.add_argument("--question", required=True)
+    best.add_argument("--n", type=int, default=8, help="answers to sample (ignored with --candidate)")
+    best.add_argument("--candidate", action="append", help="score this answer instead of sampling (repeatable)")
+    best.add_argument("--beta", type=float, default=0.1, help="the β the policy was trained with")
+    best.add_argument("--temperature", type=float, default=0.7)
+    best.add_argument("--max-new-tokens", type=int, default=512)
+    best.set_defaults(run=run_best_of_n)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except Exception as exc:
+        # The traceback, then the error on one line: the last line is what a caller shows (the web app does).
+        traceback.print_exc()
+        print(f"{type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

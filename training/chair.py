@@ -1,0 +1,170 @@
+"""CHAIR, as Object HalBench computes it (DESIGN §1, Evaluate), from COCO-format ground truth.
+
+An answer's object mentions are found by a synonym list (`coco_synonyms`) and mapped to the 80 COCO classes.
+An image's ground truth is the classes of its instance annotations plus the classes its reference captions
+mention (read the same way). A mention whose class is not in the ground truth is hallucinated.
+- CHAIRs = answers with at least one hallucinated mention ÷ answers mentioning at least one COCO object
+  (Object HalBench's "response hallucination", the `CHAIRs_refine` of its script);
+- CHAIRi = hallucinated mentions ÷ all mentions (its "object hallucination"); a class named twice counts twice;
+- recall = ground-truth classes an answer names ÷ ground-truth classes, summed over answers.
+
+Where we differ: Object HalBench can ask GPT to extract the objects first; this is its rule-based path, with
+our own synonym list, and plurals reduced by suffix rules instead of NLTK's WordNet lemmatizer (not installed).
+"""
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from training.coco_synonyms import PHRASES, SYNONYMS
+
+CLASS_OF: dict[str, str | None] = {word: name for name, words in SYNONYMS.items() for word in words} | PHRASES
+_KNOWN_WORDS = {word for key in CLASS_OF for word in key.split()}
+_LONGEST = max(len(key.split()) for key in CLASS_OF)
+_WORD = re.compile(r"[a-z]+")
+IRREGULAR_PLURALS = {
+    "men": "man", "women": "woman", "children": "child", "feet": "foot", "teeth": "tooth", "geese": "goose",
+    "mice": "mouse", "oxen": "ox", "knives": "knife", "calves": "calf", "wolves": "wolf", "shelves": "shelf",
+}  # fmt: skip
+
+
+def singular(word: str) -> str:
+    """The singular of `word` when that is a word of the synonym list; otherwise `word` unchanged."""
+    if word in _KNOWN_WORDS:
+        return word
+    candidates = [IRREGULAR_PLURALS.get(word, "")]
+    if word.endswith("ies"):
+        candidates.append(word[:-3] + "y")
+    if word.endswith("ves"):
+        candidates += [word[:-3] + "f", word[:-3] + "fe"]
+    if word.endswith("es"):
+        candidates.append(word[:-2])
+    if word.endswith("s"):
+        candidates.append(word[:-1])
+    return next((c for c in candidates if c in _KNOWN_WORDS), word)
+
+
+def object_mentions(text: str) -> list[tuple[str, str]]:
+    """(words, COCO class) for every object the text names, in order; the longest known phrase wins."""
+    words = [singular(word) for word in _WORD.findall(text.lower())]
+    mentions = []
+    i = 0
+    while i < len(words):
+        for n in range(min(_LONGEST, len(words) - i), 0, -1):
+            phrase = " ".join(words[i : i + n])
+            if phrase in CLASS_OF:
+                if CLASS_OF[phrase] is not None:
+                    mentions.append((phrase, CLASS_OF[phrase]))
+                i += n
+                break
+        else:
+            i += 1
+    if any(name == "toilet" for _, name in mentions):  # "the seat of the toilet" names no chair
+        mentions = [mention for mention in mentions if mention[0] != "seat"]
+    return mentions
+
+
+@dataclass
+class GroundTruth:
+    """Per COCO image id: the classes present, and the image's entry (file_name, width, height)."""
+
+    objects: dict[int, set[str]]
+    images: dict[int, dict]
+
+
+def load_ground_truth(instances, captions, image_ids: set[int] | None = None) -> GroundTruth:
+    """Read COCO instances and captions JSON; keep only `image_ids` when given (the files can be large)."""
+    instances = json.loads(Path(instances).read_text())
+    captions = json.loads(Path(captions).read_text())
+    wanted = (lambda image_id: image_id in image_ids) if image_ids is not None else (lambda image_id: True)
+    images = {image["id"]: image for image in instances["images"] if wanted(image["id"])}
+    objects: dict[int, set[str]] = {image_id: set() for image_id in images}
+    names = {category["id"]: category["name"] for category in instances["categories"]}
+    for annotation in instances["annotations"]:
+        if wanted(annotation["image_id"]):
+            objects.setdefault(annotation["image_id"], set()).add(CLASS_OF[names[annotation["category_id"]]])
+    for annotation in captions["annotations"]:
+        if wanted(annotation["image_id"]):
+            found = {name for _, name in object_mentions(annotation["caption"])}
+            objects.setdefault(annotation["image_id"], set()).update(found)
+    return GroundTruth(objects=objects, images=images)
+
+
+@dataclass
+class ChairResult:
+    """Counts behind CHAIR; `per_answer` lists each answer's mentions and the hallucinated ones."""
+
+    answers: int = 0
+    answers_with_objects: int = 0
+    hallucinated_answers: int = 0
+    mentions: int = 0
+    hallucinated_mentions: int = 0
+    recalled: int = 0
+    ground_truth: int = 0
+    per_answer: list[dict] = field(default_factory=list)
+
+    @property
+    def chair_s(self) -> float | None:
+        return self.hallucinated_answers / self.answers_with_objects if self.answers_with_objects else None
+
+    @property
+    def chair_i(self) -> float | None:
+        return self.hallucinated_mentions / self.mentions if self.mentions else None
+
+    @property
+    def recall(self) -> float | None:
+        return self.recalled / self.ground_truth if self.ground_truth else None
+
+    def summary(self) -> dict:
+        counts = {k: v for k, v in vars(self).items() if k != "per_answer"}
+        return {"chair_s": self.chair_s, "chair_i": self.chair_i, "recall": self.recall, **counts}
+
+
+def chair(answers: Iterable[tuple[int, str]], truth: dict[int, set[str]]) -> ChairResult:
+    """CHAIR of (COCO image id, answer) pairs against per-image ground-truth classes."""
+    result = ChairResult()
+    for image_id, text in answers:
+        if image_id not in truth:
+            raise ValueError(f"image {image_id} has no ground truth")
+        present = truth[image_id]
+        mentions = object_mentions(text)
+        hallucinated = [words for words, name in mentions if name not in present]
+        result.answers += 1
+        result.answers_with_objects += bool(mentions)
+        result.hallucinated_answers += bool(hallucinated)
+        result.mentions += len(mentions)
+        result.hallucinated_mentions += len(hallucinated)
+        result.recalled += len({name for _, name in mentions} & present)
+        result.ground_truth += len(present)
+        result.per_answer.append(
+            {"image_id": image_id, "mentions": [name for _, name in mentions], "hallucinated": hallucinated}
+        )
+    return result
+
+
+def find_image_ids(truth: GroundTruth, folder, images: dict[str, tuple[int, int, int]]) -> dict[str, int]:
+    """COCO ids of images given as sha256 -> (width, height, bytes), found by content among `folder`'s files.
+
+    Imported images keep their bytes but not their file names, so they are matched by content; only files
+    whose size in pixels and bytes agree with some wanted image are read and hashed.
+    """
+    by_shape: dict[tuple[int, int], list[dict]] = defaultdict(list)
+    for entry in truth.images.values():
+        by_shape[entry["width"], entry["height"]].append(entry)
+    found: dict[str, int] = {}
+    hashed: dict[Path, str] = {}
+    for sha256, (width, height, size) in images.items():
+        for entry in by_shape.get((width, height), []):
+            path = Path(folder, entry["file_name"])
+            if path not in hashed:
+                if not path.is_file() or path.stat().st_size != size:
+                    continue
+                hashed[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+            if hashed[path] == sha256:
+                found[sha256] = entry["id"]
+                break
+    return found

@@ -1,0 +1,179 @@
+"""Reviews: a human's decision on a claim, and what follows from it in the same transaction.
+
+A decisive review (correct / hallucinated) changes the claim's effective verdict, so the response's cached
+score and its instruction's pairs are rebuilt at once with labeling.combine, re-using the length ratio r that
+the iteration's combine stage chose (one instruction's few pairs would pick another r). "Unsure" leaves the
+previous decision standing: nothing to recompute. Reviews are taken only while the iteration waits at its
+review gate: before it the pairs do not exist yet, after it they have been trained on.
+"""
+
+from collections import Counter
+
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef
+from django.db.models.functions import Abs
+
+from labeling.combine import ScoredResponse, combine_pairs, make_pairs
+from webapp import lifecycle
+from webapp.models import (
+    Claim,
+    Decision,
+    Iteration,
+    IterationStatus,
+    PreferencePair,
+    Response,
+    ResponseStatus,
+    Review,
+    Verdict,
+    response_scores,
+)
+
+REVIEWER_GROUP = "reviewer"
+# The spot-check queue stratifies this many of the most uncertain unreviewed verdicts.
+QUEUE_WINDOW = 100
+
+
+class ReviewClosed(Exception):
+    """The iteration is not at its review gate, so its verdicts and pairs are not open to change."""
+
+
+def can_review(user) -> bool:
+    """Staff and members of the reviewer group may review; other logged-in users may not."""
+    if not user.is_authenticated:
+        return False
+    return user.is_staff or user.groups.filter(name=REVIEWER_GROUP).exists()
+
+
+def _lock_open(iteration_id: int) -> Iteration:
+    """Lock the iteration for this transaction, so approving the gate or another review waits for it."""
+    iteration = Iteration.objects.select_for_update().filter(pk=iteration_id).first()
+    if iteration is None or iteration.status != IterationStatus.REVIEWING:
+        raise ReviewClosed("reviews are taken only while the iteration is at its review gate")
+    return iteration
+
+
+def record_review(claim: Claim, reviewer, decision: str, note: str = "") -> Review:
+    """Append a review; when it is decisive, re-score the claim's response and rebuild its instruction's pairs."""
+    if decision not in Decision.values:
+        raise ValueError(f"unknown decision {decision!r}")
+    response = claim.response
+    with transaction.atomic():
+        iteration = _lock_open(response.iteration_id)
+        review = Review.objects.create(claim=claim, reviewer=reviewer, decision=decision, note=note)
+        if decision != Decision.UNSURE:
+            rebuild_pairs(iteration, response.instruction_id)
+    return review
+
+
+def set_excluded(pair: PreferencePair, user, excluded: bool) -> None:
+    """Exclude a pair from training (or include it again); the flag survives rebuilds of its instruction."""
+    with transaction.atomic():
+        _lock_open(pair.iteration_id)
+        pair.excluded, pair.excluded_by = excluded, (user if excluded else None)
+        PreferencePair.objects.filter(pk=pair.pk).update(excluded=pair.excluded, excluded_by=pair.excluded_by)
+
+
+def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
+    """Re-score an instruction's responses from effective verdicts and rebuild its pairs. Call in a transaction.
+
+    Responses without claims (imported pairs, self-reward iterations) have no verdicts to score by: their
+    pairs are the only preference known and are left alone rather than rebuilt into nothing.
+    """
+    has_claims = Exists(Claim.objects.filter(response=OuterRef("pk")))
+    responses = list(
+        response_scores(Response.objects.filter(iteration=iteration, instruction_id=instruction_id))
+        .filter(status=ResponseStatus.LABELED)
+        .annotate(has_claims=has_claims)
+        .order_by("pk")
+    )
+    if not any(r.has_claims for r in responses):
+        return
+    changed = [r for r in responses if r.score != -r.n_rejected]
+    for r in changed:
+        r.score = -r.n_rejected
+    Response.objects.bulk_update(changed, ["score"])
+    cfg = lifecycle.config(iteration)
+    pairs = make_pairs(
+        [ScoredResponse(r.pk, r.instruction_id, r.text, r.n_rejected) for r in responses],
+        k=cfg["pairs_per_instruction"],
+        seed=cfg["seed"],
+        length_balance=cfg["length_balance"],
+        length_ratio=iteration_length_ratio(iteration) if cfg["length_balance"] else None,
+    )
+    _replace_pairs(iteration, instruction_id, pairs)
+
+
+def _replace_pairs(iteration: Iteration, instruction_id: int, pairs) -> None:
+    """Make the stored pairs equal `pairs`, keeping the row (its id and exclusion) of two answers still paired."""
+    old = {
+        frozenset((p.chosen_id, p.rejected_id)): p
+        for p in PreferencePair.objects.filter(iteration=iteration, instruction_id=instruction_id)
+    }
+    keep, create = [], []
+    for pair in pairs:
+        row = old.pop(frozenset((pair.chosen_id, pair.rejected_id)), None)
+        if row is None:
+            create.append(
+                PreferencePair(
+                    iteration=iteration,
+                    instruction_id=instruction_id,
+                    chosen_id=pair.chosen_id,
+                    rejected_id=pair.rejected_id,
+                    score_gap=pair.score_gap,
+                )
+            )
+        elif (row.chosen_id, row.rejected_id, row.score_gap) != (pair.chosen_id, pair.rejected_id, pair.score_gap):
+            row.chosen_id, row.rejected_id, row.score_gap = pair.chosen_id, pair.rejected_id, pair.score_gap
+            keep.append(row)
+    PreferencePair.objects.filter(pk__in=[p.pk for p in old.values()]).delete()
+    PreferencePair.objects.bulk_update(keep, ["chosen", "rejected", "score_gap"])
+    PreferencePair.objects.bulk_create(create)
+
+
+def iteration_length_ratio(iteration: Iteration) -> float | None:
+    """The r the combine stage chose for the whole iteration (None: it kept no pair at any r).
+
+    An iteration combined before the stage recorded r gets it computed once, as the stage would, and stored.
+    Call with the iteration locked (inside record_review), so two reviews do not both compute it.
+    """
+    if "length_ratio" in (iteration.metrics or {}):
+        return iteration.metrics["length_ratio"]
+    cfg = lifecycle.config(iteration)
+    responses = response_scores(Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED))
+    ratio = combine_pairs(
+        [ScoredResponse(r.pk, r.instruction_id, r.text, r.n_rejected) for r in responses],
+        k=cfg["pairs_per_instruction"],
+        seed=cfg["seed"],
+    ).length_ratio
+    iteration.metrics = (iteration.metrics or {}) | {"length_ratio": ratio}
+    iteration.save(update_fields=["metrics"])
+    return ratio
+
+
+def spot_check_queue(iteration: Iteration, window: int = QUEUE_WINDOW) -> list[int]:
+    """Verdict ids of the iteration's unreviewed claims in serving order: most uncertain labeler verdict
+    (smallest |p_yes − p_no|) first, the `window` most uncertain stratified (see `stratify`) so a reviewer
+    does not see ten claims of one answer in a row."""
+    reviewed = Review.objects.filter(claim=OuterRef("claim"))
+    rows = (
+        Verdict.objects.filter(labeler=iteration.labeler, claim__response__iteration=iteration)
+        .filter(~Exists(reviewed))
+        .order_by(Abs(F("p_yes") - F("p_no")), "pk")  # verdict_uncertainty_idx
+        .values_list("pk", "claim__response", "claim__response__instruction")
+    )
+    return stratify(list(rows[:window]))
+
+
+def stratify(rows: list[tuple[int, int, int]]) -> list[int]:
+    """(verdict, answer, instruction) rows in uncertainty order, taken round-robin: every instruction's first
+    claim before any instruction's second, and within an instruction every answer's first before any second."""
+    per_answer, per_instruction = Counter(), Counter()
+    by_answer = []
+    for position, (verdict, answer, instruction) in enumerate(rows):
+        by_answer.append((per_answer[answer], position, verdict, instruction))
+        per_answer[answer] += 1
+    ranked = []
+    for _, position, verdict, instruction in sorted(by_answer):
+        ranked.append((per_instruction[instruction], position, verdict))
+        per_instruction[instruction] += 1
+    return [verdict for *_, verdict in sorted(ranked)]

@@ -1,0 +1,68 @@
+// Keyboard review: j/k move between claims, y/n/u decide the current one, x excludes or includes the pair.
+// The keys click the same buttons a mouse would, so HTMX (or a plain form post without it) does the rest.
+(function () {
+  "use strict";
+  let current = 0;
+  let advance = false;
+
+  function chips() {
+    return Array.from(document.querySelectorAll("[data-claim]"));
+  }
+
+  function mark(index, scroll) {
+    const all = chips();
+    if (!all.length) return;
+    current = Math.max(0, Math.min(index, all.length - 1));
+    all.forEach((chip, i) => chip.classList.toggle("current", i === current));
+    if (scroll) all[current].scrollIntoView({ block: "nearest" });
+  }
+
+  function press(selector) {
+    const button = document.querySelector(selector);
+    if (button) button.click();
+    return Boolean(button);
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.target.closest("input, textarea, select, [contenteditable]")) return;
+    const key = event.key;
+    if (key === "j" || key === "k") {
+      mark(current + (key === "j" ? 1 : -1), true);
+    } else if (key === "y" || key === "n" || key === "u") {
+      const chip = chips()[current];
+      const button = chip && chip.querySelector(`button[data-key="${key}"]`);
+      if (!button) return;
+      advance = true;
+      button.click();
+    } else if (key === "x") {
+      if (!press('button[data-key="x"]')) return;
+    } else {
+      return;
+    }
+    event.preventDefault();
+  });
+
+  document.addEventListener("click", (event) => {
+    const zoom = event.target.closest("[data-zoom]");
+    if (zoom) {
+      event.preventDefault();
+      zoom.querySelector("img").classList.toggle("zoomed");
+      return;
+    }
+    const chip = event.target.closest("[data-claim]");
+    if (chip) mark(chips().indexOf(chip), false);
+  });
+
+  // After a decision the fragment is replaced: keep the place, one claim further on.
+  document.addEventListener("htmx:afterSettle", () => {
+    mark(advance ? current + 1 : current, advance);
+    advance = false;
+    document.getElementById("flash").textContent = "";
+  });
+  document.addEventListener("htmx:responseError", (event) => {
+    advance = false;
+    document.getElementById("flash").textContent = event.detail.xhr.responseText || "The request failed.";
+  });
+  document.addEventListener("DOMContentLoaded", () => mark(0, false));
+})();

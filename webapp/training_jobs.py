@@ -1,0 +1,258 @@
+"""The last two stages of an iteration, one whole-iteration job each: train the policy, then evaluate it.
+
+train: export the iteration's effective pairs (excluded ones left out) as TRL rows and run DPO on them with
+`python -m training dpo` in a child process (`accelerate launch` on more than one GPU), so that all the
+GPU memory training used goes back when it ends. The worker frees its own cached models first. The child
+prints progress lines; they become the job's step/total (the progress bar) and its `log`, one record per
+logged step: {"step", "epoch", "loss", "learning_rate", "grad_norm", "rewards/accuracies", "rewards/margins"}
+(the loss curve). The checkpoint is trained into a temporary folder and moved to
+MODELS_DIR/checkpoints/iteration-N when training succeeded; only then is it registered on the iteration
+(a relative name, resolved under MODELS_DIR by every worker). A failed training registers nothing and fails
+the iteration with the end of the child's output. DPO settings are the iteration's config keys that name a
+`training.dpo.DPOSettings` field, over the paper's defaults; with `lora`, the adapter is merged so the next
+iteration starts from full weights.
+
+evaluate: the new checkpoint answers the held-out instructions (greedy unless `eval_temperature` is set;
+`eval_limit` caps how many), the iteration's splitter and labeler judge the answers (training.evaluate), and
+CHAIR is computed when the config names COCO ground truth: `coco_instances`, `coco_captions` and
+`coco_images`, the folder of the COCO image files, which is how held-out images (stored by content, without
+their file names) are matched to COCO ids. Results go to `iteration.metrics["eval"]`, the answers to
+`heldout_answers.jsonl` in the checkpoint folder.
+"""
+
+import ctypes
+import json
+import math
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+
+from django.conf import settings
+
+from labeling.backends.base import Sampling
+from labeling.generate import Instruction as LabelingInstruction
+from training.dpo import DPOSettings, parse_progress
+from webapp import lifecycle
+from webapp.engines import backend_for, release_models, resolve_model
+from webapp.models import Instruction, Iteration, IterationStatus, Job, Split
+
+HEARTBEAT_SECONDS = 1.0
+LOSS_CURVE_KEYS = ("step", "epoch", "loss", "learning_rate", "grad_norm", "rewards/accuracies", "rewards/margins")
+
+
+class TrainingFailed(RuntimeError):
+    """The DPO child process failed; the message ends with its last lines of output."""
+
+
+def checkpoint_name(iteration: Iteration) -> str:
+    """Where an iteration's checkpoint lives, relative to MODELS_DIR."""
+    return f"checkpoints/iteration-{iteration.number}"
+
+
+def dpo_settings(iteration: Iteration) -> DPOSettings:
+    values = lifecycle.config(iteration)
+    if values.get("lora"):
+        values.setdefault("merge_lora", True)  # the next iteration's generate and DPO need full weights
+    return DPOSettings.from_mapping(values)
+
+
+def dpo_command(pairs: Path, policy: str, out: Path, dpo: DPOSettings) -> list[str]:
+    import torch
+
+    args = ["-m", "training", "dpo", f"--pairs={pairs}", f"--policy={policy}", f"--out={out}", *dpo.cli_args()]
+    gpus = torch.cuda.device_count()
+    if gpus > 1:
+        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={gpus}", *args]
+    return [sys.executable, *args]
+
+
+def _die_with_parent():
+    """In the child, before exec: get SIGKILL when the worker dies, so no orphan keeps training on the GPU."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
+def _finite(value):
+    """A diverged run logs NaN or inf, which JSON columns (PostgreSQL's jsonb) refuse: store null instead."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _read_lines(stream, lines: queue.Queue):
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def run_streaming(job: Job, command: list[str]) -> list[dict]:
+    """Run the DPO child, streaming its progress into the job; returns the loss-curve records.
+
+    Every HEARTBEAT_SECONDS (output or not) the job's step/total/log are written, which is also the heartbeat
+    the stale-job watchdog reads, and the child is killed if the iteration left the training stage.
+    """
+    from webapp.stages import Stopped  # stages imports this module, so import it when running
+
+    proc = subprocess.Popen(
+        command,
+        cwd=settings.BASE_DIR,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        preexec_fn=_die_with_parent,
+    )
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
+    tail: deque[str] = deque(maxlen=30)
+    curve: list[dict] = []
+    step = total = 0
+    next_write = 0.0
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=HEARTBEAT_SECONDS)
+            except queue.Empty:
+                line = ""
+            record = parse_progress(line) if line else None
+            if record:
+                step, total = record.get("step") or step, record.get("total") or total
+                if record.get("event") == "log" and "loss" in record:
+                    curve.append({key: _finite(record[key]) for key in LOSS_CURVE_KEYS if key in record})
+            elif line:
+                tail.append(line.rstrip())
+            if line is None or time.monotonic() >= next_write:
+                Job.objects.filter(pk=job.pk).update(total=max(total, step), log=curve)
+                job.progress(step)
+                if not Iteration.objects.filter(pk=job.iteration_id, status=IterationStatus.TRAINING).exists():
+                    raise Stopped
+                next_write = time.monotonic() + HEARTBEAT_SECONDS
+            if line is None:
+                break
+        if proc.wait() != 0:
+            last = tail[-1] if tail else "no output"
+            output = "\n".join(tail)
+            raise TrainingFailed(f"`python -m training dpo` exited with status {proc.returncode}: {last}\n{output}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return curve
+
+
+def _update_metrics(iteration: Iteration, key: str, value: dict, **fields) -> None:
+    """Set metrics[key] (keeping the other keys) and `fields` on the iteration. Call in a transaction."""
+    current = Iteration.objects.select_for_update().get(pk=iteration.pk)
+    Iteration.objects.filter(pk=iteration.pk).update(metrics=(current.metrics or {}) | {key: value}, **fields)
+
+
+def train(job: Job) -> None:
+    from webapp.exporting import export_pairs  # pulls in `datasets`: seconds a worker need not pay at start-up
+    from webapp.stages import _commit
+
+    iteration = job.iteration
+    dpo = dpo_settings(iteration)  # a bad setting fails here, before any work
+    job.start(total=0)  # the child reports the number of steps once the trainer knows it
+    release_models()
+    name = checkpoint_name(iteration)
+    final = Path(settings.MODELS_DIR) / name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.*.partial"):  # left by a worker that died training
+        shutil.rmtree(stale, ignore_errors=True)
+    partial = final.with_name(f".{final.name}.{uuid.uuid4().hex}.partial")
+    try:
+        with tempfile.TemporaryDirectory(prefix="rlaifv-pairs-") as tmp:
+            exported = export_pairs(iteration, "trl", Path(tmp) / "pairs")
+            command = dpo_command(Path(tmp) / "pairs", resolve_model(iteration.policy), partial, dpo)
+            curve = run_streaming(job, command)
+        if final.exists():  # an earlier run that trained but was not registered (a crash, a cancel)
+            shutil.rmtree(final)
+        os.replace(partial, final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    summary = {
+        "pairs": exported.written,
+        "steps": curve[-1]["step"] if curve else 0,
+        "final_loss": curve[-1]["loss"] if curve else None,
+        "details": {"ties_dropped": exported.ties_dropped, "flipped": exported.flipped, "options": dpo.cli_args()},
+    }
+
+    def write():
+        _update_metrics(iteration, "train", summary, checkpoint=name)
+
+    _commit(job, write)
+
+
+def _heldout(limit) -> list[Instruction]:
+    instructions = Instruction.objects.filter(split=Split.HELDOUT).order_by("pk")
+    return list(instructions[:limit] if limit else instructions)
+
+
+def _chair(cfg: dict, instructions: list[Instruction], answers) -> dict:
+    from training.chair import chair, find_image_ids, load_ground_truth
+
+    missing = [key for key in ("coco_instances", "coco_captions", "coco_images") if not cfg.get(key)]
+    if missing:
+        raise ValueError(f"CHAIR needs config {', '.join(missing)} (coco_images: the folder of the COCO images)")
+    truth = load_ground_truth(cfg["coco_instances"], cfg["coco_captions"])
+    wanted = {i.image_sha256: (i.width, i.height, i.image.size) for i in instructions}
+    ids = find_image_ids(truth, cfg["coco_images"], wanted)
+    pairs = zip(instructions, answers, strict=True)
+    matched = [(ids[i.image_sha256], answer.text) for i, answer in pairs if i.image_sha256 in ids]
+    return chair(matched, truth.objects).summary() | {"images_matched": len({image for image, _ in matched})}
+
+
+def evaluate(job: Job) -> None:
+    from training.evaluate import answer_and_judge, hallucination_rates
+    from webapp.stages import _commit
+
+    iteration, cfg = job.iteration, lifecycle.config(job.iteration)
+    if not iteration.checkpoint:
+        raise ValueError(f"{iteration} has no checkpoint to evaluate")
+    instructions = _heldout(cfg.get("eval_limit"))
+    job.start(total=len(instructions))
+    details: dict = {"policy": iteration.checkpoint, "instructions": len(instructions)}
+    result: dict = {"details": details}  # the numbers at the top level are the ones plotted across iterations
+    if instructions:
+        engine = "transformers" if iteration.engine == Iteration.Engine.OPENAI else iteration.engine
+        splitter, splitter_backend = "rule", None
+        if iteration.splitter != "rule":
+            splitter = "rlaifv"
+            splitter_backend = backend_for(engine, iteration.checkpoint, text_model=iteration.splitter)
+        sampling = Sampling(
+            temperature=cfg.get("eval_temperature", 0.0),
+            max_new_tokens=cfg.get("eval_max_new_tokens", cfg["max_new_tokens"]),
+        )
+        answers = answer_and_judge(
+            backend_for(engine, iteration.checkpoint),
+            backend_for(iteration.engine, iteration.labeler),
+            [LabelingInstruction(i.pk, Path(i.image.path), i.question) for i in instructions],
+            sampling=sampling,
+            splitter=splitter,
+            splitter_backend=splitter_backend,
+            seed=cfg["seed"],
+            batch_size=cfg["generate_batch"],
+            progress=job.progress,
+        )
+        details["heldout"] = hallucination_rates(answers)
+        for key in ("claim_hallucination_rate", "answer_hallucination_rate"):
+            result[key] = details["heldout"][key]
+        if cfg.get("coco_instances") or cfg.get("coco_captions"):
+            details["chair"] = _chair(cfg, instructions, answers)
+            result |= {key: details["chair"][key] for key in ("chair_s", "chair_i")}
+            result["object_recall"] = details["chair"]["recall"]
+        answers_file = Path(resolve_model(iteration.checkpoint)) / "heldout_answers.jsonl"
+        with answers_file.open("w", encoding="utf-8") as out:
+            for answer in answers:
+                row = {"instruction": answer.instruction_id, "answer": answer.text, "accepted": answer.accepted}
+                out.write(json.dumps(row | {"split_failed": answer.failure}, ensure_ascii=False) + "\n")
+        details["answers_file"] = f"{iteration.checkpoint}/heldout_answers.jsonl"
+
+    _commit(job, lambda: _update_metrics(iteration, "eval", result))

@@ -1,0 +1,29 @@
+"""The dashboard (the home page): every iteration's progress, counts, scores and agreement, and trends across them.
+
+Running iterations poll the iteration page's progress fragment (views/iterations.py), which stops the
+polling once the iteration leaves its active stages.
+"""
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.shortcuts import render
+
+from webapp import lifecycle
+from webapp.metrics import iteration_stats, trends
+from webapp.models import Instruction, Iteration
+from webapp.review import can_review
+
+SHOWN = 20
+
+
+def index(request):
+    if not can_review(request.user):
+        raise PermissionDenied("reviewers and staff only")
+    stats = iteration_stats(list(Iteration.objects.order_by("-number")[:SHOWN]))
+    context = {
+        "stats": stats,
+        "active": set(lifecycle.ACTIVE),
+        "trends": trends(list(reversed(stats))),
+        "sources": Instruction.objects.values("source").annotate(n=Count("id")).order_by("source"),
+    }
+    return render(request, "dashboard/index.html", context)

@@ -1,0 +1,255 @@
+"""Review pages: the pair list, the pair page and the spot-check queue; every decision appends a Review.
+
+Reviewers (the `reviewer` group) and staff only. Objects are looked up through the iteration in the URL, so
+an id from another iteration (or a claim of another answer) is a 404. A pair page is addressed by its two
+answers rather than by the pair row: a review can flip the pair or turn it into a tie, which rebuilds the
+instruction's pairs, and the page must still load afterwards to say so.
+"""
+
+from django import forms
+from django.core.exceptions import PermissionDenied
+from django.db.models import BooleanField, Count, Exists, OuterRef, Q
+from django.db.models.expressions import RawSQL
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+
+from webapp.models import (
+    Claim,
+    Decision,
+    Iteration,
+    IterationStatus,
+    PreferencePair,
+    Response,
+    Review,
+    Verdict,
+)
+from webapp.review import QUEUE_WINDOW, ReviewClosed, can_review, record_review, set_excluded, spot_check_queue
+
+PAGE_SIZE = 25
+COUNT_CAP = 200  # the list counts at most this many matches, so a count never walks a whole iteration
+
+
+def _row_after(op: str):
+    """Rows after the cursor (score gap, id) as one row comparison, which the pair indexes seek to directly."""
+    columns = ", ".join(f"{PreferencePair._meta.db_table}.{c}" for c in ("score_gap", "id"))
+    return lambda gap, pk: RawSQL(f"({columns}) {op} (%s, %s)", (gap, pk), output_field=BooleanField())
+
+
+# Keyset pagination: the ordering, and the rows after a cursor (score gap, id) in it.
+SORTS = {
+    "-gap": (("-score_gap", "-pk"), _row_after("<")),
+    "gap": (("score_gap", "pk"), _row_after(">")),
+    "-id": (("-pk",), lambda gap, pk: Q(pk__lt=pk)),
+    "id": (("pk",), lambda gap, pk: Q(pk__gt=pk)),
+}
+YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
+
+
+class PairFilter(forms.Form):
+    iteration = forms.IntegerField(required=False, min_value=1)
+    reviewed = forms.ChoiceField(choices=YES_NO, required=False)
+    excluded = forms.ChoiceField(choices=YES_NO, required=False)
+    min_gap = forms.IntegerField(required=False, min_value=1)
+    max_gap = forms.IntegerField(required=False, min_value=1)
+    source = forms.CharField(required=False, max_length=100)
+    sort = forms.ChoiceField(
+        choices=[("-gap", "largest gap first"), ("gap", "smallest gap first"), ("-id", "newest"), ("id", "oldest")],
+        required=False,
+    )
+    after = forms.RegexField(r"^\d+\.\d+$", required=False)
+
+
+def _require_reviewer(request):
+    if not can_review(request.user):
+        raise PermissionDenied("reviewers and staff only")
+
+
+def _get_iteration(request, number) -> Iteration:
+    _require_reviewer(request)
+    return get_object_or_404(Iteration, number=number)
+
+
+def _filter_pairs(iteration: Iteration, f: dict):
+    pairs = PreferencePair.objects.filter(iteration=iteration)
+    if f["reviewed"]:
+        # Per pair, probe its two answers' claims for a review (indexes all the way). One subquery on both
+        # answers cannot be turned into a hash of every reviewed answer, which would scan all the claims.
+        answers = Q(claim__response=OuterRef("chosen")) | Q(claim__response=OuterRef("rejected"))
+        has_review = Exists(Review.objects.filter(answers))
+        pairs = pairs.filter(has_review if f["reviewed"] == "yes" else ~has_review)
+    if f["excluded"]:
+        pairs = pairs.filter(excluded=f["excluded"] == "yes")
+    if f["min_gap"]:
+        pairs = pairs.filter(score_gap__gte=f["min_gap"])
+    if f["max_gap"]:
+        pairs = pairs.filter(score_gap__lte=f["max_gap"])
+    if f["source"]:
+        pairs = pairs.filter(instruction__source=f["source"])
+    return pairs
+
+
+def _pair_page(iteration: Iteration, f: dict, query) -> dict:
+    """One keyset page of the matching pairs, links to the next and first pages, a capped count."""
+    order, after = SORTS[f["sort"] or "-gap"]
+    matching = _filter_pairs(iteration, f)
+    page = matching.select_related("instruction", "chosen", "rejected").order_by(*order)
+    if f["after"]:
+        page = page.filter(after(*map(int, f["after"].split("."))))
+    page = list(page[: PAGE_SIZE + 1])
+    pairs, last = page[:PAGE_SIZE], page[PAGE_SIZE - 1] if len(page) > PAGE_SIZE else None
+    query = query.copy()
+    query["iteration"] = iteration.number
+    query.pop("after", None)
+    first_query = query.urlencode()
+    query["after"] = next_cursor = f"{last.score_gap}.{last.pk}" if last else ""
+    answers = [r for p in pairs for r in (p.chosen_id, p.rejected_id)]
+    return {
+        "pairs": pairs,
+        "next_cursor": next_cursor,
+        "next_query": query.urlencode(),
+        "first_query": first_query,
+        "matching": matching.order_by()[: COUNT_CAP + 1].count(),
+        "count_cap": COUNT_CAP,
+        "reviewed": set(Review.objects.filter(claim__response__in=answers).values_list("claim__response", flat=True)),
+    }
+
+
+def pair_list(request):
+    _require_reviewer(request)
+    form = PairFilter(request.GET)
+    f = form.cleaned_data if form.is_valid() else {name: None for name in PairFilter.base_fields}
+    iterations = list(Iteration.objects.order_by("-number"))
+    by_number = {it.number: it for it in iterations}
+    if f["iteration"] and f["iteration"] not in by_number:
+        raise Http404("no such iteration")
+    # By default the iteration waiting at its review gate, else the latest.
+    reviewing = [it for it in iterations if it.status == IterationStatus.REVIEWING]
+    iteration = by_number.get(f["iteration"]) or (reviewing or iterations or [None])[0]
+    context = {"form": form, "iterations": iterations, "iteration": iteration}
+    if iteration:
+        context |= _pair_page(iteration, f, request.GET)
+    return render(request, "review/pair_list.html#results" if request.htmx else "review/pair_list.html", context)
+
+
+def _pair_responses(iteration: Iteration, left: int, right: int) -> tuple[Response, Response]:
+    responses = {
+        r.pk: r
+        for r in Response.objects.filter(iteration=iteration, pk__in=[left, right]).select_related("instruction")
+    }
+    if len(responses) != 2 or responses[left].instruction_id != responses[right].instruction_id:
+        raise Http404("not two answers to one instruction of this iteration")
+    return responses[left], responses[right]
+
+
+def _pair_context(iteration: Iteration, left: int, right: int) -> dict:
+    """The two answers of one instruction side by side, each claim with its effective verdict and history."""
+    left, right = _pair_responses(iteration, left, right)
+    claims = list(Claim.objects.filter(response__in=[left, right]).with_effective_verdict().order_by("index"))
+    history = {}
+    reviews = Review.objects.filter(claim__response__in=[left, right]).select_related("reviewer")
+    for review in reviews.order_by("created_at", "pk"):
+        history.setdefault(review.claim_id, []).append(review)
+    for claim in claims:
+        claim.history = history.get(claim.pk, [])
+        decisive = [r for r in claim.history if r.decision != Decision.UNSURE]
+        claim.decider = decisive[-1].reviewer.get_username() if decisive else None
+    left.claim_list = [c for c in claims if c.response_id == left.pk]
+    right.claim_list = [c for c in claims if c.response_id == right.pk]
+    pairs = list(PreferencePair.objects.filter(iteration=iteration, instruction=left.instruction_id).order_by("pk"))
+    row = next((p for p in pairs if {p.chosen_id, p.rejected_id} == {left.pk, right.pk}), None)
+    return {
+        "iteration": iteration,
+        "instruction": left.instruction,
+        "left": left,
+        "right": right,
+        "row": row,
+        "flipped": row is not None and row.chosen_id == right.pk,
+        "tie": left.score is not None and left.score == right.score,
+        "other_pairs": [p for p in pairs if p is not row],
+        "open": iteration.status == IterationStatus.REVIEWING,
+    }
+
+
+def _posted_decision(request) -> tuple[str, int] | None:
+    """The named submit button pressed: its name is the decision, its value the claim."""
+    for decision in Decision.values:
+        if request.POST.get(decision, "").isdigit():
+            return decision, int(request.POST[decision])
+    return None
+
+
+def _record(request, claims) -> HttpResponse | None:
+    """Record the decision posted on one of `claims`; an error response when it cannot be recorded."""
+    posted = _posted_decision(request)
+    if posted is None:
+        return HttpResponseBadRequest(f"press one of {', '.join(Decision.values)} on a claim")
+    decision, claim_id = posted
+    claim = get_object_or_404(claims.select_related("response"), pk=claim_id)
+    try:
+        record_review(claim, request.user, decision, request.POST.get("note", ""))
+    except ReviewClosed as exc:
+        return HttpResponse(str(exc), status=409, content_type="text/plain")
+    return None
+
+
+def _exclude(request, iteration: Iteration, left: int, right: int) -> HttpResponse | None:
+    """Exclude the pair from training (exclude=1) or include it again (exclude=0)."""
+    pair = get_object_or_404(
+        PreferencePair, Q(chosen=left, rejected=right) | Q(chosen=right, rejected=left), iteration=iteration
+    )
+    try:
+        set_excluded(pair, request.user, request.POST["exclude"] == "1")
+    except ReviewClosed as exc:
+        return HttpResponse(str(exc), status=409, content_type="text/plain")
+    return None
+
+
+def pair_detail(request, number, left, right):
+    """The pair page; its one form posts a decision on a claim or the pair's exclusion, and HTMX gets the
+    pair panel back with the scores and pairs rebuilt."""
+    iteration = _get_iteration(request, number)
+    if request.method == "POST":
+        _pair_responses(iteration, left, right)
+        if "exclude" in request.POST:
+            error = _exclude(request, iteration, left, right)
+        else:
+            error = _record(request, Claim.objects.filter(response__in=[left, right]))
+        if error:
+            return error
+        if not request.htmx:
+            return redirect("review-pair", number=number, left=left, right=right)
+    context = _pair_context(iteration, left, right)
+    return render(request, "review/pair.html#pair" if request.htmx else "review/pair.html", context)
+
+
+def _queue_context(request, iteration: Iteration) -> dict:
+    queue = spot_check_queue(iteration)
+    item = Verdict.objects.select_related("claim__response__instruction").get(pk=queue[0]) if queue else None
+    if item:  # an unreviewed claim: its effective verdict is the labeler's, for the chip to show
+        claim = item.claim
+        claim.effective_accepted, claim.p_yes, claim.decided_by = item.accepted, item.p_yes, "labeler"
+        claim.decider, claim.history = None, []
+    # The reviewer's own count: it grows with one person's work, not with the iteration.
+    done = Review.objects.filter(reviewer=request.user, claim__response__iteration=iteration).aggregate(
+        n=Count("claim", distinct=True)
+    )["n"]
+    return {
+        "iteration": iteration,
+        "item": item,
+        "waiting": len(queue),
+        "window": QUEUE_WINDOW,
+        "done": done,
+        "open": iteration.status == IterationStatus.REVIEWING,
+    }
+
+
+def spot_check(request, number):
+    """The queue's next claim; a decision posted here is recorded and HTMX gets the claim after it."""
+    iteration = _get_iteration(request, number)
+    if request.method == "POST":
+        if error := _record(request, Claim.objects.filter(response__iteration=iteration)):
+            return error
+        if not request.htmx:
+            return redirect("review-queue", number=number)
+    context = _queue_context(request, iteration)
+    return render(request, "review/spot_check.html#queue" if request.htmx else "review/spot_check.html", context)
