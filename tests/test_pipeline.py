@@ -97,7 +97,7 @@ def test_two_workers_share_the_chunks_and_write_the_same_rows_as_one(processes):
     one = new_iteration(1, chunk_size=2)
     lifecycle.launch(one)
     wait_for(one, IterationStatus.REVIEWING, processes=processes)
-    processes.worker("w2")
+    processes.wait_ready(processes.worker("w2"))
     two = new_iteration(2, chunk_size=2)
     lifecycle.launch(two)
     wait_for(two, IterationStatus.REVIEWING, processes=processes)

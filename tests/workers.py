@@ -75,6 +75,14 @@ class Processes:
             ],
         )
 
+    def wait_ready(self, proc: subprocess.Popen, timeout: float = 120) -> None:
+        """Block until the worker says it is ready to consume (it logs `<name>@host ready.`)."""
+        deadline = time.monotonic() + timeout
+        while " ready." not in self.log(proc.name):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"worker {proc.name} did not start:\n{self.log(proc.name)[-2000:]}")
+            time.sleep(0.2)
+
     def manage(self, name: str, *args: str) -> subprocess.Popen:
         return self.start(name, ["manage.py", *args])
 

@@ -18,6 +18,7 @@ from labeling.generate import Instruction as LabelingInstruction
 from labeling.generate import candidate_seeds, generate_candidates
 from webapp import lifecycle, self_reward_jobs, training_jobs
 from webapp.engines import backend_for
+from webapp.heartbeat import heartbeat
 from webapp.models import (
     Claim,
     Instruction,
@@ -216,7 +217,8 @@ def run_job(job_id: int, transient: tuple[type[Exception], ...], final_attempt: 
         return
     job.worker = worker
     try:
-        WORK[job.kind](job)
+        with heartbeat(job.pk):
+            WORK[job.kind](job)
     except Stopped:
         return
     except transient as exc:
