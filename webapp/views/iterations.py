@@ -10,6 +10,7 @@ from webapp import lifecycle
 from webapp.forms import IterationForm
 from webapp.models import Iteration
 from webapp.progress import iteration_progress
+from webapp.review import can_review
 
 ACTIONS = {
     "launch": lifecycle.launch,
@@ -19,12 +20,8 @@ ACTIONS = {
 }
 
 
-def may_watch(user) -> bool:
-    return user.is_staff or user.groups.filter(name="reviewer").exists()
-
-
 def _require_watcher(request):
-    if not may_watch(request.user):
+    if not can_review(request.user):
         raise PermissionDenied("reviewers and staff only")
 
 
