@@ -12,6 +12,11 @@ the other instruction sources store them); 30 per image is ten candidates with t
 with repeats as candidates of one instruction repeat each other. Prints claims/s, the dedup share,
 speedup_vs_reference and ratio_to_floor. Other load on the machine only adds time, so (a), (b) and (c)
 run `--repeats` times interleaved and the best of each is kept.
+
+The speedup is bounded by the claims per image: (a) pays an image and a full prompt per claim, (b) an
+image and a prefix per image plus a short tail per distinct question. With few claims per image (8:
+about 6x) the bound sits under 10x whatever the code does; at an instruction's ten candidates of three
+claims each (30, the default) it does not.
 """
 
 import argparse
