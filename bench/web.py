@@ -59,13 +59,17 @@ def make_parser():
 # --- the data ------------------------------------------------------------------------------------------------
 
 
-def recreate_database(url: str) -> None:
+def recreate_database(url: str, keep: bool = False) -> None:
+    """Drop and create the database; with `keep`, only create it when it does not exist."""
     import psycopg
 
     parts = urlparse(url)
     name = parts.path.lstrip("/")
     admin = parts._replace(path="/postgres").geturl()
     with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if keep and exists:
+            return
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
 
@@ -427,8 +431,7 @@ def main():
     os.environ.update(env)
     import django
 
-    if not args.keep:
-        recreate_database(args.database_url)
+    recreate_database(args.database_url, keep=args.keep)
     django.setup()
     from django.db import connection, transaction
 

@@ -13,7 +13,17 @@ from tests.factories import (
     ReviewFactory,
     VerdictFactory,
 )
-from webapp.models import Claim, Decision, Iteration, PreferencePair, Response, Review, Verdict, response_scores
+from webapp.models import (
+    Claim,
+    Decision,
+    Iteration,
+    PreferencePair,
+    Response,
+    Review,
+    Verdict,
+    effective_verdicts,
+    response_scores,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -155,6 +165,9 @@ def test_reviews_are_append_only():
 def effective(claim):
     """The rule in Python and in SQL must agree; return the shared answer."""
     annotated = Claim.objects.with_effective_verdict().get(pk=claim.pk)
+    python = effective_verdicts({claim.pk: claim.response_id}, claim.response.iteration.labeler)[claim.pk]
+    assert (annotated.effective_accepted, annotated.decided_by) == (python.accepted, python.decided_by)
+    assert annotated.p_yes == python.p_yes
     assert annotated.effective_accepted == claim.effective_accepted()
     return annotated.effective_accepted, annotated.decided_by
 
@@ -173,6 +186,15 @@ def test_effective_verdict_is_the_latest_review(alice, bob):
     assert effective(claim) == (False, "reviewer")
     ReviewFactory(claim=claim, reviewer=bob, decision=Decision.CORRECT)
     assert effective(claim) == (True, "reviewer")
+    ReviewFactory(claim=claim, reviewer=alice, decision=Decision.UNSURE)
+    assert effective(claim) == (True, "reviewer")
+
+
+def test_an_unsure_review_leaves_the_labelers_verdict(alice):
+    claim = ClaimFactory()
+    VerdictFactory(claim=claim, p_yes=0.9, p_no=0.05)
+    ReviewFactory(claim=claim, reviewer=alice, decision=Decision.UNSURE)
+    assert effective(claim) == (True, "labeler")
 
 
 def test_an_unsure_review_leaves_the_last_decision_standing(alice):

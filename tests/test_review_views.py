@@ -202,8 +202,9 @@ def test_the_pair_page_costs_a_fixed_number_of_queries(client, alice, django_ass
     for index in range(claims):
         ReviewFactory(claim=claim(iteration, 1, index), reviewer=alice, decision=Decision.HALLUCINATED)
     client.force_login(alice)
+    url = pair_url(iteration)
     with django_assert_max_num_queries(10):
-        response = client.get(pair_url(iteration))
+        response = client.get(url)
     assert response.content.count(b'data-verdict="rejected"') == claims
     assert b"reviewer alice" in response.content
 

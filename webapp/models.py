@@ -5,6 +5,8 @@ and Review (append-only human decisions). Pairs and scores follow each claim's *
 its latest decisive review, else the iteration labeler's verdict.
 """
 
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, OuterRef, Q, Subquery, Value, When
@@ -201,11 +203,8 @@ class Claim(models.Model):
 
     def effective_accepted(self) -> bool | None:
         """The latest decisive review wins; else the labeler's verdict; None when neither exists."""
-        review = self.reviews.exclude(decision=Decision.UNSURE).order_by("-created_at", "-pk").first()
-        if review:
-            return review.decision == Decision.CORRECT
-        verdict = self.labeler_verdict()
-        return verdict.accepted if verdict else None
+        verdicts = effective_verdicts({self.pk: self.response_id}, self.response.iteration.labeler)
+        return verdicts[self.pk].accepted
 
 
 class Verdict(models.Model):
@@ -388,6 +387,44 @@ class Job(models.Model):
     def fail(self, error: str) -> None:
         now = timezone.now()
         Job.objects.filter(pk=self.pk).update(state=JobState.FAILED, error=error, heartbeat_at=now, finished_at=now)
+
+
+@dataclass(frozen=True)
+class EffectiveVerdict:
+    """A claim's effective verdict, as `with_effective_verdict` annotates it."""
+
+    response_id: int
+    accepted: bool | None
+    decided_by: str | None  # "reviewer", "labeler" or None
+    p_yes: float | None
+
+
+def effective_verdicts(claims: dict[int, int], labeler: str, decisions=None) -> dict[int, EffectiveVerdict]:
+    """Each claim's effective verdict (claims: claim id → response id) in plain queries.
+
+    The rule of `with_effective_verdict`, for pages and reviews that touch one pair or one instruction: there,
+    compiling the annotated query costs more than running it. `decisions`, (claim id, decision) in the order
+    they were made, spares the query for callers that already hold the claims' reviews.
+    """
+    labeled = {
+        claim: (accepted, p_yes)
+        for claim, accepted, p_yes in Verdict.objects.filter(claim__in=list(claims), labeler=labeler).values_list(
+            "claim", "accepted", "p_yes"
+        )
+    }
+    if decisions is None:
+        decisions = Review.objects.filter(claim__in=list(claims)).order_by("created_at", "pk")
+        decisions = decisions.values_list("claim", "decision")
+    # Later decisions overwrite earlier ones: the latest decisive review wins.
+    decided = {claim: decision for claim, decision in decisions if decision != Decision.UNSURE}
+    verdicts = {}
+    for claim, response in claims.items():
+        accepted, p_yes = labeled.get(claim, (None, None))
+        if claim in decided:
+            verdicts[claim] = EffectiveVerdict(response, decided[claim] == Decision.CORRECT, "reviewer", p_yes)
+        else:
+            verdicts[claim] = EffectiveVerdict(response, accepted, "labeler" if accepted is not None else None, p_yes)
+    return verdicts
 
 
 def response_scores(responses):

@@ -25,6 +25,7 @@ from webapp.models import (
     ResponseStatus,
     Review,
     Verdict,
+    effective_verdicts,
     response_scores,
 )
 
@@ -76,18 +77,24 @@ def set_excluded(pair: PreferencePair, user, excluded: bool) -> None:
 def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
     """Re-score an instruction's responses from effective verdicts and rebuild its pairs. Call in a transaction.
 
+    Plain queries (`effective_verdicts`) rather than `response_scores`: for one instruction's few claims,
+    compiling the annotated query took longer than running it.
+
     Responses without claims (imported pairs, self-reward iterations) have no verdicts to score by: their
     pairs are the only preference known and are left alone rather than rebuilt into nothing.
     """
-    has_claims = Exists(Claim.objects.filter(response=OuterRef("pk")))
     responses = list(
-        response_scores(Response.objects.filter(iteration=iteration, instruction_id=instruction_id))
-        .filter(status=ResponseStatus.LABELED)
-        .annotate(has_claims=has_claims)
+        Response.objects.filter(iteration=iteration, instruction_id=instruction_id, status=ResponseStatus.LABELED)
+        .only("pk", "instruction_id", "text", "score")
         .order_by("pk")
     )
-    if not any(r.has_claims for r in responses):
+    claims = dict(Claim.objects.filter(response__in=responses).values_list("pk", "response"))
+    if not claims:
         return
+    verdicts = effective_verdicts(claims, iteration.labeler).values()
+    rejected = Counter(v.response_id for v in verdicts if v.accepted is False)
+    for r in responses:
+        r.n_rejected = rejected[r.pk]
     changed = [r for r in responses if r.score != -r.n_rejected]
     for r in changed:
         r.score = -r.n_rejected

@@ -22,6 +22,7 @@ from webapp.models import (
     Response,
     Review,
     Verdict,
+    effective_verdicts,
 )
 from webapp.review import QUEUE_WINDOW, ReviewClosed, can_review, record_review, set_excluded, spot_check_queue
 
@@ -144,12 +145,16 @@ def _pair_responses(iteration: Iteration, left: int, right: int) -> tuple[Respon
 def _pair_context(iteration: Iteration, left: int, right: int) -> dict:
     """The two answers of one instruction side by side, each claim with its effective verdict and history."""
     left, right = _pair_responses(iteration, left, right)
-    claims = list(Claim.objects.filter(response__in=[left, right]).with_effective_verdict().order_by("index"))
+    claims = list(Claim.objects.filter(response__in=[left, right]).order_by("index"))
+    reviews = list(Review.objects.filter(claim__in=claims).select_related("reviewer").order_by("created_at", "pk"))
+    decisions = [(review.claim_id, review.decision) for review in reviews]
+    verdicts = effective_verdicts({c.pk: c.response_id for c in claims}, iteration.labeler, decisions)
     history = {}
-    reviews = Review.objects.filter(claim__response__in=[left, right]).select_related("reviewer")
-    for review in reviews.order_by("created_at", "pk"):
+    for review in reviews:
         history.setdefault(review.claim_id, []).append(review)
     for claim in claims:
+        verdict = verdicts[claim.pk]
+        claim.effective_accepted, claim.decided_by, claim.p_yes = verdict.accepted, verdict.decided_by, verdict.p_yes
         claim.history = history.get(claim.pk, [])
         decisive = [r for r in claim.history if r.decision != Decision.UNSURE]
         claim.decider = decisive[-1].reviewer.get_username() if decisive else None
