@@ -76,18 +76,13 @@ def main() -> None:
         from django.db import connection
 
         from tests.rows import snapshot
-        from webapp.celery import app
+        from tests.workers import purge_queues
         from webapp.models import Instruction, Iteration, Job, JobState
 
         call_command("migrate", verbosity=0)
         call_command("build_tiny_models", stdout=open(os.devnull, "w"))
         call_command("load_samples")
-        with app.connection_for_write() as conn:
-            for name in ("cpu", "gpu"):
-                try:
-                    conn.default_channel.queue_purge(name)
-                except Exception:
-                    pass
+        purge_queues()
         log = open(tmp / "worker.log", "w")
         procs.append(subprocess.Popen(
             [PY, "-m", "celery", "-A", "webapp", "worker", "-Q", "gpu,cpu", "--pool", "solo", "--loglevel", "info",

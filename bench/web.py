@@ -59,6 +59,22 @@ def make_parser():
 # --- the data ------------------------------------------------------------------------------------------------
 
 
+def served_environment(database_url: str, var_dir) -> dict:
+    """The environment the app is served with: production settings (DEBUG off) over plain HTTP on 127.0.0.1."""
+    return os.environ | {
+        "DATABASE_URL": database_url,
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "0",
+        "SECURE_COOKIES": "0",
+        "DB_CONN_MAX_AGE": "600",
+        "VAR_DIR": str(var_dir),
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "webapp.settings",
+    }
+
+
 def recreate_database(url: str, keep: bool = False) -> None:
     """Drop and create the database; with `keep`, only create it when it does not exist."""
     import psycopg
@@ -416,18 +432,7 @@ def reviewers(clients: list[Client], targets: Targets, seconds: int) -> tuple[di
 
 def main():
     args = make_parser().parse_args()
-    env = os.environ | {
-        "DATABASE_URL": args.database_url,
-        "DEBUG": "0",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "0",
-        "SECURE_COOKIES": "0",
-        "DB_CONN_MAX_AGE": "600",
-        "VAR_DIR": tempfile.mkdtemp(prefix="bench-web-"),
-        "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "webapp.settings",
-    }
+    env = served_environment(args.database_url, tempfile.mkdtemp(prefix="bench-web-"))
     os.environ.update(env)
     import django
 

@@ -70,6 +70,18 @@ def test_the_dashboard_shows_each_iteration(client, alice):
     assert "&lt;i&gt;web&lt;/i&gt;" in html
 
 
+def test_it_says_the_next_iteration_can_start_from_the_last_checkpoint(client, alice, bob):
+    IterationFactory(number=1, status=IterationStatus.DONE, checkpoint="checkpoints/iteration-1")
+    client.force_login(alice)
+    html = client.get(reverse("home")).content.decode()
+    assert 'data-next-policy="checkpoints/iteration-1"' in html and "Iteration 2 can start" in html
+    assert reverse("iteration-new") not in html  # reviewers cannot create iterations
+    client.force_login(bob)
+    assert reverse("iteration-new") in client.get(reverse("home")).content.decode()
+    IterationFactory(number=2, status=IterationStatus.GENERATING)
+    assert "data-next-policy" not in client.get(reverse("home")).content.decode()
+
+
 def test_running_iterations_poll_their_progress_and_finished_ones_do_not(client, alice):
     running = IterationFactory(status=IterationStatus.LABELING)
     JobFactory(iteration=running, kind=JobKind.LABEL, done=3, total=10, state=JobState.RUNNING)

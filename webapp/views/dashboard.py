@@ -10,7 +10,7 @@ from django.shortcuts import render
 
 from webapp import lifecycle
 from webapp.metrics import iteration_stats, trends
-from webapp.models import Instruction, Iteration
+from webapp.models import Instruction, Iteration, IterationStatus
 from webapp.review import can_review
 
 SHOWN = 20
@@ -20,7 +20,10 @@ def index(request):
     if not can_review(request.user):
         raise PermissionDenied("reviewers and staff only")
     stats = iteration_stats(list(Iteration.objects.order_by("-number")[:SHOWN]))
+    latest = stats[0].iteration if stats else None
     context = {
+        # The loop goes on: a trained, evaluated iteration's checkpoint is the next one's default policy.
+        "next_from": latest if latest and latest.status == IterationStatus.DONE and latest.checkpoint else None,
         "stats": stats,
         "active": set(lifecycle.ACTIVE),
         "trends": trends(list(reversed(stats))),
