@@ -111,7 +111,13 @@ def _pair_page(iteration: Iteration, f: dict, query) -> dict:
         "first_query": first_query,
         "matching": matching.order_by()[: COUNT_CAP + 1].count(),
         "count_cap": COUNT_CAP,
-        "reviewed": set(Review.objects.filter(claim__response__in=answers).values_list("claim__response", flat=True)),
+        # Probed claim by claim through the review index: a join would scan every review of the iteration.
+        "reviewed": set(
+            Claim.objects.filter(response__in=answers)
+            .filter(Exists(Review.objects.filter(claim=OuterRef("pk"))))
+            .values_list("response", flat=True)
+            .order_by()
+        ),
     }
 
 
