@@ -190,6 +190,13 @@ def test_effective_verdict_is_the_latest_review(alice, bob):
     assert effective(claim) == (True, "reviewer")
 
 
+def test_a_review_of_any_kind_marks_its_answer_reviewed(alice):
+    claim, other = ClaimFactory(), ClaimFactory()
+    ReviewFactory(claim=claim, reviewer=alice, decision=Decision.UNSURE)
+    assert Response.objects.get(pk=claim.response_id).reviewed
+    assert not Response.objects.get(pk=other.response_id).reviewed
+
+
 def test_an_unsure_review_leaves_the_labelers_verdict(alice):
     claim = ClaimFactory()
     VerdictFactory(claim=claim, p_yes=0.9, p_no=0.05)

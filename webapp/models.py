@@ -131,6 +131,9 @@ class Response(models.Model):
     status = models.CharField(max_length=20, choices=ResponseStatus.choices, default=ResponseStatus.GENERATED)
     error = models.TextField(blank=True, help_text="Why dividing failed, when it did")
     score = models.IntegerField(null=True, blank=True, help_text="−(number of rejected claims), cached")
+    reviewed = models.BooleanField(
+        db_default=False, editable=False, help_text="A claim of it has a review (set by a trigger on webapp_review)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -8,7 +8,7 @@ instruction's pairs, and the page must still load afterwards to say so.
 
 from django import forms
 from django.core.exceptions import PermissionDenied
-from django.db.models import BooleanField, Count, Exists, OuterRef, Q
+from django.db.models import BooleanField, Count, Q
 from django.db.models.expressions import RawSQL
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -43,6 +43,11 @@ SORTS = {
     "-id": (("-pk",), lambda gap, pk: Q(pk__lt=pk)),
     "id": (("pk",), lambda gap, pk: Q(pk__gt=pk)),
 }
+# What a row of the list shows: answers' texts and timestamps stay in the database.
+LIST_FIELDS = [
+    "score_gap", "excluded", "chosen", "rejected", "instruction__question", "instruction__source",
+    "chosen__score", "chosen__reviewed", "rejected__score", "rejected__reviewed",
+]  # fmt: skip
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
 
 
@@ -73,10 +78,7 @@ def _get_iteration(request, number) -> Iteration:
 def _filter_pairs(iteration: Iteration, f: dict):
     pairs = PreferencePair.objects.filter(iteration=iteration)
     if f["reviewed"]:
-        # Per pair, probe its two answers' claims for a review (indexes all the way). One subquery on both
-        # answers cannot be turned into a hash of every reviewed answer, which would scan all the claims.
-        answers = Q(claim__response=OuterRef("chosen")) | Q(claim__response=OuterRef("rejected"))
-        has_review = Exists(Review.objects.filter(answers))
+        has_review = Q(chosen__reviewed=True) | Q(rejected__reviewed=True)
         pairs = pairs.filter(has_review if f["reviewed"] == "yes" else ~has_review)
     if f["excluded"]:
         pairs = pairs.filter(excluded=f["excluded"] == "yes")
@@ -93,7 +95,7 @@ def _pair_page(iteration: Iteration, f: dict, query) -> dict:
     """One keyset page of the matching pairs, links to the next and first pages, a capped count."""
     order, after = SORTS[f["sort"] or "-gap"]
     matching = _filter_pairs(iteration, f)
-    page = matching.select_related("instruction", "chosen", "rejected").order_by(*order)
+    page = matching.select_related("instruction", "chosen", "rejected").only(*LIST_FIELDS).order_by(*order)
     if f["after"]:
         page = page.filter(after(*map(int, f["after"].split("."))))
     page = list(page[: PAGE_SIZE + 1])
@@ -103,7 +105,6 @@ def _pair_page(iteration: Iteration, f: dict, query) -> dict:
     query.pop("after", None)
     first_query = query.urlencode()
     query["after"] = next_cursor = f"{last.score_gap}.{last.pk}" if last else ""
-    answers = [r for p in pairs for r in (p.chosen_id, p.rejected_id)]
     return {
         "pairs": pairs,
         "next_cursor": next_cursor,
@@ -111,13 +112,6 @@ def _pair_page(iteration: Iteration, f: dict, query) -> dict:
         "first_query": first_query,
         "matching": matching.order_by()[: COUNT_CAP + 1].count(),
         "count_cap": COUNT_CAP,
-        # Probed claim by claim through the review index: a join would scan every review of the iteration.
-        "reviewed": set(
-            Claim.objects.filter(response__in=answers)
-            .filter(Exists(Review.objects.filter(claim=OuterRef("pk"))))
-            .values_list("response", flat=True)
-            .order_by()
-        ),
     }
 
 
