@@ -151,7 +151,7 @@ def test_it_generates_through_llm_chat_with_prefix_caching(fake_vllm, image_path
 
     assert texts == [["What is red? #3", "What is red? #1"], ["Why? #5"]]
     engine = backend.engine("llava-hf/llava-1.5-7b-hf")
-    assert engine.kwargs == {"enable_prefix_caching": True, "gpu_memory_utilization": 0.5}
+    assert engine.kwargs == {"enable_prefix_caching": True, "load_format": "safetensors", "gpu_memory_utilization": 0.5}
     [(conversations, params)] = engine.calls
     assert [p.kwargs["seed"] for p in params] == [3, 1, 5]
     images = {id(conversation[0]["content"][0]["image_pil"]) for conversation in conversations}

@@ -231,7 +231,7 @@ def train_dpo(pairs, policy, out, settings: DPOSettings | None = None, report: C
         # Full fine-tuning keeps float32 master weights under bf16 autocast: a 5e-7 step vanishes in bf16
         # rounding. With LoRA only the adapter trains (PEFT keeps it in float32), so the frozen base is bf16.
         dtype = torch.bfloat16 if args.bf16 and settings.lora else torch.float32
-        model = AutoModelForImageTextToText.from_pretrained(policy, dtype=dtype)
+        model = AutoModelForImageTextToText.from_pretrained(policy, dtype=dtype, use_safetensors=True)
     except OSError as exc:
         raise OSError(f"cannot load the policy {str(policy)!r}: {exc}") from exc
     trainer = DPOTrainer(
@@ -272,8 +272,10 @@ def merge_adapter(adapter, out):
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    if not Path(adapter, "adapter_model.safetensors").is_file():  # PEFT would fall back to a pickled .bin
+        raise OSError(f"{adapter}: no adapter_model.safetensors (adapters are loaded from safetensors only)")
     base_path = PeftConfig.from_pretrained(adapter).base_model_name_or_path
-    base = AutoModelForImageTextToText.from_pretrained(base_path)
+    base = AutoModelForImageTextToText.from_pretrained(base_path, use_safetensors=True)
     PeftModel.from_pretrained(base, adapter).merge_and_unload().save_pretrained(out)
     AutoProcessor.from_pretrained(adapter).save_pretrained(out)
     record = Path(adapter, RECORD_FILE)

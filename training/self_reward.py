@@ -32,7 +32,8 @@ def load_models(policy, reference, device: str = "cpu", dtype=None) -> RewardMod
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     def load(path):
-        return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(device).eval()
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, use_safetensors=True)  # no pickle
+        return model.to(device).eval()
 
     return RewardModels(load(policy), load(reference), AutoProcessor.from_pretrained(policy))
 

@@ -10,7 +10,12 @@ class InstructionAdmin(admin.ModelAdmin):
     list_display = ["id", "question", "source", "split", "width", "height", "created_at"]
     list_filter = ["source", "split"]
     search_fields = ["question", "image_sha256"]
-    readonly_fields = ["image_sha256", "width", "height", "created_at"]
+    # Images come in through import_instructions / import_rlaifv, which validate them (webapp/images.py) and
+    # store them by content; an admin upload would skip both, so the image is not editable here.
+    readonly_fields = ["image", "image_sha256", "width", "height", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(Iteration)

@@ -42,6 +42,22 @@ class IterationForm(forms.ModelForm):
         self.fields["policy"].initial = Iteration.default_policy() or "tiny-llava"
         self.fields["labeler"].initial = Iteration.objects.values_list("labeler", flat=True).first() or "tiny-llava"
 
+    def _model_name(self, field: str) -> str:
+        """A local folder or a hub id: never a URL, which a worker would otherwise be asked to fetch."""
+        value = self.cleaned_data[field].strip()
+        if "://" in value:
+            raise forms.ValidationError("Give a model folder under MODELS_DIR, a local path or a hub id, not a URL.")
+        return value
+
+    def clean_policy(self):
+        return self._model_name("policy")
+
+    def clean_labeler(self):
+        return self._model_name("labeler")
+
+    def clean_splitter(self):
+        return self._model_name("splitter")
+
     def instructions(self):
         chosen = Instruction.objects.filter(split=self.cleaned_data["split"])
         if self.cleaned_data.get("source"):

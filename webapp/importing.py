@@ -67,6 +67,8 @@ def _check_line(line_no: int, text: str, images_dir: Path, default_source: str) 
         raise ImportFailed(f"line {line_no}: field 'source' must be 1 to 100 characters")
     if split not in Split.values:
         raise ImportFailed(f"line {line_no}: field 'split' must be one of {', '.join(Split.values)}, not {split!r}")
+    if "://" in image_name:  # never fetched: images are files in the images folder
+        raise ImportFailed(f"line {line_no}: field 'image' must be a file in the images folder, not a URL")
     if len(image_name) > 1000:
         raise ImportFailed(f"line {line_no}: field 'image' is longer than 1000 characters")
     root = images_dir.resolve()

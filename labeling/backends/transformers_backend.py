@@ -128,7 +128,9 @@ class TransformersBackend:
         self.processor = AutoProcessor.from_pretrained(model_path)
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
-        self.model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=dtype).to(self.device).eval()
+        # Safetensors only: a pickled pytorch_model.bin could run code when loaded.
+        model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=dtype, use_safetensors=True)
+        self.model = model.to(self.device).eval()
         self.text_model_path = text_model_path
         self._text = None
         self._image_token_counts: dict[tuple[int, int], int] = {}
@@ -239,7 +241,9 @@ class TransformersBackend:
                 self._text = (self.model, self.tokenizer)
             else:
                 tokenizer = AutoTokenizer.from_pretrained(self.text_model_path, padding_side="left")
-                model = AutoModelForCausalLM.from_pretrained(self.text_model_path, dtype=self.model.dtype)
+                model = AutoModelForCausalLM.from_pretrained(
+                    self.text_model_path, dtype=self.model.dtype, use_safetensors=True
+                )
                 self._text = (model.to(self.device).eval(), tokenizer)
         return self._text
 

@@ -95,7 +95,8 @@ class VLLMBackend:
         self._vllm = vllm
         self.model = model
         self.text_model = text_model or model
-        self.engine_kwargs = {"enable_prefix_caching": True, **engine_kwargs}
+        # Safetensors only: vLLM's default ("auto") falls back to a pickled pytorch_model.bin.
+        self.engine_kwargs = {"enable_prefix_caching": True, "load_format": "safetensors", **engine_kwargs}
         self._engines = {}
 
     def engine(self, model: str):
