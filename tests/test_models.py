@@ -14,6 +14,7 @@ from tests.factories import (
     VerdictFactory,
 )
 from webapp.models import (
+    VERDICT_ROW,
     Claim,
     Decision,
     Iteration,
@@ -23,6 +24,7 @@ from webapp.models import (
     Verdict,
     effective_verdicts,
     response_scores,
+    with_labeler_verdict,
 )
 
 pytestmark = pytest.mark.django_db
@@ -165,7 +167,8 @@ def test_reviews_are_append_only():
 def effective(claim):
     """The rule in Python and in SQL must agree; return the shared answer."""
     annotated = Claim.objects.with_effective_verdict().get(pk=claim.pk)
-    python = effective_verdicts({claim.pk: claim.response_id}, claim.response.iteration.labeler)[claim.pk]
+    rows = with_labeler_verdict(Claim.objects.filter(pk=claim.pk), claim.response.iteration.labeler)
+    python = effective_verdicts(rows.values_list(*VERDICT_ROW))[claim.pk]
     assert (annotated.effective_accepted, annotated.decided_by) == (python.accepted, python.decided_by)
     assert annotated.p_yes == python.p_yes
     assert annotated.effective_accepted == claim.effective_accepted()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Case, F, OuterRef, Q, Subquery, Value, When
+from django.db.models import Case, F, FilteredRelation, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Abs, Coalesce, Least
 from django.utils import timezone
 
@@ -206,8 +206,8 @@ class Claim(models.Model):
 
     def effective_accepted(self) -> bool | None:
         """The latest decisive review wins; else the labeler's verdict; None when neither exists."""
-        verdicts = effective_verdicts({self.pk: self.response_id}, self.response.iteration.labeler)
-        return verdicts[self.pk].accepted
+        rows = with_labeler_verdict(Claim.objects.filter(pk=self.pk), self.response.iteration.labeler)
+        return effective_verdicts(rows.values_list(*VERDICT_ROW))[self.pk].accepted
 
 
 class Verdict(models.Model):
@@ -402,32 +402,37 @@ class EffectiveVerdict:
     p_yes: float | None
 
 
-def effective_verdicts(claims: dict[int, int], labeler: str, decisions=None) -> dict[int, EffectiveVerdict]:
-    """Each claim's effective verdict (claims: claim id → response id) in plain queries.
+def with_labeler_verdict(claims, labeler: str):
+    """Claims with the labeler's verdict joined in, as `labeler_accepted` and `p_yes` (None where it has none)."""
+    verdict = FilteredRelation("verdicts", condition=Q(verdicts__labeler=labeler))
+    return claims.annotate(labeler_verdict=verdict).annotate(
+        labeler_accepted=F("labeler_verdict__accepted"), p_yes=F("labeler_verdict__p_yes")
+    )
+
+
+def effective_verdicts(claims, decisions=None) -> dict[int, EffectiveVerdict]:
+    """Each claim's effective verdict; claims are (id, response id, labeler_accepted, p_yes) rows.
 
     The rule of `with_effective_verdict`, for pages and reviews that touch one pair or one instruction: there,
     compiling the annotated query costs more than running it. `decisions`, (claim id, decision) in the order
     they were made, spares the query for callers that already hold the claims' reviews.
     """
-    labeled = {
-        claim: (accepted, p_yes)
-        for claim, accepted, p_yes in Verdict.objects.filter(claim__in=list(claims), labeler=labeler).values_list(
-            "claim", "accepted", "p_yes"
-        )
-    }
+    claims = list(claims)
     if decisions is None:
-        decisions = Review.objects.filter(claim__in=list(claims)).order_by("created_at", "pk")
+        decisions = Review.objects.filter(claim__in=[row[0] for row in claims]).order_by("created_at", "pk")
         decisions = decisions.values_list("claim", "decision")
     # Later decisions overwrite earlier ones: the latest decisive review wins.
     decided = {claim: decision for claim, decision in decisions if decision != Decision.UNSURE}
     verdicts = {}
-    for claim, response in claims.items():
-        accepted, p_yes = labeled.get(claim, (None, None))
+    for claim, response, accepted, p_yes in claims:
         if claim in decided:
             verdicts[claim] = EffectiveVerdict(response, decided[claim] == Decision.CORRECT, "reviewer", p_yes)
         else:
             verdicts[claim] = EffectiveVerdict(response, accepted, "labeler" if accepted is not None else None, p_yes)
     return verdicts
+
+
+VERDICT_ROW = ("pk", "response", "labeler_accepted", "p_yes")  # what effective_verdicts reads of a claim
 
 
 def response_scores(responses):

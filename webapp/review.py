@@ -16,6 +16,7 @@ from django.db.models.functions import Abs
 from labeling.combine import ScoredResponse, combine_pairs, make_pairs
 from webapp import lifecycle
 from webapp.models import (
+    VERDICT_ROW,
     Claim,
     Decision,
     Iteration,
@@ -27,6 +28,7 @@ from webapp.models import (
     Verdict,
     effective_verdicts,
     response_scores,
+    with_labeler_verdict,
 )
 
 REVIEWER_GROUP = "reviewer"
@@ -88,10 +90,11 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
         .only("pk", "instruction_id", "text", "score")
         .order_by("pk")
     )
-    claims = dict(Claim.objects.filter(response__in=responses).values_list("pk", "response"))
+    claims = with_labeler_verdict(Claim.objects.filter(response__in=responses), iteration.labeler)
+    claims = list(claims.values_list(*VERDICT_ROW))
     if not claims:
         return
-    verdicts = effective_verdicts(claims, iteration.labeler).values()
+    verdicts = effective_verdicts(claims).values()
     rejected = Counter(v.response_id for v in verdicts if v.accepted is False)
     for r in responses:
         r.n_rejected = rejected[r.pk]

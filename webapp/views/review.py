@@ -23,6 +23,7 @@ from webapp.models import (
     Review,
     Verdict,
     effective_verdicts,
+    with_labeler_verdict,
 )
 from webapp.review import QUEUE_WINDOW, ReviewClosed, can_review, record_review, set_excluded, spot_check_queue
 
@@ -145,10 +146,12 @@ def _pair_responses(iteration: Iteration, left: int, right: int) -> tuple[Respon
 def _pair_context(iteration: Iteration, left: int, right: int) -> dict:
     """The two answers of one instruction side by side, each claim with its effective verdict and history."""
     left, right = _pair_responses(iteration, left, right)
-    claims = list(Claim.objects.filter(response__in=[left, right]).order_by("index"))
+    claims = Claim.objects.filter(response__in=[left, right]).order_by("index")
+    claims = list(with_labeler_verdict(claims, iteration.labeler))
     reviews = list(Review.objects.filter(claim__in=claims).select_related("reviewer").order_by("created_at", "pk"))
     decisions = [(review.claim_id, review.decision) for review in reviews]
-    verdicts = effective_verdicts({c.pk: c.response_id for c in claims}, iteration.labeler, decisions)
+    rows = [(c.pk, c.response_id, c.labeler_accepted, c.p_yes) for c in claims]
+    verdicts = effective_verdicts(rows, decisions)
     history = {}
     for review in reviews:
         history.setdefault(review.claim_id, []).append(review)
