@@ -182,12 +182,12 @@ def fill(args) -> None:
             for n, p in enumerate(combined.pairs, 1):
                 copy.write_row((n, 1, p.instruction_id, p.chosen_id, p.rejected_id, p.score_gap, n % 50 == 0, now))
         # 1% of claims reviewed, agreeing with the labeler (so the cached scores stay right).
-        with cursor.copy("COPY webapp_review (claim_id, reviewer_id, decision, note, created_at) FROM STDIN") as copy:
+        columns = "claim_id, reviewer_id, decision, note, created_at, iteration_id"
+        with cursor.copy(f"COPY webapp_review ({columns}) FROM STDIN") as copy:
             for claim in rng.sample(range(1, claim_id + 1), claim_id // 100):
                 accepted = verdict_rows[claim - 1][5]
-                copy.write_row(
-                    (claim, rng.randint(1, args.reviewers), "correct" if accepted else "hallucinated", "", now)
-                )
+                decision = "correct" if accepted else "hallucinated"
+                copy.write_row((claim, rng.randint(1, args.reviewers), decision, "", now, 1))
         cursor.execute(
             "UPDATE webapp_iteration SET metrics = %s WHERE id = 1", [f'{{"length_ratio": {combined.length_ratio}}}']
         )

@@ -193,6 +193,12 @@ def test_effective_verdict_is_the_latest_review(alice, bob):
     assert effective(claim) == (True, "reviewer")
 
 
+def test_a_review_stores_its_claims_iteration(alice):
+    claim = ClaimFactory()
+    review = ReviewFactory(claim=claim, reviewer=alice)
+    assert Review.objects.get(pk=review.pk).iteration_id == claim.response.iteration_id
+
+
 def test_a_review_of_any_kind_marks_its_answer_reviewed(alice):
     claim, other = ClaimFactory(), ClaimFactory()
     ReviewFactory(claim=claim, reviewer=alice, decision=Decision.UNSURE)

@@ -238,9 +238,9 @@ def _queue_context(request, iteration: Iteration) -> dict:
         claim.effective_accepted, claim.p_yes, claim.decided_by = item.accepted, item.p_yes, "labeler"
         claim.decider, claim.history = None, []
     # The reviewer's own count: it grows with one person's work, not with the iteration.
-    done = Review.objects.filter(reviewer=request.user, claim__response__iteration=iteration).aggregate(
-        n=Count("claim", distinct=True)
-    )["n"]
+    done = Review.objects.filter(reviewer=request.user, iteration=iteration).aggregate(n=Count("claim", distinct=True))[
+        "n"
+    ]
     return {
         "iteration": iteration,
         "item": item,
