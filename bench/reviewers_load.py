@@ -118,7 +118,10 @@ def serve_logged(args, env: dict, log: Path):
 
 def pair_mismatches() -> tuple[list[int], list[int]]:
     """Instructions whose stored pairs differ from labeling.combine over the effective verdicts, and answers
-    whose cached score differs from −(effective rejections): what rebuild_pairs would make, for all at once."""
+    whose cached score differs from −(effective rejections): what rebuild_pairs would make, for all at once.
+
+    Computed through the SQL path (`response_scores`), not rebuild_pairs' own Python one, so the check is
+    independent of the code it checks."""
     from labeling.combine import ScoredResponse, make_pairs
     from webapp import lifecycle
     from webapp.models import Iteration, PreferencePair, Response, ResponseStatus, response_scores

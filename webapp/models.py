@@ -198,12 +198,6 @@ class Claim(models.Model):
     def __str__(self):
         return self.text[:80]
 
-    def latest_review(self):
-        return self.reviews.order_by("-created_at", "-pk").first()
-
-    def labeler_verdict(self):
-        return self.verdicts.filter(labeler=self.response.iteration.labeler).first()
-
     def effective_accepted(self) -> bool | None:
         """The latest decisive review wins; else the labeler's verdict; None when neither exists."""
         rows = with_labeler_verdict(Claim.objects.filter(pk=self.pk), self.response.iteration.labeler)
