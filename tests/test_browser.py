@@ -86,6 +86,8 @@ def test_a_reviewer_marks_a_claim_hallucinated_by_keyboard(page, alice):
     log_in(page, "alice")
     page.goto(reverse("review-pair", args=[iteration.number, chosen.pk, rejected.pk]))
     page.evaluate("window.notReloaded = true")
+    other = f"#claim-{Claim.objects.get(response=rejected, index=0).pk}"
+    page.eval_on_selector(other, "chip => { chip.untouched = true; }")
     chip = f"#claim-{first.pk}"
     assert page.get_attribute(chip, "data-verdict") == "accepted"
     assert "current" in page.get_attribute(chip, "class")
@@ -96,6 +98,7 @@ def test_a_reviewer_marks_a_claim_hallucinated_by_keyboard(page, alice):
     assert page.inner_text(f"[data-response='{chosen.pk}'] .score") == "score -1"
     assert "reviewer alice" in page.inner_text(chip)
     assert page.evaluate("window.notReloaded") is True
+    assert page.eval_on_selector(other, "chip => chip.untouched") is True  # only what changed was swapped
     assert "current" in page.get_attribute(f"#claim-{Claim.objects.get(response=chosen, index=1).pk}", "class")
 
     page.reload()

@@ -1,5 +1,7 @@
 """The pair list, the pair page and the spot-check queue: who may see them, what they show, what a decision does."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -209,23 +211,53 @@ def test_the_pair_page_costs_a_fixed_number_of_queries(client, alice, django_ass
     assert b"reviewer alice" in response.content
 
 
+def swapped_parts(html: str) -> dict[str, str]:
+    """The parts of an HTMX answer swapped out of band, by id: each must carry hx-swap-oob."""
+    parts = re.findall(r'<(\w+) (?:hx-swap-oob="true" )?[^>]*?id="([^"]+)"', html)
+    assert html.count('hx-swap-oob="true"') == len(parts)
+    return {part_id: tag for tag, part_id in parts}
+
+
 def test_a_decision_updates_the_chips_the_scores_and_the_pair_in_place(client, alice, iteration):
     client.force_login(alice)
-    response = client.post(pair_url(iteration), press("hallucinated", claim(iteration, 0, 1)), **HTMX)
+    decided = claim(iteration, 0, 1)
+    left, right = answer(iteration, 0), answer(iteration, 1)
+    response = client.post(pair_url(iteration), press("hallucinated", decided), **HTMX)
     assert response.status_code == 200
     html = response.content.decode()
-    assert html.startswith('\n<section id="pair"') or html.lstrip().startswith('<section id="pair"')
-    assert "<html" not in html
+    assert "<html" not in html and "<section" not in html
+    # What a decision can change, and nothing else: the claim's chip, both headings, the pair's status.
+    assert swapped_parts(html) == {
+        "pair-status": "div",
+        f"heading-{left.pk}": "h2",
+        f"heading-{right.pk}": "h2",
+        f"claim-{decided.pk}": "li",
+    }
     assert 'data-state="tie"' in html
-    assert html.count('data-verdict="rejected"') == 2 and "reviewer alice" in html
+    assert html.count('data-verdict="rejected"') == 1 and "reviewer alice" in html and "1 review<" in html
+    assert f'id="heading-{left.pk}" hx-swap-oob="true">Listed as chosen <span class="score" data-score="-1">' in html
     assert answer(iteration, 0).score == -1
     assert not PreferencePair.objects.filter(iteration=iteration).exists()
     # The page still loads (and says so) after the pair is gone.
-    assert b'data-state="tie"' in client.get(pair_url(iteration)).content
+    page = client.get(pair_url(iteration)).content.decode()
+    assert 'data-state="tie"' in page and page.count('data-verdict="rejected"') == 2 and "hx-swap-oob" not in page
 
     response = client.post(pair_url(iteration), press("correct", claim(iteration, 1, 1)), **HTMX)
-    assert 'data-state="flipped"' in response.content.decode()
+    html = response.content.decode()
+    assert 'data-state="flipped"' in html and "Was chosen, now rejected" in html and "Was rejected, now chosen" in html
     assert PreferencePair.objects.get(iteration=iteration).chosen == answer(iteration, 1)
+
+
+@pytest.mark.parametrize("claims", [2, 20])
+def test_a_decision_costs_a_fixed_number_of_queries(client, alice, django_assert_max_num_queries, claims):
+    iteration = reviewing_iteration([[0.9] * claims, [0.2] * claims])
+    client.force_login(alice)
+    url, decision = pair_url(iteration), press("hallucinated", claim(iteration, 0, 0))
+    # Session, user, group, iteration, answers, claim; savepoint, lock, review, rebuild (answers, claims,
+    # reviews, score, pairs, pair update), release; answers, claim, reviews, pairs.
+    with django_assert_max_num_queries(20):
+        response = client.post(url, decision, **HTMX)
+    assert response.status_code == 200 and "claim-" in response.content.decode()
 
 
 def test_without_htmx_a_decision_redirects_back_to_the_pair(client, alice, iteration):

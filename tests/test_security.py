@@ -103,7 +103,8 @@ def test_model_and_reviewer_text_is_escaped_on_every_page(client, alice, iterati
     # The pair page's form posts no note, but the endpoint stores one and the claim history shows it.
     fragment = client.post(pair_url(iteration), {"unsure": claim(iteration, 0).pk, "note": payload("note")}, **HTMX)
     assert Review.objects.get().note == payload("note")
-    assert_escaped(fragment, *answers, payload("note"))
+    # The HTMX answer carries the decided claim's chip, not the answers' texts.
+    assert_escaped(fragment, payload("claim"), payload("claim question"), payload("note"))
     assert_escaped(client.get(pair_url(iteration)), payload("question"), payload("source"), *answers, payload("note"))
     for response in [client.get(reverse("review-pairs")), client.get(reverse("review-pairs"), **HTMX)]:
         assert_escaped(response, payload("question"), payload("source"))

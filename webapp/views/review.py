@@ -143,10 +143,16 @@ def _pair_responses(iteration: Iteration, left: int, right: int) -> tuple[Respon
     return responses[left], responses[right]
 
 
-def _pair_context(iteration: Iteration, left: int, right: int) -> dict:
-    """The two answers of one instruction side by side, each claim with its effective verdict and history."""
-    left, right = _pair_responses(iteration, left, right)
-    claims = Claim.objects.filter(response__in=[left, right]).order_by("index")
+# The sides' headings by the pair's state after reviews: (left, right).
+HEADINGS = {
+    "flipped": ("Was chosen, now rejected", "Was rejected, now chosen"),
+    "paired": ("Chosen", "Rejected"),
+    "unpaired": ("Listed as chosen", "Listed as rejected"),
+}
+
+
+def _with_verdicts(iteration: Iteration, claims) -> list[Claim]:
+    """The claims, each with its effective verdict, who decided it and its review history."""
     claims = list(with_labeler_verdict(claims, iteration.labeler))
     reviews = list(Review.objects.filter(claim__in=claims).select_related("reviewer").order_by("created_at", "pk"))
     decisions = [(review.claim_id, review.decision) for review in reviews]
@@ -161,17 +167,33 @@ def _pair_context(iteration: Iteration, left: int, right: int) -> dict:
         claim.history = history.get(claim.pk, [])
         decisive = [r for r in claim.history if r.decision != Decision.UNSURE]
         claim.decider = decisive[-1].reviewer.get_username() if decisive else None
+    return claims
+
+
+def _pair_context(iteration: Iteration, left: int, right: int, claim_ids: list[int] | None = None) -> dict:
+    """The two answers of one instruction side by side, each claim with its effective verdict and history.
+
+    `claim_ids`: only these claims (as `changed`), for an answer to a decision that swaps just what changed.
+    """
+    left, right = _pair_responses(iteration, left, right)
+    claims = Claim.objects.filter(response__in=[left, right]).order_by("index")
+    if claim_ids is not None:
+        claims = claims.filter(pk__in=claim_ids)
+    claims = _with_verdicts(iteration, claims)
     left.claim_list = [c for c in claims if c.response_id == left.pk]
     right.claim_list = [c for c in claims if c.response_id == right.pk]
     pairs = list(PreferencePair.objects.filter(iteration=iteration, instruction=left.instruction_id).order_by("pk"))
     row = next((p for p in pairs if {p.chosen_id, p.rejected_id} == {left.pk, right.pk}), None)
+    flipped = row is not None and row.chosen_id == right.pk
+    left.heading, right.heading = HEADINGS["flipped" if flipped else "paired" if row else "unpaired"]
     return {
         "iteration": iteration,
         "instruction": left.instruction,
         "left": left,
         "right": right,
+        "changed": claims,
         "row": row,
-        "flipped": row is not None and row.chosen_id == right.pk,
+        "flipped": flipped,
         "tie": left.score is not None and left.score == right.score,
         "other_pairs": [p for p in pairs if p is not row],
         "open": iteration.status == IterationStatus.REVIEWING,
@@ -213,21 +235,23 @@ def _exclude(request, iteration: Iteration, left: int, right: int) -> HttpRespon
 
 
 def pair_detail(request, number, left, right):
-    """The pair page; its one form posts a decision on a claim or the pair's exclusion, and HTMX gets the
-    pair panel back with the scores and pairs rebuilt."""
+    """The pair page; its one form posts a decision on a claim or the pair's exclusion. HTMX gets back only
+    what a decision can change, swapped out of band: the claim's chip, both headings (scores, order) and
+    the pair's status, re-read after the rebuild. Other chips, and any history a reviewer opened, stay."""
     iteration = _get_iteration(request, number)
-    if request.method == "POST":
-        _pair_responses(iteration, left, right)
-        if "exclude" in request.POST:
-            error = _exclude(request, iteration, left, right)
-        else:
-            error = _record(request, Claim.objects.filter(response__in=[left, right]))
-        if error:
-            return error
-        if not request.htmx:
-            return redirect("review-pair", number=number, left=left, right=right)
-    context = _pair_context(iteration, left, right)
-    return render(request, "review/pair.html#pair" if request.htmx else "review/pair.html", context)
+    if request.method != "POST":
+        return render(request, "review/pair.html", _pair_context(iteration, left, right))
+    _pair_responses(iteration, left, right)
+    if "exclude" in request.POST:
+        error, changed = _exclude(request, iteration, left, right), []
+    else:
+        error = _record(request, Claim.objects.filter(response__in=[left, right]))
+        changed = [_posted_decision(request)[1]] if error is None else []
+    if error:
+        return error
+    if not request.htmx:
+        return redirect("review-pair", number=number, left=left, right=right)
+    return render(request, "review/pair.html#changes", _pair_context(iteration, left, right, changed))
 
 
 def _queue_context(request, iteration: Iteration) -> dict:

@@ -54,7 +54,7 @@
     if (chip) mark(chips().indexOf(chip), false);
   });
 
-  // After a decision the fragment is replaced: keep the place, one claim further on.
+  // After a decision the changed chip, headings and status are swapped in: keep the place, one claim further on.
   document.addEventListener("htmx:afterSettle", () => {
     mark(advance ? current + 1 : current, advance);
     advance = false;
