@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from tests.factories import IterationFactory, JobFactory
 from tests.review_data import reviewing_iteration
-from webapp.models import Claim, Iteration, IterationStatus, Job, JobKind, JobState, Response, Review
+from webapp.models import Claim, Iteration, IterationStatus, Job, JobKind, JobState, PreferencePair, Response, Review
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -106,6 +106,13 @@ def test_a_reviewer_marks_a_claim_hallucinated_by_keyboard(page, alice):
     assert page.inner_text(f"[data-response='{chosen.pk}'] .score") == "score -1"
     assert page.get_attribute("[data-state]", "data-state") == "paired"
     assert Review.objects.get().claim == first
+
+    page.keyboard.press("x")  # the pair's status is swapped in place, excluded; x again includes it
+    page.wait_for_selector("[data-excluded='yes']")
+    assert PreferencePair.objects.get(iteration=iteration, chosen=chosen).excluded is True
+    page.keyboard.press("x")
+    page.wait_for_selector("[data-excluded='no']")
+    assert PreferencePair.objects.get(iteration=iteration, chosen=chosen).excluded is False
 
 
 def test_a_reviewer_works_through_the_spot_check_queue_by_keyboard(page, alice):
