@@ -243,14 +243,15 @@ def pair_detail(request, number, left, right):
         return render(request, "review/pair.html", _pair_context(iteration, left, right))
     _pair_responses(iteration, left, right)
     if "exclude" in request.POST:
-        error, changed = _exclude(request, iteration, left, right), []
+        error = _exclude(request, iteration, left, right)
     else:
         error = _record(request, Claim.objects.filter(response__in=[left, right]))
-        changed = [_posted_decision(request)[1]] if error is None else []
     if error:
         return error
     if not request.htmx:
         return redirect("review-pair", number=number, left=left, right=right)
+    posted = _posted_decision(request)  # None for an exclusion: no chip changed
+    changed = [posted[1]] if posted else []
     return render(request, "review/pair.html#changes", _pair_context(iteration, left, right, changed))
 
 
