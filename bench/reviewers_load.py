@@ -123,12 +123,12 @@ def pair_mismatches() -> tuple[list[int], list[int]]:
     Computed through the SQL path (`response_scores`), not rebuild_pairs' own Python one, so the check is
     independent of the code it checks."""
     from labeling.combine import ScoredResponse, make_pairs
-    from webapp import lifecycle
+    from webapp.config import config
     from webapp.models import Iteration, PreferencePair, Response, ResponseStatus, response_scores
     from webapp.review import iteration_length_ratio
 
     iteration = Iteration.objects.get(number=1)
-    cfg = lifecycle.config(iteration)
+    cfg = config(iteration)
     responses = list(response_scores(Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED)))
     expected = make_pairs(
         [ScoredResponse(r.pk, r.instruction_id, r.text, r.n_rejected) for r in responses],

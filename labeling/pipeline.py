@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from labeling.backends.base import Backend, Sampling
+from labeling.batching import batched
 from labeling.combine import ScoredResponse, make_pairs
 from labeling.conquer import label_claims
 from labeling.divide import QuestionAnswer, divide
@@ -55,15 +56,15 @@ def run_pipeline(
 ) -> Run:
     """Run the four steps; `progress` wraps each stage's loop (e.g. tqdm) to show how far it got."""
     run = Run()
-    chunks = [instructions[i : i + batch] for i in range(0, len(instructions), batch)]
+    chunks = list(batched(instructions, batch))
     for chunk in progress(chunks, desc="generate", unit="batch"):
         run.responses += generate_candidates(policy, chunk, n=n, sampling=sampling, base_seed=seed)
 
     by_id = {i.id: i for i in instructions}
     items = [QuestionAnswer(by_id[r.instruction_id].question, r.text) for r in run.responses]
     results = []
-    for start in progress(range(0, len(items), 256), desc="divide", unit="batch"):
-        results += divide(items[start : start + 256], splitter, divider)
+    for chunk in progress(list(batched(items, 256)), desc="divide", unit="batch"):
+        results += divide(chunk, splitter, divider)
     for response, result in zip(run.responses, results, strict=True):
         key = (response.instruction_id, response.seed)
         if not result.ok:
@@ -76,8 +77,8 @@ def run_pipeline(
         ]
 
     unique = 0
-    for start in progress(range(0, len(run.claims), 512), desc="conquer", unit="batch"):
-        verdicts, stats = label_claims(labeler, run.claims[start : start + 512])
+    for chunk in progress(list(batched(run.claims, 512)), desc="conquer", unit="batch"):
+        verdicts, stats = label_claims(labeler, chunk)
         run.verdicts += [(v.p_yes, v.p_no, v.accepted) for v in verdicts]
         unique += stats.unique
     run.dedup_share = 1 - unique / len(run.claims) if run.claims else 0.0

@@ -9,7 +9,7 @@ from tests.factories import (
     ResponseFactory,
     VerdictFactory,
 )
-from webapp import stages
+from webapp.jobs import rlaifv
 from webapp.models import IterationStatus, JobKind, ResponseStatus
 
 
@@ -32,7 +32,7 @@ def reviewing_iteration(*instructions, texts=None, config=None, **fields):
                     response=response, index=index, text=f"Claim {index} of answer {seed}.", question=f"Is {index}?"
                 )
                 VerdictFactory(claim=claim, p_yes=p, p_no=round(1 - p, 6))
-    stages.combine(JobFactory(iteration=iteration, kind=JobKind.COMBINE, chunk=0, total=0))
+    rlaifv.combine(JobFactory(iteration=iteration, kind=JobKind.COMBINE, chunk=0, total=0))
     iteration.refresh_from_db()
     iteration.status = IterationStatus.REVIEWING
     iteration.save(update_fields=["status"])

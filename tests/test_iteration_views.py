@@ -96,7 +96,7 @@ def test_actions_follow_the_state_machine(client, bob):
     assert iteration.status == IterationStatus.TRAINING
     client.post(action(1, "cancel"))
     iteration.refresh_from_db()
-    assert (iteration.status, iteration.failed_status) == (IterationStatus.CANCELLED, IterationStatus.TRAINING)
+    assert (iteration.status, iteration.stopped_stage) == (IterationStatus.CANCELLED, IterationStatus.TRAINING)
     assert client.post(action(1, "explode")).status_code == 403
     assert client.post(action(99, "launch")).status_code == 404
     assert client.get(action(1, "launch")).status_code == 405

@@ -13,6 +13,7 @@ from django.core.management import call_command
 from labeling.combine import ScoredResponse, make_pairs
 from tests.rows import snapshot
 from webapp import lifecycle
+from webapp.watchdog import requeue_stale_jobs
 from webapp.models import (
     Claim,
     Instruction,
@@ -48,7 +49,7 @@ def wait_for(iteration: Iteration, *statuses: str, processes=None, timeout: floa
     """Follow the iteration as `run_iteration --wait` does (including the stale-job watchdog)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        lifecycle.requeue_stale_jobs(timedelta(seconds=4))
+        requeue_stale_jobs(timedelta(seconds=4))
         iteration.refresh_from_db()
         if iteration.status in statuses:
             return iteration
@@ -136,7 +137,7 @@ def test_a_chunk_that_keeps_failing_fails_the_iteration_and_resume_finishes_it(p
     iteration = new_iteration(1, labeler="no-such-labeler")
     lifecycle.launch(iteration)
     wait_for(iteration, IterationStatus.FAILED, processes=processes)
-    assert iteration.failed_status == IterationStatus.LABELING
+    assert iteration.stopped_stage == IterationStatus.LABELING
     assert "label chunk" in iteration.error
     assert "cannot load model 'no-such-labeler' with engine transformers" in iteration.error
     assert Job.objects.filter(iteration=iteration, kind="label", state=JobState.FAILED).exists()

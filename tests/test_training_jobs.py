@@ -7,6 +7,9 @@ import shutil
 import sys
 
 import pytest
+from webapp.config import strategy
+from webapp.jobs.base import Stopped
+from webapp.jobs.train_evaluate import TrainingFailed, run_streaming
 
 from labeling.formats import RlaifvRecord, write_trl_dataset
 from labeling.sample_images import sample_image
@@ -16,9 +19,6 @@ from training.dpo import DPOSettings, train_dpo
 from webapp import lifecycle
 from webapp.exporting import export_pairs
 from webapp.models import Claim, Instruction, Iteration, IterationStatus, Job, JobState, Response, ResponseStatus
-from webapp.self_reward_jobs import strategy
-from webapp.stages import Stopped
-from webapp.training_jobs import TrainingFailed, run_streaming
 
 pytestmark = pytest.mark.slow
 S = IterationStatus
@@ -123,7 +123,7 @@ def test_a_failed_training_registers_nothing_and_resume_trains_once_fixed(proces
     lifecycle.approve(iteration)
     wait_for(iteration, S.FAILED, processes=processes)
 
-    assert iteration.failed_status == S.TRAINING
+    assert iteration.stopped_stage == S.TRAINING
     assert iteration.error.startswith("train chunk 0: TrainingFailed: `python -m training dpo` exited with status 1: ")
     assert "cannot load the policy 'no-such-model'" in iteration.error.splitlines()[0]
     assert iteration.checkpoint == "" and Iteration.default_policy() == ""

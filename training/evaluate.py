@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from labeling.backends.base import Backend, Sampling
+from labeling.batching import batched
 from labeling.conquer import label_claims
 from labeling.divide import QuestionAnswer, divide
 from labeling.generate import Instruction, generate_candidates
@@ -51,8 +52,8 @@ def answer_and_judge(
 ) -> list[JudgedAnswer]:
     """One answer per instruction (seed `seed`), divided into claims and labelled; `progress(done)` per batch."""
     answers = []
-    for start in range(0, len(instructions), batch_size):
-        answers += generate_candidates(policy, instructions[start : start + batch_size], 1, sampling, seed)
+    for batch in batched(instructions, batch_size):
+        answers += generate_candidates(policy, batch, 1, sampling, seed)
         progress(len(answers))
     divided = divide(
         [QuestionAnswer(i.question, a.text) for i, a in zip(instructions, answers, strict=True)],

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from labeling.batching import batched
+
 
 @dataclass
 class RewardModels:
@@ -85,8 +87,7 @@ def implicit_rewards(
         with Image.open(image) as opened:
             image = opened.convert("RGB")
     rewards = []
-    for start in range(0, len(answers), batch_size):
-        batch = answers[start : start + batch_size]
+    for batch in batched(answers, batch_size):
         policy, lengths = answer_logps(models.policy, models.processor, image, question, batch)
         reference, _ = answer_logps(models.reference, models.processor, image, question, batch)
         rewards += (beta * (policy - reference) / lengths.clamp(min=1)).tolist()

@@ -1,9 +1,9 @@
 """Forms: validation lives here, views stay thin."""
 
 from django import forms
-from django.db import transaction
 
-from webapp.lifecycle import DEFAULT_CONFIG
+from webapp.config import DEFAULT_CONFIG
+from webapp.iterations import create_iteration
 from webapp.models import Instruction, Iteration, Split
 
 
@@ -71,14 +71,9 @@ class IterationForm(forms.ModelForm):
         return cleaned
 
     def save(self, user):
-        with transaction.atomic():
-            iteration = super().save(commit=False)
-            last = Iteration.objects.select_for_update().order_by("-number").first()
-            iteration.number = (last.number + 1) if last else 1
-            iteration.created_by = user
-            iteration.config = {
-                k: self.cleaned_data[k] for k in self.CONFIG_FIELDS if self.cleaned_data.get(k) is not None
-            }
-            iteration.save()
-            iteration.instructions.set(self.instructions())
-        return iteration
+        return create_iteration(
+            instructions=self.instructions(),
+            created_by=user,
+            config={k: self.cleaned_data[k] for k in self.CONFIG_FIELDS if self.cleaned_data.get(k) is not None},
+            **{field: self.cleaned_data[field] for field in self.Meta.fields},
+        )

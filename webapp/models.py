@@ -1,4 +1,4 @@
-"""The data model of DESIGN §2. Every invariant the code relies on is a database constraint.
+"""The data model (docs/DESIGN.md §2). Every invariant the code relies on is a database constraint.
 
 Instruction → Response (one per iteration, instruction, seed) → Claim → Verdict (one per labeler)
 and Review (append-only human decisions). Pairs and scores follow each claim's *effective* verdict:
@@ -77,7 +77,9 @@ class Iteration(models.Model):
     config = models.JSONField(default=dict, blank=True, help_text="n, sampling, pairs per instruction, DPO settings")
     status = models.CharField(max_length=20, choices=IterationStatus.choices, default=IterationStatus.DRAFT)
     error = models.TextField(blank=True)
-    failed_status = models.CharField(max_length=20, blank=True, help_text="The stage that failed; resume restarts it")
+    stopped_stage = models.CharField(
+        max_length=20, blank=True, help_text="The stage it was in when it failed or was cancelled; resume restarts it"
+    )
     instructions = models.ManyToManyField(Instruction, blank=True, related_name="iterations")
     checkpoint = models.CharField(max_length=500, blank=True, help_text="Checkpoint trained in this iteration")
     metrics = models.JSONField(default=dict, blank=True)
@@ -331,6 +333,17 @@ class JobKind(models.TextChoices):
     EVALUATE = "evaluate"
 
 
+# The iteration status in which jobs of each kind run.
+STAGE_OF_JOB = {
+    JobKind.GENERATE: IterationStatus.GENERATING,
+    JobKind.DIVIDE: IterationStatus.DIVIDING,
+    JobKind.LABEL: IterationStatus.LABELING,
+    JobKind.COMBINE: IterationStatus.COMBINING,
+    JobKind.TRAIN: IterationStatus.TRAINING,
+    JobKind.EVALUATE: IterationStatus.EVALUATING,
+}
+
+
 class JobState(models.TextChoices):
     PENDING = "pending"
     RUNNING = "running"
@@ -372,6 +385,11 @@ class Job(models.Model):
 
     def __str__(self):
         return f"{self.kind} #{self.chunk} of iteration {self.iteration_id}"
+
+    @property
+    def stage(self) -> str:
+        """The iteration status this job runs in: once the iteration leaves it, the job's rows are unwanted."""
+        return STAGE_OF_JOB[self.kind]
 
     def start(self, total: int) -> None:
         now = timezone.now()

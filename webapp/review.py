@@ -14,7 +14,7 @@ from django.db.models import Exists, F, OuterRef
 from django.db.models.functions import Abs
 
 from labeling.combine import ScoredResponse, combine_pairs, make_pairs
-from webapp import lifecycle
+from webapp.config import config
 from webapp.models import (
     VERDICT_ROW,
     Claim,
@@ -102,7 +102,7 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
     for r in changed:
         r.score = -r.n_rejected
     Response.objects.bulk_update(changed, ["score"])
-    cfg = lifecycle.config(iteration)
+    cfg = config(iteration)
     pairs = make_pairs(
         [ScoredResponse(r.pk, r.instruction_id, r.text, r.n_rejected) for r in responses],
         k=cfg["pairs_per_instruction"],
@@ -148,7 +148,7 @@ def iteration_length_ratio(iteration: Iteration) -> float | None:
     """
     if "length_ratio" in (iteration.metrics or {}):
         return iteration.metrics["length_ratio"]
-    cfg = lifecycle.config(iteration)
+    cfg = config(iteration)
     responses = response_scores(Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED))
     ratio = combine_pairs(
         [ScoredResponse(r.pk, r.instruction_id, r.text, r.n_rejected) for r in responses],

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Max
 
 from labeling.formats import FormatError, RlaifvRecord, read_rlaifv
 from webapp.images import ImageError, store_image, validate_image
+from webapp.iterations import create_iteration
 from webapp.models import Instruction, Iteration, IterationStatus, PreferencePair, Response
 
 DEFAULT_SOURCE = "rlaifv"
@@ -72,9 +72,8 @@ def _instruction(row: int, record: RlaifvRecord, source: str | None, written: li
 
 
 def _new_iteration(path: Path, digest: str) -> Iteration:
-    number = (Iteration.objects.aggregate(last=Max("number"))["last"] or 0) + 1
-    return Iteration.objects.create(
-        number=number,
+    return create_iteration(
+        instructions=[],
         policy=f"imported:{path.name}",
         labeler="imported",
         status=IterationStatus.REVIEWING,

@@ -24,6 +24,7 @@ from transformers import (
 
 from labeling.backends.base import GenerationRequest, PolarQuery, Sampling, YesNo
 from labeling.backends.seeded_sampling import sample_rows
+from labeling.batching import batched
 
 QUESTION_PLACEHOLDER = "\ue000"  # a private-use character: marks where the question starts in the chat prompt
 
@@ -209,8 +210,7 @@ class TransformersBackend:
         rows = [(r, seed) for r, request in enumerate(requests) for seed in request.seeds]
         images = {str(path): self._image_inputs(path) for path in dict.fromkeys(r.image for r in requests)}
         texts: dict[tuple[int, int], str] = {}
-        for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start : start + self.batch_size]
+        for chunk in batched(rows, self.batch_size):
             prompts = list(dict.fromkeys(r for r, _ in chunk))
             chunk_images = [images[str(requests[r].image)] for r in prompts]
             inputs = self._batch(
@@ -262,8 +262,7 @@ class TransformersBackend:
             ]
         eos_ids = self._eos_ids(model, tokenizer)
         results = []
-        for start in range(0, len(prompts), self.batch_size):
-            chunk = prompts[start : start + self.batch_size]
+        for chunk in batched(prompts, self.batch_size):
             inputs = self._batch(tokenizer(chunk)["input_ids"])
             seeds = [zlib.crc32(prompt.encode()) for prompt in chunk]
             tokens = sample_rows(model, inputs, list(range(len(chunk))), seeds, sampling, eos_ids)
@@ -318,8 +317,7 @@ class TransformersBackend:
         rows = []  # (image's place in the chunk, query index, question tail)
         for c, item in enumerate(chunk):
             rows += [(c, i, ids[shared:]) for i, ids in zip(item.indices, item.ids, strict=True)]
-        for start in range(0, len(rows), self.batch_size):
-            batch = rows[start : start + self.batch_size]
+        for batch in batched(rows, self.batch_size):
             select = torch.tensor([c for c, _, _ in batch], device=self.device)
             cache = DynamicCache([(keys[select], values[select]) for keys, values, *_ in prefix])
             tails = self._batch([tail for _, _, tail in batch])

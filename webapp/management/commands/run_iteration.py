@@ -1,11 +1,13 @@
 import time
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from webapp import lifecycle
+from webapp.iterations import create_iteration
 from webapp.models import Instruction, Iteration, IterationStatus
 from webapp.progress import iteration_progress
+from webapp.watchdog import requeue_stale_jobs
 
 FINAL = {IterationStatus.REVIEWING, IterationStatus.DONE, IterationStatus.FAILED, IterationStatus.CANCELLED}
 
@@ -54,23 +56,19 @@ class Command(BaseCommand):
         if not instructions.exists():
             raise CommandError("no instructions match --source/--split")
         config = {k: opts[k] for k in ("n", "max_new_tokens", "chunk_size") if opts[k] is not None}
-        with transaction.atomic():
-            last = Iteration.objects.order_by("-number").first()
-            iteration = Iteration.objects.create(
-                number=(last.number + 1) if last else 1,
-                policy=policy,
-                labeler=opts["labeler"],
-                splitter=opts["splitter"],
-                engine=opts["engine"],
-                config=config,
-            )
-            iteration.instructions.set(instructions)
-        return iteration
+        return create_iteration(
+            instructions=instructions,
+            policy=policy,
+            labeler=opts["labeler"],
+            splitter=opts["splitter"],
+            engine=opts["engine"],
+            config=config,
+        )
 
     def _follow(self, iteration, poll):
         while True:
             try:
-                lifecycle.requeue_stale_jobs()
+                requeue_stale_jobs()
                 iteration.refresh_from_db()
                 stages = "  ".join(f"{s.kind} {s.done}/{s.total}" for s in iteration_progress(iteration.pk))
             except (OperationalError, InterfaceError) as exc:

@@ -11,18 +11,18 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from webapp.models import Job, JobState
+
 
 @contextmanager
 def heartbeat(job_id: int, every: float | None = None):
-    from webapp.models import Job
-
     interval = every or max(settings.STALE_JOB_SECONDS / 4, 0.5)
     stop = threading.Event()
 
     def beat():
         try:
             while not stop.wait(interval):
-                Job.objects.filter(pk=job_id, state="running").update(heartbeat_at=timezone.now())
+                Job.objects.filter(pk=job_id, state=JobState.RUNNING).update(heartbeat_at=timezone.now())
         except Exception:  # a database blip: the job's own writes will surface it
             pass
         finally:

@@ -40,8 +40,9 @@ from django.conf import settings
 from labeling.backends.base import Sampling
 from labeling.generate import Instruction as LabelingInstruction
 from training.dpo import DPOSettings, parse_progress
-from webapp import lifecycle
+from webapp.config import config, splitter
 from webapp.engines import backend_for, release_models, resolve_model
+from webapp.jobs.base import Stopped, commit_chunk
 from webapp.models import Instruction, Iteration, IterationStatus, Job, Split
 
 HEARTBEAT_SECONDS = 1.0
@@ -58,7 +59,7 @@ def checkpoint_name(iteration: Iteration) -> str:
 
 
 def dpo_settings(iteration: Iteration) -> DPOSettings:
-    values = lifecycle.config(iteration)
+    values = config(iteration)
     if values.get("lora"):
         values.setdefault("merge_lora", True)  # the next iteration's generate and DPO need full weights
     return DPOSettings.from_mapping(values)
@@ -97,8 +98,6 @@ def run_streaming(job: Job, command: list[str]) -> list[dict]:
     Every HEARTBEAT_SECONDS (output or not) the job's step/total/log are written, which is also the heartbeat
     the stale-job watchdog reads, and the child is killed if the iteration left the training stage.
     """
-    from webapp.stages import Stopped  # stages imports this module, so import it when running
-
     proc = subprocess.Popen(
         command,
         cwd=settings.BASE_DIR,
@@ -155,7 +154,6 @@ def _update_metrics(iteration: Iteration, key: str, value: dict, **fields) -> No
 
 def train(job: Job) -> None:
     from webapp.exporting import export_pairs  # pulls in `datasets`: seconds a worker need not pay at start-up
-    from webapp.stages import _commit
 
     iteration = job.iteration
     dpo = dpo_settings(iteration)  # a bad setting fails here, before any work
@@ -187,7 +185,7 @@ def train(job: Job) -> None:
     def write():
         _update_metrics(iteration, "train", summary, checkpoint=name)
 
-    _commit(job, write)
+    commit_chunk(job, write)
 
 
 def _heldout(limit) -> list[Instruction]:
@@ -211,9 +209,8 @@ def _chair(cfg: dict, instructions: list[Instruction], answers) -> dict:
 
 def evaluate(job: Job) -> None:
     from training.evaluate import answer_and_judge, hallucination_rates
-    from webapp.stages import _commit
 
-    iteration, cfg = job.iteration, lifecycle.config(job.iteration)
+    iteration, cfg = job.iteration, config(job.iteration)
     if not iteration.checkpoint:
         raise ValueError(f"{iteration} has no checkpoint to evaluate")
     instructions = _heldout(cfg.get("eval_limit"))
@@ -222,10 +219,8 @@ def evaluate(job: Job) -> None:
     result: dict = {"details": details}  # the numbers at the top level are the ones plotted across iterations
     if instructions:
         engine = "transformers" if iteration.engine == Iteration.Engine.OPENAI else iteration.engine
-        splitter, splitter_backend = "rule", None
-        if iteration.splitter != "rule":
-            splitter = "rlaifv"
-            splitter_backend = backend_for(engine, iteration.checkpoint, text_model=iteration.splitter)
+        how = splitter(iteration)
+        splitter_backend = backend_for(engine, iteration.checkpoint, text_model=how.model) if how.model else None
         sampling = Sampling(
             temperature=cfg.get("eval_temperature", 0.0),
             max_new_tokens=cfg.get("eval_max_new_tokens", cfg["max_new_tokens"]),
@@ -235,7 +230,7 @@ def evaluate(job: Job) -> None:
             backend_for(iteration.engine, iteration.labeler),
             [LabelingInstruction(i.pk, Path(i.image.path), i.question) for i in instructions],
             sampling=sampling,
-            splitter=splitter,
+            splitter=how.method,
             splitter_backend=splitter_backend,
             seed=cfg["seed"],
             batch_size=cfg["generate_batch"],
@@ -255,4 +250,4 @@ def evaluate(job: Job) -> None:
                 out.write(json.dumps(row | {"split_failed": answer.failure}, ensure_ascii=False) + "\n")
         details["answers_file"] = f"{iteration.checkpoint}/heldout_answers.jsonl"
 
-    _commit(job, lambda: _update_metrics(iteration, "eval", result))
+    commit_chunk(job, lambda: _update_metrics(iteration, "eval", result))

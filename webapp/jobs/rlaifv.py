@@ -1,31 +1,29 @@
-"""The work of one chunk job per stage: read the chunk from the database, call `labeling`, write the rows.
+"""The RLAIF-V stages, one chunk job each: read the chunk from the database, call `labeling`, write the rows.
 
-Every stage is idempotent: it computes only what is missing (unique constraints + skipping rows that exist),
-writes its rows and marks its job done in one transaction, and writes nothing if the iteration was
-cancelled or failed meanwhile. Running a job twice (a retry, a re-queued job) gives the same rows as once.
+generate (the policy answers n times, one recorded seed each) → divide (answers into claims and polar
+questions) → label (the labeler's P(yes) vs P(no) per question) → combine (scores and pairs, the whole
+iteration at once). Each writes through `commit_chunk`, so a retried or re-sent job writes its rows once.
 """
 
 import logging
 from pathlib import Path
 
-from django.db import transaction
-
 from labeling.backends.base import Sampling
+from labeling.batching import batched
 from labeling.combine import ScoredResponse, combine_pairs
 from labeling.conquer import label_claims
-from labeling.divide import QuestionAnswer, divide
+from labeling.divide import QuestionAnswer
+from labeling.divide import divide as divide_answers
 from labeling.generate import Instruction as LabelingInstruction
 from labeling.generate import candidate_seeds, generate_candidates
-from webapp import lifecycle, self_reward_jobs, training_jobs
+from webapp.config import config, splitter
 from webapp.engines import backend_for
-from webapp.heartbeat import heartbeat
+from webapp.jobs.base import clean_text, commit_chunk
 from webapp.models import (
     Claim,
     Instruction,
     Iteration,
     Job,
-    JobKind,
-    JobState,
     PreferencePair,
     Response,
     ResponseStatus,
@@ -36,31 +34,8 @@ from webapp.models import (
 log = logging.getLogger(__name__)
 
 
-def batched(items: list, size: int):
-    """itertools.batched (Python 3.12) for 3.11."""
-    return (items[i : i + size] for i in range(0, len(items), size))
-
-
-class Stopped(Exception):
-    """The iteration left this stage (cancelled, failed) while the chunk ran: its rows are not written."""
-
-
-def _commit(job: Job, write) -> None:
-    """Write the chunk's rows and mark the job done atomically, unless the iteration has moved on."""
-    stage = lifecycle.STAGE_OF_JOB[job.kind]
-    with transaction.atomic():
-        if not Iteration.objects.filter(pk=job.iteration_id, status=stage).exists():
-            raise Stopped
-        write()
-        job.succeed()
-
-
-def _clean(text: str) -> str:
-    return text.replace("\x00", "").strip()
-
-
 def generate(job: Job) -> None:
-    iteration, cfg = job.iteration, lifecycle.config(job.iteration)
+    iteration, cfg = job.iteration, config(job.iteration)
     seeds = candidate_seeds(cfg["n"], cfg["seed"])
     instructions = list(Instruction.objects.filter(pk__in=job.instruction_ids).order_by("pk"))
     have = set(
@@ -77,14 +52,16 @@ def generate(job: Job) -> None:
             for c in generate_candidates(backend, inputs, n=cfg["n"], sampling=sampling, base_seed=cfg["seed"]):
                 if (c.instruction_id, c.seed) not in have:
                     rows.append(
-                        Response(iteration=iteration, instruction_id=c.instruction_id, seed=c.seed, text=_clean(c.text))
+                        Response(
+                            iteration=iteration, instruction_id=c.instruction_id, seed=c.seed, text=clean_text(c.text)
+                        )
                     )
             done += len(batch)
             job.progress(done)
-    _commit(job, lambda: Response.objects.bulk_create(rows, ignore_conflicts=True))
+    commit_chunk(job, lambda: Response.objects.bulk_create(rows, ignore_conflicts=True))
 
 
-def divide_responses(job: Job) -> None:
+def divide(job: Job) -> None:
     iteration = job.iteration
     responses = list(
         Response.objects.filter(
@@ -92,18 +69,21 @@ def divide_responses(job: Job) -> None:
         ).select_related("instruction")
     )
     job.start(total=len(responses))
-    if iteration.splitter == "rule":
-        splitter, backend, name = "rule", None, "rule"
-    else:
-        splitter, name = "rlaifv", f"rlaifv:{iteration.splitter}"
-        backend = backend_for(iteration.engine, iteration.policy, text_model=iteration.splitter)
-    results = divide([QuestionAnswer(r.instruction.question, r.text) for r in responses], splitter, backend)
+    how = splitter(iteration)
+    backend = backend_for(iteration.engine, iteration.policy, text_model=how.model) if how.model else None
+    results = divide_answers([QuestionAnswer(r.instruction.question, r.text) for r in responses], how.method, backend)
     claims = []
     for response, result in zip(responses, results, strict=True):
         if result.ok:
             response.status, response.error = ResponseStatus.DIVIDED, ""
             claims += [
-                Claim(response=response, index=n, text=_clean(c.text), question=_clean(c.question), splitter=name)
+                Claim(
+                    response=response,
+                    index=n,
+                    text=clean_text(c.text),
+                    question=clean_text(c.question),
+                    splitter=how.label,
+                )
                 for n, c in enumerate(result.claims)
             ]
         else:
@@ -114,7 +94,7 @@ def divide_responses(job: Job) -> None:
         Claim.objects.bulk_create(claims, ignore_conflicts=True)
         Response.objects.bulk_update(responses, ["status", "error"], batch_size=500)
 
-    _commit(job, write)
+    commit_chunk(job, write)
 
 
 class _ClaimImage:
@@ -127,7 +107,7 @@ class _ClaimImage:
 
 
 def label(job: Job) -> None:
-    iteration, cfg = job.iteration, lifecycle.config(job.iteration)
+    iteration, cfg = job.iteration, config(job.iteration)
     claims = list(
         Claim.objects.filter(response__iteration=iteration, response__instruction_id__in=job.instruction_ids)
         .exclude(verdicts__labeler=iteration.labeler)
@@ -154,11 +134,11 @@ def label(job: Job) -> None:
             iteration=iteration, instruction_id__in=job.instruction_ids, status=ResponseStatus.DIVIDED
         ).update(status=ResponseStatus.LABELED)
 
-    _commit(job, write)
+    commit_chunk(job, write)
 
 
 def combine(job: Job) -> None:
-    iteration, cfg = job.iteration, lifecycle.config(job.iteration)
+    iteration, cfg = job.iteration, config(job.iteration)
     responses = list(response_scores(Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED)))
     job.start(total=len(responses))
     combined = combine_pairs(
@@ -191,48 +171,4 @@ def combine(job: Job) -> None:
             ignore_conflicts=True,
         )
 
-    _commit(job, write)
-
-
-# Per job kind, the work it does; a self-reward iteration divides, labels and combines its own way.
-WORK = {
-    JobKind.GENERATE: generate,
-    JobKind.DIVIDE: self_reward_jobs.by_strategy(divide_responses, self_reward_jobs.divide),
-    JobKind.LABEL: self_reward_jobs.by_strategy(label, self_reward_jobs.label),
-    JobKind.COMBINE: self_reward_jobs.by_strategy(combine, self_reward_jobs.combine),
-    JobKind.TRAIN: training_jobs.train,
-    JobKind.EVALUATE: training_jobs.evaluate,
-}
-
-
-def run_job(job_id: int, transient: tuple[type[Exception], ...], final_attempt: bool, worker: str = "") -> None:
-    """Run one job: skip it when done or no longer wanted, fail the iteration on a lasting error.
-
-    Transient errors propagate so the task retries them; on the last attempt they fail the iteration too.
-    """
-    job = Job.objects.select_related("iteration").filter(pk=job_id).first()
-    if job is None or job.state in (JobState.SUCCEEDED, JobState.CANCELLED):
-        return
-    if job.iteration.status != lifecycle.STAGE_OF_JOB[job.kind]:
-        return
-    job.worker = worker
-    try:
-        with heartbeat(job.pk):
-            WORK[job.kind](job)
-    except Stopped:
-        return
-    except transient as exc:
-        if final_attempt:
-            _fail(job, exc)
-        raise
-    except Exception as exc:
-        log.exception("%s failed", job)
-        _fail(job, exc)
-        return
-    lifecycle.advance_if_stage_done(job.iteration, job.kind)
-
-
-def _fail(job: Job, exc: Exception) -> None:
-    message = f"{job.kind} chunk {job.chunk}: {type(exc).__name__}: {exc}"
-    job.fail(message)
-    lifecycle.fail(job.iteration, message)
+    commit_chunk(job, write)

@@ -3,7 +3,7 @@
 Instead of a labeler judging the claims of each answer, the policy's own length-normalised implicit reward
 (training.self_reward) ranks its answers. So the policy must be a DPO checkpoint, and its reference is
 `config["reference"]` or else the policy of the iteration that trained it. The stages keep their shape (and
-with it progress, resume and the review gate); for this strategy `stages.WORK` runs these functions instead:
+with it progress, resume and the review gate); for this strategy the runner (webapp.jobs.runner) runs these:
 - divide: there is nothing to split; the responses move to `divided` with no claims;
 - label: each response's reward, kept in the label job's `log` as {"response": id, "reward": r} records
   (there is no reward column; one job writes only its own chunk, so chunks never race);
@@ -15,29 +15,13 @@ The pairs have no claims: reviewers can exclude them, and the export keeps their
 from itertools import groupby
 from pathlib import Path
 
-from webapp import lifecycle
+from training.dpo import read_record
+from webapp.config import config
 from webapp.engines import resolve_model, reward_models
+from webapp.jobs.base import commit_chunk
 from webapp.models import Iteration, Job, JobKind, PreferencePair, Response, ResponseStatus
 
-STRATEGIES = ("rlaifv", "self_reward")
 DEFAULT_BETA = 0.1
-
-
-def strategy(iteration: Iteration) -> str:
-    name = (iteration.config or {}).get("strategy", "rlaifv")
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
-    return name
-
-
-def by_strategy(rlaifv, self_reward):
-    """A stage function that runs `self_reward` for self-reward iterations and `rlaifv` for the others."""
-
-    def run(job: Job) -> None:
-        return (self_reward if strategy(job.iteration) == "self_reward" else rlaifv)(job)
-
-    run.__name__ = rlaifv.__name__
-    return run
 
 
 def reference_for(iteration: Iteration) -> str:
@@ -53,19 +37,15 @@ def reference_for(iteration: Iteration) -> str:
 
 
 def divide(job: Job) -> None:
-    from webapp.stages import _commit  # stages imports this module, so import it when running
-
     responses = Response.objects.filter(
         iteration=job.iteration, instruction_id__in=job.instruction_ids, status=ResponseStatus.GENERATED
     )
     job.start(total=responses.count())
-    _commit(job, lambda: responses.update(status=ResponseStatus.DIVIDED))
+    commit_chunk(job, lambda: responses.update(status=ResponseStatus.DIVIDED))
 
 
 def label(job: Job) -> None:
-    from training.dpo import read_record
-    from training.self_reward import implicit_rewards
-    from webapp.stages import _commit
+    from training.self_reward import implicit_rewards  # torch: loaded by the worker that needs it
 
     iteration = job.iteration
     responses = list(
@@ -95,14 +75,13 @@ def label(job: Job) -> None:
             status=ResponseStatus.LABELED
         )
 
-    _commit(job, write)
+    commit_chunk(job, write)
 
 
 def combine(job: Job) -> None:
     from training.self_reward import Rewarded, reward_pairs
-    from webapp.stages import _commit
 
-    iteration, cfg = job.iteration, lifecycle.config(job.iteration)
+    iteration, cfg = job.iteration, config(job.iteration)
     rewards = {}
     for log in Job.objects.filter(iteration=iteration, kind=JobKind.LABEL).values_list("log", flat=True):
         rewards.update({record["response"]: record["reward"] for record in log})
@@ -119,4 +98,4 @@ def combine(job: Job) -> None:
         )
         for chosen, rejected, gap in reward_pairs(answers, k=cfg["pairs_per_instruction"])
     ]
-    _commit(job, lambda: PreferencePair.objects.bulk_create(pairs, ignore_conflicts=True))
+    commit_chunk(job, lambda: PreferencePair.objects.bulk_create(pairs, ignore_conflicts=True))

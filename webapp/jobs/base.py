@@ -1,0 +1,31 @@
+"""What every job body shares: the all-or-nothing commit of a chunk's rows, and text cleaning.
+
+Every job is idempotent: it computes only what is missing (unique constraints + skipping rows that exist),
+writes its rows and marks its job done in one transaction (`commit_chunk`), and writes nothing if the
+iteration left the job's stage meanwhile (cancelled, failed). Running a job twice (a retry, a re-queued
+job) gives the same rows as once.
+"""
+
+from collections.abc import Callable
+
+from django.db import transaction
+
+from webapp.models import Iteration, Job
+
+
+class Stopped(Exception):
+    """The iteration left the job's stage (cancelled, failed) while the job ran: its rows are not written."""
+
+
+def commit_chunk(job: Job, write: Callable[[], object]) -> None:
+    """Write the chunk's rows and mark the job done atomically, unless the iteration has moved on."""
+    with transaction.atomic():
+        if not Iteration.objects.filter(pk=job.iteration_id, status=job.stage).exists():
+            raise Stopped
+        write()
+        job.succeed()
+
+
+def clean_text(text: str) -> str:
+    """Model output as stored: PostgreSQL text columns refuse NUL characters."""
+    return text.replace("\x00", "").strip()
