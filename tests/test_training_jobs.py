@@ -7,9 +7,6 @@ import shutil
 import sys
 
 import pytest
-from webapp.config import strategy
-from webapp.jobs.base import Stopped
-from webapp.jobs.train_evaluate import TrainingFailed, run_streaming
 
 from labeling.formats import RlaifvRecord, write_trl_dataset
 from labeling.sample_images import sample_image
@@ -17,7 +14,10 @@ from tests.factories import IterationFactory
 from tests.test_pipeline import CONFIG, new_iteration, wait_for
 from training.dpo import DPOSettings, train_dpo
 from webapp import lifecycle
+from webapp.config import strategy
 from webapp.exporting import export_pairs
+from webapp.jobs.base import Stopped
+from webapp.jobs.train_evaluate import TrainingFailed, run_streaming
 from webapp.models import Claim, Instruction, Iteration, IterationStatus, Job, JobState, Response, ResponseStatus
 
 pytestmark = pytest.mark.slow
