@@ -78,7 +78,7 @@ def main(argv=None) -> int:
         instructions,
         policy,
         labeler,
-        splitter="rule" if args.splitter == "rule" else "rlaifv",
+        divide_method="rule" if args.splitter == "rule" else "rlaifv",
         divider=divider,
         n=args.n,
         sampling=Sampling(temperature=args.temperature, max_new_tokens=args.max_new_tokens),

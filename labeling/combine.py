@@ -137,17 +137,6 @@ def sample_pairs(candidates: Iterable[Pair], k: int = PAIRS_PER_INSTRUCTION, see
     return sampled
 
 
-def balance_lengths(
-    pairs: Sequence[Pair], responses: Iterable[ScoredResponse], length_ratio: float | None = None
-) -> list[Pair]:
-    """Drop pairs whose chosen answer is much shorter than the rejected one, at the best ratio r (or the given one).
-
-    Scoring by -n_rejected favours short answers (fewer claims, fewer mistakes); this filter removes
-    that bias across the whole set. Returns [] when no r keeps any pair.
-    """
-    return _balance(pairs, responses, length_ratio)[0]
-
-
 def _balance(pairs, responses, length_ratio: float | None) -> tuple[list[Pair], float | None]:
     words = {r.id: len(r.text.split()) for r in responses}
     lengths = [(words[p.chosen_id], words[p.rejected_id]) for p in pairs]

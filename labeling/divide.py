@@ -1,6 +1,6 @@
 """Divide: rewrite each answer into atomic claims, each with a yes/no question the labeler can check.
 
-Two splitters:
+Two divide methods (`Iteration.splitter` picks one: "rule", or the path of the LLM that runs `rlaifv`):
 - ``rlaifv``: the paper's method. A text LLM (the released Llama-3-8B "split" and "changeq" fine-tunes)
   extracts facts from the question-answer pair, then turns each fact into a general question. The prompts are
   kept verbatim because those models were trained on them.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from labeling.backends.base import Backend, Sampling
 
-SPLITTERS = ("rule", "rlaifv")
+METHODS = ("rule", "rlaifv")
 
 RLAIFV_SAMPLING = Sampling(temperature=0.2, top_p=0.9, max_new_tokens=256)
 RLAIFV_PROMPT_WORDS = 300
@@ -61,10 +61,10 @@ class DivideResult:
     """Claims for one response, or the reason there are none (the response is then ``split_failed``).
 
     ``raw`` keeps the LLM outputs behind the result (split, then change-question) so a reviewer can see
-    what went wrong; it is empty for the rule splitter.
+    what went wrong; it is empty for the rule method.
     """
 
-    splitter: str
+    method: str
     claims: tuple[Claim, ...] = ()
     failure: str | None = None
     raw: tuple[str, ...] = ()
@@ -78,17 +78,15 @@ class DivideResult:
         return self.failure is None
 
 
-def divide(
-    items: Sequence[QuestionAnswer], splitter: str = "rule", backend: Backend | None = None
-) -> list[DivideResult]:
-    """Divide every answer into claims; one result per item, in order."""
-    if splitter == "rule":
+def divide(items: Sequence[QuestionAnswer], method: str = "rule", backend: Backend | None = None) -> list[DivideResult]:
+    """Divide every answer into claims with `method` ("rule" or "rlaifv"); one result per item, in order."""
+    if method == "rule":
         return [divide_by_rules(item) for item in items]
-    if splitter == "rlaifv":
+    if method == "rlaifv":
         if backend is None:
-            raise ValueError("the rlaifv splitter needs a backend with complete()")
+            raise ValueError("the rlaifv method needs a backend with complete()")
         return divide_rlaifv(items, backend)
-    raise ValueError(f"unknown splitter {splitter!r}; expected one of {SPLITTERS}")
+    raise ValueError(f"unknown divide method {method!r}; expected one of {METHODS}")
 
 
 # --- the paper's splitter ---------------------------------------------------------------------------------

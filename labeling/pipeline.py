@@ -25,7 +25,7 @@ class ClaimRecord:
     index: int
     text: str
     question: str
-    splitter: str
+    divided_by: str  # the divide method
     image: Path
 
 
@@ -45,7 +45,7 @@ def run_pipeline(
     instructions: Sequence[Instruction],
     policy: Backend,
     labeler: Backend,
-    splitter: str = "rule",
+    divide_method: str = "rule",
     divider: Backend | None = None,
     n: int = 10,
     sampling: Sampling = PAPER_SAMPLING,
@@ -64,7 +64,7 @@ def run_pipeline(
     items = [QuestionAnswer(by_id[r.instruction_id].question, r.text) for r in run.responses]
     results = []
     for chunk in progress(list(batched(items, 256)), desc="divide", unit="batch"):
-        results += divide(chunk, splitter, divider)
+        results += divide(chunk, divide_method, divider)
     for response, result in zip(run.responses, results, strict=True):
         key = (response.instruction_id, response.seed)
         if not result.ok:
@@ -72,8 +72,7 @@ def run_pipeline(
             continue
         image = Path(by_id[response.instruction_id].image)
         run.claims += [
-            ClaimRecord(*key, index, c.text, c.question, result.splitter, image)
-            for index, c in enumerate(result.claims)
+            ClaimRecord(*key, index, c.text, c.question, result.method, image) for index, c in enumerate(result.claims)
         ]
 
     unique = 0

@@ -147,7 +147,7 @@ def test_it_divides_many_responses_in_two_batched_calls():
         }
     )
 
-    results = divide([good, unparsable, mismatched, empty], splitter="rlaifv", backend=backend)
+    results = divide([good, unparsable, mismatched, empty], method="rlaifv", backend=backend)
 
     assert [len(prompts) for prompts, _ in backend.calls] == [3, 2]
     assert all(s == Sampling(temperature=0.2, top_p=0.9, max_new_tokens=256) for _, s in backend.calls)
@@ -195,10 +195,10 @@ def test_it_refuses_a_backend_that_loses_completions():
         divide([QuestionAnswer("Q?", "An answer here.")], "rlaifv", LossyBackend())
 
 
-def test_it_needs_a_backend_for_rlaifv_and_a_known_splitter():
+def test_it_needs_a_backend_for_rlaifv_and_a_known_method():
     with pytest.raises(ValueError, match="needs a backend"):
         divide([QuestionAnswer("Q?", "A.")], "rlaifv")
-    with pytest.raises(ValueError, match="unknown splitter"):
+    with pytest.raises(ValueError, match="unknown divide method"):
         divide([QuestionAnswer("Q?", "A.")], "gpt")
 
 
@@ -225,8 +225,8 @@ def test_it_splits_sentences_and_clauses_into_polar_questions():
         "- Two cats sleep on the sofa.\n"
         "Is it sunny? Yes. I think the room looks cozy!"
     )
-    result = divide([QuestionAnswer("Describe the image.", answer)], splitter="rule")[0]
-    assert result.splitter == "rule"
+    result = divide([QuestionAnswer("Describe the image.", answer)], method="rule")[0]
+    assert result.method == "rule"
     assert result.claims == (
         Claim(
             "The image shows a red cup on a wooden table.",

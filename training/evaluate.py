@@ -44,8 +44,8 @@ def answer_and_judge(
     labeler: Backend,
     instructions: Sequence[Instruction],
     sampling: Sampling = GREEDY,
-    splitter: str = "rule",
-    splitter_backend: Backend | None = None,
+    divide_method: str = "rule",
+    divider: Backend | None = None,
     seed: int = 0,
     batch_size: int = 8,
     progress: Callable[[int], None] = lambda done: None,
@@ -57,8 +57,8 @@ def answer_and_judge(
         progress(len(answers))
     divided = divide(
         [QuestionAnswer(i.question, a.text) for i, a in zip(instructions, answers, strict=True)],
-        splitter,
-        splitter_backend,
+        divide_method,
+        divider,
     )
     queries = [
         _ClaimQuery(instruction.image, claim.question)

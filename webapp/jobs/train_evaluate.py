@@ -220,7 +220,7 @@ def evaluate(job: Job) -> None:
     if instructions:
         engine = "transformers" if iteration.engine == Iteration.Engine.OPENAI else iteration.engine
         how = splitter(iteration)
-        splitter_backend = backend_for(engine, iteration.checkpoint, text_model=how.model) if how.model else None
+        divider = backend_for(engine, iteration.checkpoint, text_model=how.model) if how.model else None
         sampling = Sampling(
             temperature=cfg.get("eval_temperature", 0.0),
             max_new_tokens=cfg.get("eval_max_new_tokens", cfg["max_new_tokens"]),
@@ -230,8 +230,8 @@ def evaluate(job: Job) -> None:
             backend_for(iteration.engine, iteration.labeler),
             [LabelingInstruction(i.pk, Path(i.image.path), i.question) for i in instructions],
             sampling=sampling,
-            splitter=how.method,
-            splitter_backend=splitter_backend,
+            divide_method=how.method,
+            divider=divider,
             seed=cfg["seed"],
             batch_size=cfg["generate_batch"],
             progress=job.progress,
