@@ -1,7 +1,7 @@
 """The word list of the tiny offline models' WordLevel tokenizer.
 
 A word missing here becomes `<unk>`, so the list holds every word our prompts and tests use: the chat
-template, the labeler's answers and suffix, the two RLAIF-V divide prompts (verbatim, from DESIGN.md), the
+template, the labeler's answers and suffix, the two RLAIF-V divide prompts (verbatim, from docs/DESIGN.md), the
 rule-based splitter's "Is it true that", the 80 COCO classes and common words of image descriptions.
 The order is fixed, so token ids never change between builds.
 """

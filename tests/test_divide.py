@@ -14,7 +14,7 @@ from labeling.divide import (
     split_prompt,
 )
 
-# The released split/changeq models were trained on exactly these prompts (RLAIF-V reference, DESIGN.md §1).
+# The released split/changeq models were trained on exactly these prompts (RLAIF-V reference, docs/DESIGN.md §1).
 SPLIT_PREFIX = (
     "You are an expert in extracting facts from the given question-answer pair for an image. Your task is to "
     "extract and rewrite the facts mentioned in the question-answer pair into self-contained sentences. "
@@ -174,7 +174,7 @@ def test_it_makes_no_changeq_call_when_nothing_split():
 
 
 def test_it_reads_unbulleted_prose_as_facts_and_catches_it_at_the_question_count():
-    # DESIGN's rule keeps any non-empty line, so prose from the split model becomes a "fact"; the change-q
+    # docs/DESIGN.md's rule keeps any non-empty line, so prose from the split model becomes a "fact"; the change-q
     # model then rarely returns a matching list, and the mismatch is what surfaces the problem.
     item = QuestionAnswer("Q?", "Something.")
     backend = CannedBackend(

@@ -1,4 +1,4 @@
-"""CHAIR, as Object HalBench computes it (DESIGN §1, Evaluate), from COCO-format ground truth.
+"""CHAIR, as Object HalBench computes it (docs/DESIGN.md §1, Evaluate), from COCO-format ground truth.
 
 An answer's object mentions are found by a synonym list (`coco_synonyms`) and mapped to the 80 COCO classes.
 An image's ground truth is the classes of its instance annotations plus the classes its reference captions

@@ -1,4 +1,4 @@
-"""DPO on exported preference pairs with TRL's `DPOTrainer` (DESIGN §1, step 5).
+"""DPO on exported preference pairs with TRL's `DPOTrainer` (docs/DESIGN.md §1, step 5).
 
 The data are TRL vision-preference rows (`images`, `prompt`, `chosen`, `rejected`) as `labeling.formats`
 writes them: a `datasets` folder, a parquet file or a JSONL file. The settings default to the paper's: sigmoid
@@ -31,7 +31,7 @@ FULL_LR, LORA_LR = 5e-7, 1e-5
 
 @dataclass
 class DPOSettings:
-    """DPO hyper-parameters; every default is the paper's (DESIGN §1)."""
+    """DPO hyper-parameters; every default is the paper's (docs/DESIGN.md §1)."""
 
     beta: float = field(default=0.1, metadata={"help": "DPO β: strength of the pull towards the reference model."})
     loss_type: str = field(default="sigmoid", metadata={"help": "TRL loss type; the paper uses plain sigmoid DPO."})
