@@ -14,9 +14,9 @@ from tests.factories import (
 )
 from tests.review_data import reviewing_iteration
 from webapp.models import Claim, Decision, IterationStatus, PreferencePair, Response, Review, Verdict
+from webapp.permissions import can_review
 from webapp.review import (
     ReviewClosed,
-    can_review,
     rebuild_pairs,
     record_review,
     set_excluded,

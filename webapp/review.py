@@ -31,20 +31,12 @@ from webapp.models import (
     with_labeler_verdict,
 )
 
-REVIEWER_GROUP = "reviewer"
 # The spot-check queue stratifies this many of the most uncertain unreviewed verdicts.
 QUEUE_WINDOW = 100
 
 
 class ReviewClosed(Exception):
     """The iteration is not at its review gate, so its verdicts and pairs are not open to change."""
-
-
-def can_review(user) -> bool:
-    """Staff and members of the reviewer group may review; other logged-in users may not."""
-    if not user.is_authenticated:
-        return False
-    return user.is_staff or user.groups.filter(name=REVIEWER_GROUP).exists()
 
 
 def _lock_open(iteration_id: int) -> Iteration:

@@ -7,7 +7,6 @@ instruction's pairs, and the page must still load afterwards to say so.
 """
 
 from django import forms
-from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, Count, Q
 from django.db.models.expressions import RawSQL
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
@@ -25,7 +24,8 @@ from webapp.models import (
     effective_verdicts,
     with_labeler_verdict,
 )
-from webapp.review import QUEUE_WINDOW, ReviewClosed, can_review, record_review, set_excluded, spot_check_queue
+from webapp.permissions import reviewer_required
+from webapp.review import QUEUE_WINDOW, ReviewClosed, record_review, set_excluded, spot_check_queue
 
 PAGE_SIZE = 25
 COUNT_CAP = 200  # the list counts at most this many matches, so a count never walks a whole iteration
@@ -64,16 +64,6 @@ class PairFilter(forms.Form):
         required=False,
     )
     after = forms.RegexField(r"^\d+\.\d+$", required=False)
-
-
-def _require_reviewer(request):
-    if not can_review(request.user):
-        raise PermissionDenied("reviewers and staff only")
-
-
-def _get_iteration(request, number) -> Iteration:
-    _require_reviewer(request)
-    return get_object_or_404(Iteration, number=number)
 
 
 def _filter_pairs(iteration: Iteration, f: dict):
@@ -116,8 +106,8 @@ def _pair_page(iteration: Iteration, f: dict, query) -> dict:
     }
 
 
+@reviewer_required
 def pair_list(request):
-    _require_reviewer(request)
     form = PairFilter(request.GET)
     f = form.cleaned_data if form.is_valid() else {name: None for name in PairFilter.base_fields}
     iterations = list(Iteration.objects.order_by("-number"))
@@ -234,11 +224,12 @@ def _exclude(request, iteration: Iteration, left: int, right: int) -> HttpRespon
     return None
 
 
+@reviewer_required
 def pair_detail(request, number, left, right):
     """The pair page; its one form posts a decision on a claim or the pair's exclusion. HTMX gets back only
     what a decision can change, swapped out of band: the claim's chip, both headings (scores, order) and
     the pair's status, re-read after the rebuild. Other chips, and any history a reviewer opened, stay."""
-    iteration = _get_iteration(request, number)
+    iteration = get_object_or_404(Iteration, number=number)
     if request.method != "POST":
         return render(request, "review/pair.html", _pair_context(iteration, left, right))
     _pair_responses(iteration, left, right)
@@ -276,9 +267,10 @@ def _queue_context(request, iteration: Iteration) -> dict:
     }
 
 
+@reviewer_required
 def spot_check(request, number):
     """The queue's next claim; a decision posted here is recorded and HTMX gets the claim after it."""
-    iteration = _get_iteration(request, number)
+    iteration = get_object_or_404(Iteration, number=number)
     if request.method == "POST":
         if error := _record(request, Claim.objects.filter(response__iteration=iteration)):
             return error
