@@ -20,9 +20,8 @@ from webapp.review import (
     rebuild_pairs,
     record_review,
     set_excluded,
-    spot_check_queue,
-    stratify,
 )
+from webapp.selectors import spot_check_queue, stratify
 
 pytestmark = pytest.mark.django_db
 

@@ -25,7 +25,8 @@ from webapp.models import (
     with_labeler_verdict,
 )
 from webapp.permissions import reviewer_required
-from webapp.review import QUEUE_WINDOW, ReviewClosed, record_review, set_excluded, spot_check_queue
+from webapp.review import ReviewClosed, record_review, set_excluded
+from webapp.selectors import QUEUE_WINDOW, spot_check_queue
 
 PAGE_SIZE = 25
 COUNT_CAP = 200  # the list counts at most this many matches, so a count never walks a whole iteration
