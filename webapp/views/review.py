@@ -7,11 +7,11 @@ instruction's pairs, and the page must still load afterwards to say so.
 """
 
 from django import forms
-from django.db.models import BooleanField, Count, Q
-from django.db.models.expressions import RawSQL
+from django.db.models import Count, Q
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 
+from webapp import selectors
 from webapp.models import (
     Claim,
     Decision,
@@ -28,28 +28,6 @@ from webapp.permissions import reviewer_required
 from webapp.review import ReviewClosed, record_review, set_excluded
 from webapp.selectors import QUEUE_WINDOW, spot_check_queue
 
-PAGE_SIZE = 25
-COUNT_CAP = 200  # the list counts at most this many matches, so a count never walks a whole iteration
-
-
-def _row_after(op: str):
-    """Rows after the cursor (score gap, id) as one row comparison, which the pair indexes seek to directly."""
-    columns = ", ".join(f"{PreferencePair._meta.db_table}.{c}" for c in ("score_gap", "id"))
-    return lambda gap, pk: RawSQL(f"({columns}) {op} (%s, %s)", (gap, pk), output_field=BooleanField())
-
-
-# Keyset pagination: the ordering, and the rows after a cursor (score gap, id) in it.
-SORTS = {
-    "-gap": (("-score_gap", "-pk"), _row_after("<")),
-    "gap": (("score_gap", "pk"), _row_after(">")),
-    "-id": (("-pk",), lambda gap, pk: Q(pk__lt=pk)),
-    "id": (("pk",), lambda gap, pk: Q(pk__gt=pk)),
-}
-# What a row of the list shows: answers' texts and timestamps stay in the database.
-LIST_FIELDS = [
-    "score_gap", "excluded", "chosen", "rejected", "instruction__question", "instruction__source",
-    "chosen__score", "chosen__reviewed", "rejected__score", "rejected__reviewed",
-]  # fmt: skip
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
 
 
@@ -67,60 +45,17 @@ class PairFilter(forms.Form):
     after = forms.RegexField(r"^\d+\.\d+$", required=False)
 
 
-def _filter_pairs(iteration: Iteration, f: dict):
-    pairs = PreferencePair.objects.filter(iteration=iteration)
-    if f["reviewed"]:
-        has_review = Q(chosen__reviewed=True) | Q(rejected__reviewed=True)
-        pairs = pairs.filter(has_review if f["reviewed"] == "yes" else ~has_review)
-    if f["excluded"]:
-        pairs = pairs.filter(excluded=f["excluded"] == "yes")
-    if f["min_gap"]:
-        pairs = pairs.filter(score_gap__gte=f["min_gap"])
-    if f["max_gap"]:
-        pairs = pairs.filter(score_gap__lte=f["max_gap"])
-    if f["source"]:
-        pairs = pairs.filter(instruction__source=f["source"])
-    return pairs
-
-
-def _pair_page(iteration: Iteration, f: dict, query) -> dict:
-    """One keyset page of the matching pairs, links to the next and first pages, a capped count."""
-    order, after = SORTS[f["sort"] or "-gap"]
-    matching = _filter_pairs(iteration, f)
-    page = matching.select_related("instruction", "chosen", "rejected").only(*LIST_FIELDS).order_by(*order)
-    if f["after"]:
-        page = page.filter(after(*map(int, f["after"].split("."))))
-    page = list(page[: PAGE_SIZE + 1])
-    pairs, last = page[:PAGE_SIZE], page[PAGE_SIZE - 1] if len(page) > PAGE_SIZE else None
-    query = query.copy()
-    query["iteration"] = iteration.number
-    query.pop("after", None)
-    first_query = query.urlencode()
-    query["after"] = next_cursor = f"{last.score_gap}.{last.pk}" if last else ""
-    return {
-        "pairs": pairs,
-        "next_cursor": next_cursor,
-        "next_query": query.urlencode(),
-        "first_query": first_query,
-        "matching": matching.order_by()[: COUNT_CAP + 1].count(),
-        "count_cap": COUNT_CAP,
-    }
-
-
 @reviewer_required
 def pair_list(request):
     form = PairFilter(request.GET)
-    f = form.cleaned_data if form.is_valid() else {name: None for name in PairFilter.base_fields}
-    iterations = list(Iteration.objects.order_by("-number"))
-    by_number = {it.number: it for it in iterations}
-    if f["iteration"] and f["iteration"] not in by_number:
-        raise Http404("no such iteration")
-    # By default the iteration waiting at its review gate, else the latest.
-    reviewing = [it for it in iterations if it.status == IterationStatus.REVIEWING]
-    iteration = by_number.get(f["iteration"]) or (reviewing or iterations or [None])[0]
-    context = {"form": form, "iterations": iterations, "iteration": iteration}
-    if iteration:
-        context |= _pair_page(iteration, f, request.GET)
+    filters = form.cleaned_data if form.is_valid() else dict.fromkeys(PairFilter.base_fields)
+    choice = selectors.iteration_choice(filters["iteration"])
+    context = {
+        "form": form,
+        "iterations": choice.iterations,
+        "iteration": choice.shown,
+        "page": selectors.pair_page(choice.shown, filters, request.GET) if choice.shown else None,
+    }
     return render(request, "review/pair_list.html#results" if request.htmx else "review/pair_list.html", context)
 
 
