@@ -310,7 +310,7 @@ def test_the_queue_shows_the_most_uncertain_claim_and_counts_what_is_done(client
     client.force_login(alice)
     response = client.get(reverse("review-queue", args=[iteration.number]))
     first = claim(iteration, 1, 1)  # p_yes 0.45: the most uncertain
-    assert response.context["item"].claim == first
+    assert response.context["queue"].item.claim.pk == first.pk
     assert iteration.instructions.first().image.url.encode() in response.content
     response = client.post(queue_url(iteration), press("correct", first), **HTMX)
     assert response.status_code == 200 and b"<html" not in response.content
@@ -320,7 +320,7 @@ def test_the_queue_shows_the_most_uncertain_claim_and_counts_what_is_done(client
     client.force_login(bob)
     response = client.post(queue_url(iteration), press("unsure", claim(iteration, 0, 1)))
     assert response.status_code == 302 and response["Location"] == queue_url(iteration)
-    assert client.get(queue_url(iteration)).context["done"] == 1  # bob's own
+    assert client.get(queue_url(iteration)).context["queue"].done == 1  # bob's own
 
 
 def test_an_empty_queue_says_so(client, alice):
@@ -337,4 +337,4 @@ def test_the_queue_costs_a_fixed_number_of_queries(client, alice, django_assert_
     client.force_login(alice)
     with django_assert_max_num_queries(10):
         response = client.get(reverse("review-queue", args=[iteration.number]))
-    assert response.context["item"] is not None
+    assert response.context["queue"].item is not None

@@ -7,18 +7,26 @@ Writes live in webapp.review (the review service); these only read.
 
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 
-from django.db.models import BooleanField, Exists, F, OuterRef, Q
+from django.db.models import BooleanField, Count, Exists, F, OuterRef, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Abs
 from django.http import Http404
 
 from webapp.models import (
+    Claim,
+    Decision,
+    EffectiveVerdict,
+    Instruction,
     Iteration,
     IterationStatus,
     PreferencePair,
+    Response,
     Review,
     Verdict,
+    effective_verdicts,
+    with_labeler_verdict,
 )
 
 PAGE_SIZE = 25
@@ -45,6 +53,12 @@ LIST_FIELDS = [
     "score_gap", "excluded", "chosen", "rejected", "instruction__question", "instruction__source",
     "chosen__score", "chosen__reviewed", "rejected__score", "rejected__reviewed",
 ]  # fmt: skip
+# The sides' headings by the pair's state after reviews: (left, right).
+HEADINGS = {
+    "flipped": ("Was chosen, now rejected", "Was rejected, now chosen"),
+    "paired": ("Chosen", "Rejected"),
+    "unpaired": ("Listed as chosen", "Listed as rejected"),
+}
 
 
 # --- the pair list ------------------------------------------------------------------------------------------
@@ -123,7 +137,168 @@ def pair_page(iteration: Iteration, filters: dict, query) -> PairPage:
     )
 
 
+# --- claims as the pages show them --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewEntry:
+    """One review in a claim's history."""
+
+    reviewer: str  # username
+    decision: str  # its label
+    created_at: datetime
+    note: str
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    """A claim with its effective verdict: the latest decisive review's, else the labeler's."""
+
+    pk: int
+    index: int
+    text: str
+    question: str
+    response_id: int
+    divided_by: str  # the splitter that produced the claim
+    effective_accepted: bool | None
+    decided_by: str | None  # "reviewer", "labeler" or None
+    p_yes: float | None  # the labeler's
+    decider: str | None  # username of the latest decisive review's reviewer
+    history: list[ReviewEntry]
+
+
+def _claim_view(claim: Claim, verdict: EffectiveVerdict, history: list[Review]) -> ClaimView:
+    decisive = [r for r in history if r.decision != Decision.UNSURE]
+    return ClaimView(
+        pk=claim.pk,
+        index=claim.index,
+        text=claim.text,
+        question=claim.question,
+        response_id=claim.response_id,
+        divided_by=claim.splitter,
+        effective_accepted=verdict.accepted,
+        decided_by=verdict.decided_by,
+        p_yes=verdict.p_yes,
+        decider=decisive[-1].reviewer.get_username() if decisive else None,
+        history=[
+            ReviewEntry(r.reviewer.get_username(), r.get_decision_display(), r.created_at, r.note) for r in history
+        ],
+    )
+
+
+def claim_views(iteration: Iteration, claims) -> list[ClaimView]:
+    """The claims (a queryset), each with its effective verdict, who decided it and its review history."""
+    claims = list(with_labeler_verdict(claims, iteration.labeler))
+    reviews = list(Review.objects.filter(claim__in=claims).select_related("reviewer").order_by("created_at", "pk"))
+    decisions = [(review.claim_id, review.decision) for review in reviews]
+    verdicts = effective_verdicts([(c.pk, c.response_id, c.labeler_accepted, c.p_yes) for c in claims], decisions)
+    history = {}
+    for review in reviews:
+        history.setdefault(review.claim_id, []).append(review)
+    return [_claim_view(claim, verdicts[claim.pk], history.get(claim.pk, [])) for claim in claims]
+
+
+# --- the pair page ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Side:
+    """One answer of the pair page: what the page shows of the response, its heading and its claims."""
+
+    pk: int
+    text: str
+    score: int | None
+    status: str
+    error: str
+    heading: str
+    claims: list[ClaimView]
+
+
+@dataclass(frozen=True)
+class PairView:
+    """Two answers of one instruction side by side, and the state of their pair after reviews."""
+
+    instruction: Instruction
+    left: Side
+    right: Side
+    row: PreferencePair | None  # the stored pair of these two answers, if they still are one
+    flipped: bool  # the pair is now stored the other way round
+    tie: bool
+    other_pairs: list[PreferencePair]  # the instruction's other pairs
+    open: bool  # the iteration takes reviews
+    changed: list[ClaimView]  # the claims read: all of them, or those asked for
+
+
+def pair_responses(iteration: Iteration, left: int, right: int) -> tuple[Response, Response]:
+    """The two answers, with their instruction; 404 unless they answer one instruction of this iteration."""
+    responses = {
+        r.pk: r
+        for r in Response.objects.filter(iteration=iteration, pk__in=[left, right]).select_related("instruction")
+    }
+    if len(responses) != 2 or responses[left].instruction_id != responses[right].instruction_id:
+        raise Http404("not two answers to one instruction of this iteration")
+    return responses[left], responses[right]
+
+
+def _side(response: Response, heading: str, claims: list[ClaimView]) -> Side:
+    return Side(
+        pk=response.pk,
+        text=response.text,
+        score=response.score,
+        status=response.status,
+        error=response.error,
+        heading=heading,
+        claims=[c for c in claims if c.response_id == response.pk],
+    )
+
+
+def pair_view(iteration: Iteration, left: int, right: int, claim_ids: list[int] | None = None) -> PairView:
+    """The pair page of answers `left` and `right`. `claim_ids`: read only these claims (as `changed`), for the
+    answer to a decision, which swaps in just what changed."""
+    left, right = pair_responses(iteration, left, right)
+    claims = Claim.objects.filter(response__in=[left, right]).order_by("index")
+    if claim_ids is not None:
+        claims = claims.filter(pk__in=claim_ids)
+    claims = claim_views(iteration, claims)
+    pairs = list(PreferencePair.objects.filter(iteration=iteration, instruction=left.instruction_id).order_by("pk"))
+    row = next((p for p in pairs if {p.chosen_id, p.rejected_id} == {left.pk, right.pk}), None)
+    flipped = row is not None and row.chosen_id == right.pk
+    left_heading, right_heading = HEADINGS["flipped" if flipped else "paired" if row else "unpaired"]
+    return PairView(
+        instruction=left.instruction,
+        left=_side(left, left_heading, claims),
+        right=_side(right, right_heading, claims),
+        row=row,
+        flipped=flipped,
+        tie=left.score is not None and left.score == right.score,
+        other_pairs=[p for p in pairs if p is not row],
+        open=iteration.status == IterationStatus.REVIEWING,
+        changed=claims,
+    )
+
+
 # --- the spot-check queue -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """The queue's next claim, with its answer and instruction and the labeler's verdict on it."""
+
+    claim: ClaimView
+    response: Response
+    instruction: Instruction
+    p_no: float
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """The spot-check queue's next claim (None when none is left) and its counters."""
+
+    item: QueueItem | None
+    waiting: int  # up to `window`
+    window: int
+    done: int  # claims of the iteration the reviewer reviewed
+    open: bool  # the iteration takes reviews
 
 
 def spot_check_queue(iteration: Iteration, window: int = QUEUE_WINDOW) -> list[int]:
@@ -153,3 +328,25 @@ def stratify(rows: list[tuple[int, int, int]]) -> list[int]:
         ranked.append((per_instruction[instruction], position, verdict))
         per_instruction[instruction] += 1
     return [verdict for *_, verdict in sorted(ranked)]
+
+
+def queue_view(iteration: Iteration, reviewer) -> QueueView:
+    """The queue as `reviewer` sees it: the next claim, how many wait, and how many they reviewed."""
+    queue = spot_check_queue(iteration)
+    item = None
+    if queue:
+        verdict = Verdict.objects.select_related("claim__response__instruction").get(pk=queue[0])
+        claim = verdict.claim
+        # An unreviewed claim: its effective verdict is the labeler's.
+        labeler = EffectiveVerdict(claim.response_id, verdict.accepted, "labeler", verdict.p_yes)
+        view = _claim_view(claim, labeler, history=[])
+        item = QueueItem(view, claim.response, claim.response.instruction, verdict.p_no)
+    # The reviewer's own count: it grows with one person's work, not with the iteration.
+    done = Review.objects.filter(reviewer=reviewer, iteration=iteration).aggregate(n=Count("claim", distinct=True))
+    return QueueView(
+        item=item,
+        waiting=len(queue),
+        window=QUEUE_WINDOW,
+        done=done["n"],
+        open=iteration.status == IterationStatus.REVIEWING,
+    )

@@ -7,26 +7,14 @@ instruction's pairs, and the page must still load afterwards to say so.
 """
 
 from django import forms
-from django.db.models import Count, Q
-from django.http import Http404, HttpResponse, HttpResponseBadRequest
+from django.db.models import Q
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 
 from webapp import selectors
-from webapp.models import (
-    Claim,
-    Decision,
-    Iteration,
-    IterationStatus,
-    PreferencePair,
-    Response,
-    Review,
-    Verdict,
-    effective_verdicts,
-    with_labeler_verdict,
-)
+from webapp.models import Claim, Decision, Iteration, PreferencePair
 from webapp.permissions import reviewer_required
 from webapp.review import ReviewClosed, record_review, set_excluded
-from webapp.selectors import QUEUE_WINDOW, spot_check_queue
 
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
 
@@ -57,73 +45,6 @@ def pair_list(request):
         "page": selectors.pair_page(choice.shown, filters, request.GET) if choice.shown else None,
     }
     return render(request, "review/pair_list.html#results" if request.htmx else "review/pair_list.html", context)
-
-
-def _pair_responses(iteration: Iteration, left: int, right: int) -> tuple[Response, Response]:
-    responses = {
-        r.pk: r
-        for r in Response.objects.filter(iteration=iteration, pk__in=[left, right]).select_related("instruction")
-    }
-    if len(responses) != 2 or responses[left].instruction_id != responses[right].instruction_id:
-        raise Http404("not two answers to one instruction of this iteration")
-    return responses[left], responses[right]
-
-
-# The sides' headings by the pair's state after reviews: (left, right).
-HEADINGS = {
-    "flipped": ("Was chosen, now rejected", "Was rejected, now chosen"),
-    "paired": ("Chosen", "Rejected"),
-    "unpaired": ("Listed as chosen", "Listed as rejected"),
-}
-
-
-def _with_verdicts(iteration: Iteration, claims) -> list[Claim]:
-    """The claims, each with its effective verdict, who decided it and its review history."""
-    claims = list(with_labeler_verdict(claims, iteration.labeler))
-    reviews = list(Review.objects.filter(claim__in=claims).select_related("reviewer").order_by("created_at", "pk"))
-    decisions = [(review.claim_id, review.decision) for review in reviews]
-    rows = [(c.pk, c.response_id, c.labeler_accepted, c.p_yes) for c in claims]
-    verdicts = effective_verdicts(rows, decisions)
-    history = {}
-    for review in reviews:
-        history.setdefault(review.claim_id, []).append(review)
-    for claim in claims:
-        verdict = verdicts[claim.pk]
-        claim.effective_accepted, claim.decided_by, claim.p_yes = verdict.accepted, verdict.decided_by, verdict.p_yes
-        claim.history = history.get(claim.pk, [])
-        decisive = [r for r in claim.history if r.decision != Decision.UNSURE]
-        claim.decider = decisive[-1].reviewer.get_username() if decisive else None
-    return claims
-
-
-def _pair_context(iteration: Iteration, left: int, right: int, claim_ids: list[int] | None = None) -> dict:
-    """The two answers of one instruction side by side, each claim with its effective verdict and history.
-
-    `claim_ids`: only these claims (as `changed`), for an answer to a decision that swaps just what changed.
-    """
-    left, right = _pair_responses(iteration, left, right)
-    claims = Claim.objects.filter(response__in=[left, right]).order_by("index")
-    if claim_ids is not None:
-        claims = claims.filter(pk__in=claim_ids)
-    claims = _with_verdicts(iteration, claims)
-    left.claim_list = [c for c in claims if c.response_id == left.pk]
-    right.claim_list = [c for c in claims if c.response_id == right.pk]
-    pairs = list(PreferencePair.objects.filter(iteration=iteration, instruction=left.instruction_id).order_by("pk"))
-    row = next((p for p in pairs if {p.chosen_id, p.rejected_id} == {left.pk, right.pk}), None)
-    flipped = row is not None and row.chosen_id == right.pk
-    left.heading, right.heading = HEADINGS["flipped" if flipped else "paired" if row else "unpaired"]
-    return {
-        "iteration": iteration,
-        "instruction": left.instruction,
-        "left": left,
-        "right": right,
-        "changed": claims,
-        "row": row,
-        "flipped": flipped,
-        "tie": left.score is not None and left.score == right.score,
-        "other_pairs": [p for p in pairs if p is not row],
-        "open": iteration.status == IterationStatus.REVIEWING,
-    }
 
 
 def _posted_decision(request) -> tuple[str, int] | None:
@@ -167,8 +88,9 @@ def pair_detail(request, number, left, right):
     the pair's status, re-read after the rebuild. Other chips, and any history a reviewer opened, stay."""
     iteration = get_object_or_404(Iteration, number=number)
     if request.method != "POST":
-        return render(request, "review/pair.html", _pair_context(iteration, left, right))
-    _pair_responses(iteration, left, right)
+        pair = selectors.pair_view(iteration, left, right)
+        return render(request, "review/pair.html", {"iteration": iteration, "pair": pair})
+    selectors.pair_responses(iteration, left, right)  # a 404 before anything is recorded
     if "exclude" in request.POST:
         error = _exclude(request, iteration, left, right)
     else:
@@ -179,28 +101,8 @@ def pair_detail(request, number, left, right):
         return redirect("review-pair", number=number, left=left, right=right)
     posted = _posted_decision(request)  # None for an exclusion: no chip changed
     changed = [posted[1]] if posted else []
-    return render(request, "review/pair.html#changes", _pair_context(iteration, left, right, changed))
-
-
-def _queue_context(request, iteration: Iteration) -> dict:
-    queue = spot_check_queue(iteration)
-    item = Verdict.objects.select_related("claim__response__instruction").get(pk=queue[0]) if queue else None
-    if item:  # an unreviewed claim: its effective verdict is the labeler's, for the chip to show
-        claim = item.claim
-        claim.effective_accepted, claim.p_yes, claim.decided_by = item.accepted, item.p_yes, "labeler"
-        claim.decider, claim.history = None, []
-    # The reviewer's own count: it grows with one person's work, not with the iteration.
-    done = Review.objects.filter(reviewer=request.user, iteration=iteration).aggregate(n=Count("claim", distinct=True))[
-        "n"
-    ]
-    return {
-        "iteration": iteration,
-        "item": item,
-        "waiting": len(queue),
-        "window": QUEUE_WINDOW,
-        "done": done,
-        "open": iteration.status == IterationStatus.REVIEWING,
-    }
+    pair = selectors.pair_view(iteration, left, right, changed)
+    return render(request, "review/pair.html#changes", {"iteration": iteration, "pair": pair})
 
 
 @reviewer_required
@@ -212,5 +114,5 @@ def spot_check(request, number):
             return error
         if not request.htmx:
             return redirect("review-queue", number=number)
-    context = _queue_context(request, iteration)
+    context = {"iteration": iteration, "queue": selectors.queue_view(iteration, request.user)}
     return render(request, "review/spot_check.html#queue" if request.htmx else "review/spot_check.html", context)
