@@ -14,15 +14,14 @@ from tests.factories import (
 )
 from tests.review_data import reviewing_iteration
 from webapp.models import Claim, Decision, IterationStatus, PreferencePair, Response, Review, Verdict
+from webapp.permissions import can_review
 from webapp.review import (
     ReviewClosed,
-    can_review,
     rebuild_pairs,
     record_review,
     set_excluded,
-    spot_check_queue,
-    stratify,
 )
+from webapp.selectors import spot_check_queue, stratify
 
 pytestmark = pytest.mark.django_db
 

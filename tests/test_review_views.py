@@ -7,8 +7,8 @@ from django.urls import reverse
 
 from tests.factories import IterationFactory, PreferencePairFactory, ReviewFactory
 from tests.review_data import reviewing_iteration
+from webapp import selectors
 from webapp.models import Claim, Decision, IterationStatus, PreferencePair, Response, Review
-from webapp.views import review as review_views
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -131,7 +131,7 @@ def test_the_list_filters_pairs(client, alice):
 
     def listed(**params):
         response = client.get(reverse("review-pairs"), {"iteration": iteration.number, **params})
-        return {p.pk for p in response.context["pairs"]}
+        return {p.pk for p in response.context["page"].pairs}
 
     everything = set(PreferencePair.objects.filter(iteration=iteration).values_list("pk", flat=True))
     assert listed() == everything
@@ -146,7 +146,7 @@ def test_the_list_filters_pairs(client, alice):
 
 
 def test_the_list_pages_by_keyset(client, alice, monkeypatch):
-    monkeypatch.setattr(review_views, "PAGE_SIZE", 2)
+    monkeypatch.setattr(selectors, "PAGE_SIZE", 2)
     iteration = reviewing_iteration(*[[[0.9] * 3, [0.2] * 3]] * 2, *[[[0.9], [0.2]]] * 3)  # gaps 3, 3, 1, 1, 1
     client.force_login(alice)
     for sort, key in [
@@ -158,10 +158,10 @@ def test_the_list_pages_by_keyset(client, alice, monkeypatch):
         seen, params = [], {"iteration": iteration.number, "sort": sort}
         while True:
             response = client.get(reverse("review-pairs"), params)
-            seen += response.context["pairs"]
-            if not response.context["next_cursor"]:
+            seen += response.context["page"].pairs
+            if not response.context["page"].next_cursor:
                 break
-            params["after"] = response.context["next_cursor"]
+            params["after"] = response.context["page"].next_cursor
         assert seen == sorted(PreferencePair.objects.filter(iteration=iteration), key=key)
     response = client.get(reverse("review-pairs"), {"iteration": iteration.number}, **HTMX)
     assert b"<html" not in response.content and b'id="results"' in response.content
@@ -175,8 +175,8 @@ def test_the_list_costs_a_fixed_number_of_queries(client, alice, django_assert_m
     client.force_login(alice)
     with django_assert_max_num_queries(10):
         response = client.get(reverse("review-pairs"), {"reviewed": "no", "min_gap": 1, "source": "test"})
-    assert response.context["matching"] == 3 * instructions - 2  # answer 0 of one instruction is reviewed
-    assert len(response.context["pairs"]) == min(review_views.PAGE_SIZE, 3 * instructions - 2)
+    assert response.context["page"].matching == 3 * instructions - 2  # answer 0 of one instruction is reviewed
+    assert len(response.context["page"].pairs) == min(selectors.PAGE_SIZE, 3 * instructions - 2)
 
 
 # --- the pair page ------------------------------------------------------------------------------------------
@@ -310,7 +310,7 @@ def test_the_queue_shows_the_most_uncertain_claim_and_counts_what_is_done(client
     client.force_login(alice)
     response = client.get(reverse("review-queue", args=[iteration.number]))
     first = claim(iteration, 1, 1)  # p_yes 0.45: the most uncertain
-    assert response.context["item"].claim == first
+    assert response.context["queue"].item.claim.pk == first.pk
     assert iteration.instructions.first().image.url.encode() in response.content
     response = client.post(queue_url(iteration), press("correct", first), **HTMX)
     assert response.status_code == 200 and b"<html" not in response.content
@@ -320,7 +320,7 @@ def test_the_queue_shows_the_most_uncertain_claim_and_counts_what_is_done(client
     client.force_login(bob)
     response = client.post(queue_url(iteration), press("unsure", claim(iteration, 0, 1)))
     assert response.status_code == 302 and response["Location"] == queue_url(iteration)
-    assert client.get(queue_url(iteration)).context["done"] == 1  # bob's own
+    assert client.get(queue_url(iteration)).context["queue"].done == 1  # bob's own
 
 
 def test_an_empty_queue_says_so(client, alice):
@@ -337,4 +337,4 @@ def test_the_queue_costs_a_fixed_number_of_queries(client, alice, django_assert_
     client.force_login(alice)
     with django_assert_max_num_queries(10):
         response = client.get(reverse("review-queue", args=[iteration.number]))
-    assert response.context["item"] is not None
+    assert response.context["queue"].item is not None

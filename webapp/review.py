@@ -10,8 +10,6 @@ review gate: before it the pairs do not exist yet, after it they have been train
 from collections import Counter
 
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
-from django.db.models.functions import Abs
 
 from labeling.combine import ScoredResponse, combine_pairs, make_pairs
 from webapp.config import config
@@ -25,26 +23,14 @@ from webapp.models import (
     Response,
     ResponseStatus,
     Review,
-    Verdict,
     effective_verdicts,
     response_scores,
     with_labeler_verdict,
 )
 
-REVIEWER_GROUP = "reviewer"
-# The spot-check queue stratifies this many of the most uncertain unreviewed verdicts.
-QUEUE_WINDOW = 100
-
 
 class ReviewClosed(Exception):
     """The iteration is not at its review gate, so its verdicts and pairs are not open to change."""
-
-
-def can_review(user) -> bool:
-    """Staff and members of the reviewer group may review; other logged-in users may not."""
-    if not user.is_authenticated:
-        return False
-    return user.is_staff or user.groups.filter(name=REVIEWER_GROUP).exists()
 
 
 def _lock_open(iteration_id: int) -> Iteration:
@@ -158,32 +144,3 @@ def iteration_length_ratio(iteration: Iteration) -> float | None:
     iteration.metrics = (iteration.metrics or {}) | {"length_ratio": ratio}
     iteration.save(update_fields=["metrics"])
     return ratio
-
-
-def spot_check_queue(iteration: Iteration, window: int = QUEUE_WINDOW) -> list[int]:
-    """Verdict ids of the iteration's unreviewed claims in serving order: most uncertain labeler verdict
-    (smallest |p_yes − p_no|) first, the `window` most uncertain stratified (see `stratify`) so a reviewer
-    does not see ten claims of one answer in a row."""
-    reviewed = Review.objects.filter(claim=OuterRef("claim"))
-    rows = (
-        Verdict.objects.filter(labeler=iteration.labeler, claim__response__iteration=iteration)
-        .filter(~Exists(reviewed))
-        .order_by(Abs(F("p_yes") - F("p_no")), "pk")  # verdict_uncertainty_idx
-        .values_list("pk", "claim__response", "claim__response__instruction")
-    )
-    return stratify(list(rows[:window]))
-
-
-def stratify(rows: list[tuple[int, int, int]]) -> list[int]:
-    """(verdict, answer, instruction) rows in uncertainty order, taken round-robin: every instruction's first
-    claim before any instruction's second, and within an instruction every answer's first before any second."""
-    per_answer, per_instruction = Counter(), Counter()
-    by_answer = []
-    for position, (verdict, answer, instruction) in enumerate(rows):
-        by_answer.append((per_answer[answer], position, verdict, instruction))
-        per_answer[answer] += 1
-    ranked = []
-    for _, position, verdict, instruction in sorted(by_answer):
-        ranked.append((per_instruction[instruction], position, verdict))
-        per_instruction[instruction] += 1
-    return [verdict for *_, verdict in sorted(ranked)]

@@ -4,21 +4,19 @@ Running iterations poll the iteration page's progress fragment (views/iterations
 polling once the iteration leaves its active stages.
 """
 
-from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.shortcuts import render
 
 from webapp import lifecycle
 from webapp.metrics import iteration_stats, trends
 from webapp.models import Instruction, Iteration, IterationStatus
-from webapp.review import can_review
+from webapp.permissions import reviewer_required
 
 SHOWN = 20
 
 
+@reviewer_required
 def index(request):
-    if not can_review(request.user):
-        raise PermissionDenied("reviewers and staff only")
     stats = iteration_stats(list(Iteration.objects.order_by("-number")[:SHOWN]))
     latest = stats[0].iteration if stats else None
     context = {

@@ -9,8 +9,8 @@ from django_htmx.http import HttpResponseStopPolling
 from webapp import lifecycle
 from webapp.forms import IterationForm
 from webapp.models import Iteration
+from webapp.permissions import reviewer_required, staff_required
 from webapp.progress import iteration_progress
-from webapp.review import can_review
 
 ACTIONS = {
     "launch": lifecycle.launch,
@@ -20,24 +20,14 @@ ACTIONS = {
 }
 
 
-def _require_watcher(request):
-    if not can_review(request.user):
-        raise PermissionDenied("reviewers and staff only")
-
-
-def _require_staff(request):
-    if not request.user.is_staff:
-        raise PermissionDenied("staff only")
-
-
+@reviewer_required
 def iteration_list(request):
-    _require_watcher(request)
     iterations = Iteration.objects.order_by("-number")[:100]
     return render(request, "iterations/list.html", {"iterations": iterations})
 
 
+@staff_required
 def iteration_new(request):
-    _require_staff(request)
     form = IterationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         iteration = form.save(request.user)
@@ -46,8 +36,8 @@ def iteration_new(request):
     return render(request, "iterations/new.html", {"form": form})
 
 
+@reviewer_required
 def iteration_detail(request, number):
-    _require_watcher(request)
     iteration = get_object_or_404(Iteration, number=number)
     context = {
         "iteration": iteration,
@@ -63,8 +53,8 @@ def iteration_detail(request, number):
 
 
 @require_POST
+@staff_required
 def iteration_action(request, number, action):
-    _require_staff(request)
     iteration = get_object_or_404(Iteration, number=number)
     if action not in ACTIONS:
         raise PermissionDenied("unknown action")

@@ -3,11 +3,10 @@
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 
 from webapp.models import Instruction
-from webapp.review import can_review
+from webapp.permissions import reviewer_required
 
 _IMAGE_TYPES = {
     ".png": "image/png",
@@ -21,11 +20,10 @@ _IMAGE_TYPES = {
 }
 
 
+@reviewer_required
 def instruction_image(request, shard, name):
     """Serve a stored image to a reviewer or staff (who see the pages showing it), with a fixed content type
     (never sniffed)."""
-    if not can_review(request.user):
-        raise PermissionDenied("reviewers and staff only")
     suffix = Path(name).suffix.lower()
     if (
         "/" in name

@@ -7,48 +7,15 @@ instruction's pairs, and the page must still load afterwards to say so.
 """
 
 from django import forms
-from django.core.exceptions import PermissionDenied
-from django.db.models import BooleanField, Count, Q
-from django.db.models.expressions import RawSQL
-from django.http import Http404, HttpResponse, HttpResponseBadRequest
+from django.db.models import Q
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 
-from webapp.models import (
-    Claim,
-    Decision,
-    Iteration,
-    IterationStatus,
-    PreferencePair,
-    Response,
-    Review,
-    Verdict,
-    effective_verdicts,
-    with_labeler_verdict,
-)
-from webapp.review import QUEUE_WINDOW, ReviewClosed, can_review, record_review, set_excluded, spot_check_queue
+from webapp import selectors
+from webapp.models import Claim, Decision, Iteration, PreferencePair
+from webapp.permissions import reviewer_required
+from webapp.review import ReviewClosed, record_review, set_excluded
 
-PAGE_SIZE = 25
-COUNT_CAP = 200  # the list counts at most this many matches, so a count never walks a whole iteration
-
-
-def _row_after(op: str):
-    """Rows after the cursor (score gap, id) as one row comparison, which the pair indexes seek to directly."""
-    columns = ", ".join(f"{PreferencePair._meta.db_table}.{c}" for c in ("score_gap", "id"))
-    return lambda gap, pk: RawSQL(f"({columns}) {op} (%s, %s)", (gap, pk), output_field=BooleanField())
-
-
-# Keyset pagination: the ordering, and the rows after a cursor (score gap, id) in it.
-SORTS = {
-    "-gap": (("-score_gap", "-pk"), _row_after("<")),
-    "gap": (("score_gap", "pk"), _row_after(">")),
-    "-id": (("-pk",), lambda gap, pk: Q(pk__lt=pk)),
-    "id": (("pk",), lambda gap, pk: Q(pk__gt=pk)),
-}
-# What a row of the list shows: answers' texts and timestamps stay in the database.
-LIST_FIELDS = [
-    "score_gap", "excluded", "chosen", "rejected", "instruction__question", "instruction__source",
-    "chosen__score", "chosen__reviewed", "rejected__score", "rejected__reviewed",
-]  # fmt: skip
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
 
 
@@ -66,138 +33,18 @@ class PairFilter(forms.Form):
     after = forms.RegexField(r"^\d+\.\d+$", required=False)
 
 
-def _require_reviewer(request):
-    if not can_review(request.user):
-        raise PermissionDenied("reviewers and staff only")
-
-
-def _get_iteration(request, number) -> Iteration:
-    _require_reviewer(request)
-    return get_object_or_404(Iteration, number=number)
-
-
-def _filter_pairs(iteration: Iteration, f: dict):
-    pairs = PreferencePair.objects.filter(iteration=iteration)
-    if f["reviewed"]:
-        has_review = Q(chosen__reviewed=True) | Q(rejected__reviewed=True)
-        pairs = pairs.filter(has_review if f["reviewed"] == "yes" else ~has_review)
-    if f["excluded"]:
-        pairs = pairs.filter(excluded=f["excluded"] == "yes")
-    if f["min_gap"]:
-        pairs = pairs.filter(score_gap__gte=f["min_gap"])
-    if f["max_gap"]:
-        pairs = pairs.filter(score_gap__lte=f["max_gap"])
-    if f["source"]:
-        pairs = pairs.filter(instruction__source=f["source"])
-    return pairs
-
-
-def _pair_page(iteration: Iteration, f: dict, query) -> dict:
-    """One keyset page of the matching pairs, links to the next and first pages, a capped count."""
-    order, after = SORTS[f["sort"] or "-gap"]
-    matching = _filter_pairs(iteration, f)
-    page = matching.select_related("instruction", "chosen", "rejected").only(*LIST_FIELDS).order_by(*order)
-    if f["after"]:
-        page = page.filter(after(*map(int, f["after"].split("."))))
-    page = list(page[: PAGE_SIZE + 1])
-    pairs, last = page[:PAGE_SIZE], page[PAGE_SIZE - 1] if len(page) > PAGE_SIZE else None
-    query = query.copy()
-    query["iteration"] = iteration.number
-    query.pop("after", None)
-    first_query = query.urlencode()
-    query["after"] = next_cursor = f"{last.score_gap}.{last.pk}" if last else ""
-    return {
-        "pairs": pairs,
-        "next_cursor": next_cursor,
-        "next_query": query.urlencode(),
-        "first_query": first_query,
-        "matching": matching.order_by()[: COUNT_CAP + 1].count(),
-        "count_cap": COUNT_CAP,
-    }
-
-
+@reviewer_required
 def pair_list(request):
-    _require_reviewer(request)
     form = PairFilter(request.GET)
-    f = form.cleaned_data if form.is_valid() else {name: None for name in PairFilter.base_fields}
-    iterations = list(Iteration.objects.order_by("-number"))
-    by_number = {it.number: it for it in iterations}
-    if f["iteration"] and f["iteration"] not in by_number:
-        raise Http404("no such iteration")
-    # By default the iteration waiting at its review gate, else the latest.
-    reviewing = [it for it in iterations if it.status == IterationStatus.REVIEWING]
-    iteration = by_number.get(f["iteration"]) or (reviewing or iterations or [None])[0]
-    context = {"form": form, "iterations": iterations, "iteration": iteration}
-    if iteration:
-        context |= _pair_page(iteration, f, request.GET)
+    filters = form.cleaned_data if form.is_valid() else dict.fromkeys(PairFilter.base_fields)
+    choice = selectors.iteration_choice(filters["iteration"])
+    context = {
+        "form": form,
+        "iterations": choice.iterations,
+        "iteration": choice.shown,
+        "page": selectors.pair_page(choice.shown, filters, request.GET) if choice.shown else None,
+    }
     return render(request, "review/pair_list.html#results" if request.htmx else "review/pair_list.html", context)
-
-
-def _pair_responses(iteration: Iteration, left: int, right: int) -> tuple[Response, Response]:
-    responses = {
-        r.pk: r
-        for r in Response.objects.filter(iteration=iteration, pk__in=[left, right]).select_related("instruction")
-    }
-    if len(responses) != 2 or responses[left].instruction_id != responses[right].instruction_id:
-        raise Http404("not two answers to one instruction of this iteration")
-    return responses[left], responses[right]
-
-
-# The sides' headings by the pair's state after reviews: (left, right).
-HEADINGS = {
-    "flipped": ("Was chosen, now rejected", "Was rejected, now chosen"),
-    "paired": ("Chosen", "Rejected"),
-    "unpaired": ("Listed as chosen", "Listed as rejected"),
-}
-
-
-def _with_verdicts(iteration: Iteration, claims) -> list[Claim]:
-    """The claims, each with its effective verdict, who decided it and its review history."""
-    claims = list(with_labeler_verdict(claims, iteration.labeler))
-    reviews = list(Review.objects.filter(claim__in=claims).select_related("reviewer").order_by("created_at", "pk"))
-    decisions = [(review.claim_id, review.decision) for review in reviews]
-    rows = [(c.pk, c.response_id, c.labeler_accepted, c.p_yes) for c in claims]
-    verdicts = effective_verdicts(rows, decisions)
-    history = {}
-    for review in reviews:
-        history.setdefault(review.claim_id, []).append(review)
-    for claim in claims:
-        verdict = verdicts[claim.pk]
-        claim.effective_accepted, claim.decided_by, claim.p_yes = verdict.accepted, verdict.decided_by, verdict.p_yes
-        claim.history = history.get(claim.pk, [])
-        decisive = [r for r in claim.history if r.decision != Decision.UNSURE]
-        claim.decider = decisive[-1].reviewer.get_username() if decisive else None
-    return claims
-
-
-def _pair_context(iteration: Iteration, left: int, right: int, claim_ids: list[int] | None = None) -> dict:
-    """The two answers of one instruction side by side, each claim with its effective verdict and history.
-
-    `claim_ids`: only these claims (as `changed`), for an answer to a decision that swaps just what changed.
-    """
-    left, right = _pair_responses(iteration, left, right)
-    claims = Claim.objects.filter(response__in=[left, right]).order_by("index")
-    if claim_ids is not None:
-        claims = claims.filter(pk__in=claim_ids)
-    claims = _with_verdicts(iteration, claims)
-    left.claim_list = [c for c in claims if c.response_id == left.pk]
-    right.claim_list = [c for c in claims if c.response_id == right.pk]
-    pairs = list(PreferencePair.objects.filter(iteration=iteration, instruction=left.instruction_id).order_by("pk"))
-    row = next((p for p in pairs if {p.chosen_id, p.rejected_id} == {left.pk, right.pk}), None)
-    flipped = row is not None and row.chosen_id == right.pk
-    left.heading, right.heading = HEADINGS["flipped" if flipped else "paired" if row else "unpaired"]
-    return {
-        "iteration": iteration,
-        "instruction": left.instruction,
-        "left": left,
-        "right": right,
-        "changed": claims,
-        "row": row,
-        "flipped": flipped,
-        "tie": left.score is not None and left.score == right.score,
-        "other_pairs": [p for p in pairs if p is not row],
-        "open": iteration.status == IterationStatus.REVIEWING,
-    }
 
 
 def _posted_decision(request) -> tuple[str, int] | None:
@@ -234,14 +81,16 @@ def _exclude(request, iteration: Iteration, left: int, right: int) -> HttpRespon
     return None
 
 
+@reviewer_required
 def pair_detail(request, number, left, right):
     """The pair page; its one form posts a decision on a claim or the pair's exclusion. HTMX gets back only
     what a decision can change, swapped out of band: the claim's chip, both headings (scores, order) and
     the pair's status, re-read after the rebuild. Other chips, and any history a reviewer opened, stay."""
-    iteration = _get_iteration(request, number)
+    iteration = get_object_or_404(Iteration, number=number)
     if request.method != "POST":
-        return render(request, "review/pair.html", _pair_context(iteration, left, right))
-    _pair_responses(iteration, left, right)
+        pair = selectors.pair_view(iteration, left, right)
+        return render(request, "review/pair.html", {"iteration": iteration, "pair": pair})
+    selectors.pair_responses(iteration, left, right)  # a 404 before anything is recorded
     if "exclude" in request.POST:
         error = _exclude(request, iteration, left, right)
     else:
@@ -252,37 +101,18 @@ def pair_detail(request, number, left, right):
         return redirect("review-pair", number=number, left=left, right=right)
     posted = _posted_decision(request)  # None for an exclusion: no chip changed
     changed = [posted[1]] if posted else []
-    return render(request, "review/pair.html#changes", _pair_context(iteration, left, right, changed))
+    pair = selectors.pair_view(iteration, left, right, changed)
+    return render(request, "review/pair.html#changes", {"iteration": iteration, "pair": pair})
 
 
-def _queue_context(request, iteration: Iteration) -> dict:
-    queue = spot_check_queue(iteration)
-    item = Verdict.objects.select_related("claim__response__instruction").get(pk=queue[0]) if queue else None
-    if item:  # an unreviewed claim: its effective verdict is the labeler's, for the chip to show
-        claim = item.claim
-        claim.effective_accepted, claim.p_yes, claim.decided_by = item.accepted, item.p_yes, "labeler"
-        claim.decider, claim.history = None, []
-    # The reviewer's own count: it grows with one person's work, not with the iteration.
-    done = Review.objects.filter(reviewer=request.user, iteration=iteration).aggregate(n=Count("claim", distinct=True))[
-        "n"
-    ]
-    return {
-        "iteration": iteration,
-        "item": item,
-        "waiting": len(queue),
-        "window": QUEUE_WINDOW,
-        "done": done,
-        "open": iteration.status == IterationStatus.REVIEWING,
-    }
-
-
+@reviewer_required
 def spot_check(request, number):
     """The queue's next claim; a decision posted here is recorded and HTMX gets the claim after it."""
-    iteration = _get_iteration(request, number)
+    iteration = get_object_or_404(Iteration, number=number)
     if request.method == "POST":
         if error := _record(request, Claim.objects.filter(response__iteration=iteration)):
             return error
         if not request.htmx:
             return redirect("review-queue", number=number)
-    context = _queue_context(request, iteration)
+    context = {"iteration": iteration, "queue": selectors.queue_view(iteration, request.user)}
     return render(request, "review/spot_check.html#queue" if request.htmx else "review/spot_check.html", context)

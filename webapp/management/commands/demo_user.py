@@ -4,6 +4,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
+from webapp.permissions import REVIEWER_GROUP
+
 
 class Command(BaseCommand):
     help = "Create (or reset) the demo login: a staff reviewer with a fresh random password, printed once."
@@ -17,6 +19,6 @@ class Command(BaseCommand):
         user.set_password(password)
         user.is_staff = user.is_superuser = True
         user.save()
-        reviewers, _ = Group.objects.get_or_create(name="reviewer")
+        reviewers, _ = Group.objects.get_or_create(name=REVIEWER_GROUP)
         user.groups.add(reviewers)
         self.stdout.write(f"demo login: username {username}  password {password}")

@@ -1,0 +1,41 @@
+"""Who may do what. Login is enforced for every page by LoginRequiredMiddleware; these checks come on top.
+
+One decorator per rule, so a view states its rule once at its top instead of repeating the check inline.
+"""
+
+from functools import wraps
+
+from django.core.exceptions import PermissionDenied
+
+REVIEWER_GROUP = "reviewer"
+
+
+def can_review(user) -> bool:
+    """Staff and members of the reviewer group may review; other logged-in users may not."""
+    if not user.is_authenticated:
+        return False
+    return user.is_staff or user.groups.filter(name=REVIEWER_GROUP).exists()
+
+
+def reviewer_required(view):
+    """Refuse (403) anyone who may not review: the review pages, the dashboard and the iteration pages."""
+
+    @wraps(view)
+    def checked(request, *args, **kwargs):
+        if not can_review(request.user):
+            raise PermissionDenied("reviewers and staff only")
+        return view(request, *args, **kwargs)
+
+    return checked
+
+
+def staff_required(view):
+    """Refuse (403) anyone but staff: creating and driving iterations."""
+
+    @wraps(view)
+    def checked(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("staff only")
+        return view(request, *args, **kwargs)
+
+    return checked
