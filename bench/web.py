@@ -148,7 +148,7 @@ def fill(args) -> None:
                 copy.write_row((1, i))
     with connection.cursor() as cursor:
         texts, rejected, verdict_rows, claim_id = {}, {}, [], 0
-        with cursor.copy("COPY webapp_claim (id, response_id, index, text, question, splitter) FROM STDIN") as copy:
+        with cursor.copy("COPY webapp_claim (id, response_id, index, text, question, divided_by) FROM STDIN") as copy:
             for i in range(1, n_i + 1):
                 hallucination_rate = rng.random() * 0.4
                 for a in range(n_a):

@@ -56,7 +56,7 @@ class ClaimFactory(factory.django.DjangoModelFactory):
     index = factory.Sequence(lambda n: n)
     text = "A cat sits on a red sofa."
     question = "Is it true that a cat sits on a red sofa?"
-    splitter = "rule"
+    divided_by = "rule"
 
 
 class VerdictFactory(factory.django.DjangoModelFactory):

@@ -90,7 +90,7 @@ def test_the_queue_view_shows_an_unreviewed_claim_with_the_labelers_verdict(alic
     most_uncertain = claim(iteration, 1, 1)
     assert item.claim.pk == most_uncertain.pk
     assert (item.claim.effective_accepted, item.claim.decided_by, item.claim.decider) == (False, "labeler", None)
-    assert item.claim.history == [] and item.claim.divided_by == most_uncertain.splitter
+    assert item.claim.history == [] and item.claim.divided_by == most_uncertain.divided_by
     assert item.claim.p_yes == pytest.approx(0.45) and item.p_no == pytest.approx(0.55)
     assert item.response == most_uncertain.response and item.instruction == most_uncertain.response.instruction
     assert (queue.waiting, queue.window, queue.done, queue.open) == (4, selectors.QUEUE_WINDOW, 0, True)

@@ -34,7 +34,7 @@ class ResponseAdmin(admin.ModelAdmin):
 
 @admin.register(Claim)
 class ClaimAdmin(admin.ModelAdmin):
-    list_display = ["id", "response", "index", "text", "splitter"]
+    list_display = ["id", "response", "index", "text", "divided_by"]
     raw_id_fields = ["response"]
 
 

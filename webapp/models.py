@@ -187,7 +187,9 @@ class Claim(models.Model):
     index = models.PositiveIntegerField()
     text = models.TextField(help_text="Model output (divide step): untrusted text, always escaped")
     question = models.TextField(help_text="Model output (divide step): the yes/no question asked of the labeler")
-    splitter = models.CharField(max_length=500, help_text="Which splitter produced this claim")
+    divided_by = models.CharField(
+        max_length=500, help_text="What divided the answer into this claim: 'rule' or 'rlaifv:<divide model>'"
+    )
 
     objects = ClaimQuerySet.as_manager()
 

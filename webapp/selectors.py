@@ -159,7 +159,7 @@ class ClaimView:
     text: str
     question: str
     response_id: int
-    divided_by: str  # the splitter that produced the claim
+    divided_by: str
     effective_accepted: bool | None
     decided_by: str | None  # "reviewer", "labeler" or None
     p_yes: float | None  # the labeler's
@@ -175,7 +175,7 @@ def _claim_view(claim: Claim, verdict: EffectiveVerdict, history: list[Review]) 
         text=claim.text,
         question=claim.question,
         response_id=claim.response_id,
-        divided_by=claim.splitter,
+        divided_by=claim.divided_by,
         effective_accepted=verdict.accepted,
         decided_by=verdict.decided_by,
         p_yes=verdict.p_yes,

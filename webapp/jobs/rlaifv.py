@@ -82,7 +82,7 @@ def divide(job: Job) -> None:
                     index=n,
                     text=clean_text(c.text),
                     question=clean_text(c.question),
-                    splitter=how.label,
+                    divided_by=how.label,
                 )
                 for n, c in enumerate(result.claims)
             ]
