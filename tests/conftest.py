@@ -3,6 +3,13 @@
 import pytest
 
 
+def pytest_collection_modifyitems(items):
+    """A test on real workers or manage.py subprocesses (the `processes` fixture) is marked `workers`."""
+    for item in items:
+        if "processes" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.workers)
+
+
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory):
     """A MODELS_DIR holding tiny-llava, small-llava and tiny-lm, built deterministically."""
