@@ -7,7 +7,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test lint venv worker clean
+.PHONY: demo test test-fast lint venv worker clean
 
 venv: $(VENV)/.installed
 
@@ -37,6 +37,11 @@ test: venv
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
+
+# The unit tests alone (well under a minute and a half): no tiny models, no Chromium, no worker subprocesses.
+test-fast: venv
+	$(PY) -m ruff check .
+	$(PY) -m pytest -m "not slow and not browser and not workers"
 
 lint: venv
 	$(PY) -m ruff check .

@@ -3,6 +3,22 @@
 import pytest
 
 
+def pytest_collection_modifyitems(items):
+    """A test on real workers or manage.py subprocesses (the `processes` fixture) is marked `workers`."""
+    for item in items:
+        if "processes" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.workers)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fast_password_hasher():
+    """Users are made and logged in by the hundred: hash their passwords with one MD5 round, not 1M of PBKDF2."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory):
     """A MODELS_DIR holding tiny-llava, small-llava and tiny-lm, built deterministically."""
