@@ -41,6 +41,7 @@ test: venv
 # The unit tests alone (well under a minute and a half): no tiny models, no Chromium, no worker subprocesses.
 test-fast: venv
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -m "not slow and not browser and not workers"
 
 lint: venv
