@@ -102,3 +102,17 @@ def test_it_labels_as_one_full_forward_per_claim_would(tiny_models_dir, tmp_path
     for got, expected in zip(verdicts, reference, strict=True):
         assert got.p_yes == pytest.approx(expected.p_yes, abs=1e-5)
         assert got.p_no == pytest.approx(expected.p_no, abs=1e-5)
+
+
+def test_the_coin_flip_control_labels_at_random_but_reproducibly(tmp_path):
+    from labeling.backends import load_backend
+    from labeling.backends.base import PolarQuery
+
+    backend = load_backend("transformers", "coin-flip")
+    queries = [PolarQuery(tmp_path / f"{n}.png", f"Is it true that there is a red circle {n}?") for n in range(400)]
+    verdicts = backend.yes_no(queries)
+    assert verdicts == backend.yes_no(queries)
+    assert all(0 <= v.p_yes < 1 and abs(v.p_yes + v.p_no - 1) < 1e-12 for v in verdicts)
+    assert 0.4 < sum(v.accepted for v in verdicts) / len(verdicts) < 0.6
+    with pytest.raises(ValueError, match="only labels"):
+        backend.generate([], None)

@@ -132,7 +132,7 @@ def test_the_settings_are_the_papers_and_survive_the_command_line():
     assert DPOSettings(lora=True).lr == 1e-5
     assert (paper.lora_r, paper.lora_alpha, paper.lora_dropout) == (64, 16, 0.05)
 
-    custom = DPOSettings(beta=0.2, lora=True, merge_lora=True, bf16=False, max_length=2048, epochs=1.5)
+    custom = DPOSettings(beta=0.2, lora=True, merge_lora=True, bf16=False, max_length=2048, epochs=1.5, sft_weight=1)
     args = make_parser().parse_args(["dpo", "--pairs=p", "--policy=m", "--out=o", *custom.cli_args()])
     assert DPOSettings(**{f.name: getattr(args, f.name) for f in fields(DPOSettings)}) == custom
 
@@ -145,9 +145,27 @@ def test_the_command_fails_with_the_error_on_its_last_line(tmp_path, pairs, caps
     assert capsys.readouterr().err.splitlines()[-1].startswith(f"OSError: cannot load the policy '{missing}': ")
 
 
+def test_an_nll_term_on_the_chosen_answers_joins_the_dpo_loss(tmp_path, tiny_models_dir):
+    from training.dpo import trl_config
+
+    assert trl_config(DPOSettings(), tmp_path).loss_type == ["sigmoid"]
+    config = trl_config(DPOSettings(sft_weight=0.5), tmp_path)
+    assert (config.loss_type, config.loss_weights) == (["sigmoid", "sft"], [1.0, 0.5])
+    write_trl_jsonl(records(), tmp_path / "pairs.jsonl")
+    reports = []
+    settings = DPOSettings(**QUICK | {"sft_weight": 1.0})
+    policy = tiny_models_dir / "tiny-llava"
+    train_dpo(tmp_path / "pairs.jsonl", policy, tmp_path / "out", settings, report=reports.append)
+    losses = [r["loss"] for r in reports if r["event"] == "log" and "loss" in r]
+    # with the NLL of the chosen answers added, the loss is well above DPO's ln 2 at the start
+    assert len(losses) == 2 and losses[0] > math.log(2) + 1
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="beta=-1"):
         DPOSettings(beta=-1)
+    with pytest.raises(ValueError, match="sft_weight=-0.5"):
+        DPOSettings(sft_weight=-0.5)
     with pytest.raises(ValueError, match="merge_lora needs lora"):
         DPOSettings(merge_lora=True)
     assert DPOSettings.from_mapping({"beta": 0.5, "n": 10, "temperature": 0.7}).beta == 0.5

@@ -59,6 +59,12 @@ def test_it_imports_lines_and_stores_images_by_content(folder, media_root):
     assert len(stored_files(media_root)) == 2  # red stored once for two instructions
 
 
+def test_it_keeps_the_objects_an_image_shows_as_ground_truth(folder, media_root):
+    run_import(folder, GOOD[0] | {"objects": ["red  square", "blue circle"]}, GOOD[1])
+    assert Instruction.objects.get(question="What color is it?").objects_present == ["red square", "blue circle"]
+    assert Instruction.objects.get(question="Describe it.").objects_present is None
+
+
 def test_importing_twice_adds_nothing(folder, media_root):
     run_import(folder, *GOOD)
     run_import(folder, *GOOD)
@@ -97,6 +103,13 @@ def not_an_image(folder):
         ({"image": "../data.jsonl", "question": "Q?"}, None, "line 2: image path '../data.jsonl' leaves the images"),
         ({"image": "red.png", "question": "Q\u0000?"}, None, "line 2: field 'question' contains a NUL character"),
         ({"image": "x" * 300 + ".png", "question": "Q?"}, None, "line 2: image 'xxxxx"),
+        (
+            {"image": "red.png", "question": "Q?", "objects": "red circle"},
+            None,
+            "line 2: field 'objects' must be a list",
+        ),
+        ({"image": "red.png", "question": "Q?", "objects": ["red circle", ""]}, None, "line 2: field 'objects' must"),
+        ({"image": "red.png", "question": "Q?", "objects": ["x" * 101]}, None, "line 2: field 'objects' holds over"),
     ],
 )
 def test_a_bad_line_aborts_the_import_and_writes_nothing(folder, media_root, bad_line, prepare, message):

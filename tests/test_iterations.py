@@ -48,3 +48,19 @@ def test_two_processes_creating_at_once_get_distinct_numbers(processes):
     numbers = sorted(Iteration.objects.values_list("number", flat=True))
     assert numbers == list(range(1, 31))
     assert all(it.instructions.count() == 1 for it in Iteration.objects.all())
+
+
+@pytest.mark.django_db
+def test_run_iteration_creates_through_the_service_with_extra_config_and_approves_only_at_the_gate():
+    from django.core.management import CommandError, call_command
+
+    InstructionFactory()
+    call_command("run_iteration", "--new", "--policy", "p", "--labeler", "coin-flip", "--n", "4",
+                 "--config", '{"learning_rate": 3e-05, "sft_weight": 1.0}')  # fmt: skip
+    iteration = Iteration.objects.get()
+    assert (iteration.number, iteration.status) == (1, IterationStatus.GENERATING)
+    assert iteration.config == {"learning_rate": 3e-05, "sft_weight": 1.0, "n": 4}
+    with pytest.raises(CommandError, match="Iteration 1 is generating, not at its review gate"):
+        call_command("run_iteration", "--iteration", "1", "--approve")
+    with pytest.raises(CommandError, match="--config must be a JSON object"):
+        call_command("run_iteration", "--new", "--policy", "p", "--labeler", "l", "--config", "[1]")

@@ -35,6 +35,13 @@ class DPOSettings:
 
     beta: float = field(default=0.1, metadata={"help": "DPO β: strength of the pull towards the reference model."})
     loss_type: str = field(default="sigmoid", metadata={"help": "TRL loss type; the paper uses plain sigmoid DPO."})
+    sft_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of an NLL (SFT) term on the chosen answers, added to the DPO loss (TRL's 'sft' loss); "
+            "0, the paper's plain DPO. Small models trained from scratch keep their fluency with it."
+        },
+    )
     learning_rate: float | None = field(
         default=None, metadata={"help": f"Peak learning rate; default {FULL_LR} (full) or {LORA_LR} (LoRA)."}
     )
@@ -67,6 +74,7 @@ class DPOSettings:
     def __post_init__(self):
         checks = {
             "beta": self.beta > 0,
+            "sft_weight": self.sft_weight >= 0,
             "global_batch_size": self.global_batch_size >= 1,
             "per_device_batch_size": self.per_device_batch_size >= 1,
             "epochs": self.epochs > 0,
@@ -176,7 +184,8 @@ def trl_config(settings: DPOSettings, out, world_size: int = 1):
     return DPOConfig(
         output_dir=str(out),
         beta=settings.beta,
-        loss_type=[settings.loss_type],
+        loss_type=[settings.loss_type, "sft"] if settings.sft_weight else [settings.loss_type],
+        loss_weights=[1.0, settings.sft_weight] if settings.sft_weight else None,
         learning_rate=settings.lr,
         lr_scheduler_type=settings.lr_scheduler_type,
         warmup_steps=settings.warmup_ratio,  # a float below 1 is a ratio of the total steps

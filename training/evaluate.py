@@ -4,11 +4,14 @@ The answers are divided into claims and labelled exactly as training data are (s
 same yes/no rule), so the held-out hallucination rate measures the policy by the feedback it was trained
 on: the share of rejected claims, and the share of answers with at least one. Decoding is greedy by default
 (temperature 0), so a checkpoint always gets the same answers and two checkpoints differ only by their
-weights. CHAIR on COCO images (training.chair) is the label-free counterpart.
+weights. CHAIR on COCO images (training.chair) is the label-free counterpart; where the instructions carry
+their true objects (the shapes world), `truth_scores` measures the answers, and the labeler, against the truth.
 """
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from labeling.shapes import mentioned_objects, question_is_true, truth_metrics
 
 from labeling.backends.base import Backend, Sampling
 from labeling.batching import batched
@@ -21,12 +24,13 @@ GREEDY = Sampling(temperature=0.0, max_new_tokens=512)
 
 @dataclass(frozen=True)
 class JudgedAnswer:
-    """A held-out answer, its claims' verdicts (True = accepted), or why it could not be divided."""
+    """A held-out answer, its claims' questions and verdicts (True = accepted), or why it could not be divided."""
 
     instruction_id: int | str
     text: str
     accepted: tuple[bool, ...] = ()
     failure: str | None = None
+    questions: tuple[str, ...] = ()
 
     @property
     def rejected(self) -> int:
@@ -72,6 +76,7 @@ def answer_and_judge(
             text=answer.text,
             accepted=tuple(next(verdicts).accepted for _ in result.claims),
             failure=result.failure,
+            questions=tuple(claim.question for claim in result.claims),
         )
         for answer, result in zip(answers, divided, strict=True)
     ]
@@ -92,3 +97,51 @@ def hallucination_rates(answers: Sequence[JudgedAnswer]) -> dict:
         "answers_with_hallucination": with_any,
         "answer_hallucination_rate": with_any / len(judged) if judged else None,
     }
+
+
+def labeler_accuracy(judgements) -> dict:
+    """How often the labeler's verdict matches the truth, over (question, accepted, true objects) triples.
+
+    Questions whose truth is unknown (they name no object of the world, or several) are left out and counted.
+    """
+    right = judged = unknown = 0
+    for question, accepted, objects in judgements:
+        truth = question_is_true(question, objects)
+        if truth is None:
+            unknown += 1
+            continue
+        judged += 1
+        right += accepted == truth
+    return {"labeler_accuracy": right / judged if judged else None, "claims_judged": judged, "claims_unknown": unknown}
+
+
+def truth_scores(answers: Sequence[JudgedAnswer], truth: dict) -> dict:
+    """The answers of instructions with known objects (`truth`: instruction id → objects) against the truth:
+    CHAIRs / CHAIRi / recall / length (labeling.shapes.truth_metrics) and the labeler's accuracy on their claims."""
+    known = [a for a in answers if a.instruction_id in truth]
+    scores = truth_metrics((a.text, truth[a.instruction_id]) for a in known)
+    judgements = (
+        (question, accepted, truth[a.instruction_id])
+        for a in known
+        for question, accepted in zip(a.questions, a.accepted, strict=True)
+    )
+    return scores | labeler_accuracy(judgements)
+
+
+def pair_truth(pairs) -> dict:
+    """Over (chosen text, rejected text, true objects): in how many pairs the chosen answer names fewer wrong
+    objects than the rejected one (right), more (wrong), or as many (even). Right pairs teach less hallucination."""
+    counts = {"pairs_right": 0, "pairs_wrong": 0, "pairs_even": 0}
+    for chosen, rejected, objects in pairs:
+        truth = set(objects)
+        wrong_chosen = sum(name not in truth for name in mentioned_objects(chosen))
+        wrong_rejected = sum(name not in truth for name in mentioned_objects(rejected))
+        key = (
+            "pairs_right"
+            if wrong_chosen < wrong_rejected
+            else "pairs_wrong"
+            if wrong_chosen > wrong_rejected
+            else "pairs_even"
+        )
+        counts[key] += 1
+    return counts

@@ -12,7 +12,7 @@ class InstructionAdmin(admin.ModelAdmin):
     search_fields = ["question", "image_sha256"]
     # Images come in through import_instructions / import_rlaifv, which validate them (webapp/images.py) and
     # store them by content; an admin upload would skip both, so the image is not editable here.
-    readonly_fields = ["image", "image_sha256", "width", "height", "created_at"]
+    readonly_fields = ["image", "image_sha256", "width", "height", "objects_present", "created_at"]
 
     def has_add_permission(self, request):
         return False

@@ -1,7 +1,8 @@
 """Import instructions (image + question) from JSONL, all or nothing.
 
 Each line is a JSON object: `image` (a path relative to the images folder), `question`, optional
-`source` and `split`. Every line is checked before anything is written; a bad line aborts the whole
+`source`, `split` and `objects` (the objects the image shows, when known: ground truth that evaluation
+scores answers against). Every line is checked before anything is written; a bad line aborts the whole
 import with `line N: <what is wrong>`. Rows are written in one transaction and image files written by
 an import that fails are removed again, so a failed import leaves nothing behind. Re-importing the
 same data creates nothing new (unique source + image + question).
@@ -35,6 +36,18 @@ class _Row:
     question: str
     source: str
     split: str
+    objects: list[str] | None
+
+
+def _objects_field(record: dict, line: int) -> list[str] | None:
+    value = record.get("objects")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise ImportFailed(f"line {line}: field 'objects' must be a list of object names (non-empty strings)")
+    if any(len(item) > 100 or "\x00" in item for item in value) or len(value) > 1000:
+        raise ImportFailed(f"line {line}: field 'objects' holds over 1000 names, a name over 100 characters or a NUL")
+    return [" ".join(item.split()) for item in value]
 
 
 def _string_field(record: dict, field: str, line: int, required: bool, default: str = "") -> str:
@@ -83,7 +96,7 @@ def _check_line(line_no: int, text: str, images_dir: Path, default_source: str) 
         raise ImportFailed(f"line {line_no}: {image_name}: {exc}") from None
     except OSError as exc:
         raise ImportFailed(f"line {line_no}: image {image_name[:100]!r} cannot be read: {exc.strerror}") from None
-    return _Row(image, question, source, split)
+    return _Row(image, question, source, split, _objects_field(record, line_no))
 
 
 def read_jsonl(path: Path) -> list[tuple[int, str]]:
@@ -116,6 +129,7 @@ def import_instructions(lines: Iterable[tuple[int, str]], images_dir: Path, defa
                         "width": row.image.width,
                         "height": row.image.height,
                         "split": row.split,
+                        "objects_present": row.objects,
                     },
                 )
                 created += was_created

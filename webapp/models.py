@@ -29,6 +29,11 @@ class Instruction(models.Model):
     question = models.TextField()
     source = models.CharField(max_length=100, default="user")
     split = models.CharField(max_length=10, choices=Split.choices, default=Split.TRAIN)
+    objects_present = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Ground truth, where known (a synthetic world): the objects the image shows, e.g. ['red circle']",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -5,6 +5,7 @@ transformers or openai costs time the other engines should not pay.
 """
 
 from labeling.backends.base import Backend
+from labeling.backends.coin_flip import COIN_FLIP, CoinFlipBackend
 
 ENGINES = ("transformers", "vllm", "openai")
 
@@ -13,8 +14,10 @@ def load_backend(engine: str, model: str, text_model: str | None = None, **optio
     """The backend for `engine`; `options` go to its constructor (device, base_url, engine kwargs, ...).
 
     `model` is a path or hub id, except for "openai", where it is the name the server knows the model by
-    (and `base_url` is required).
+    (and `base_url` is required), and `coin-flip`, the control labeler of any engine (backends/coin_flip.py).
     """
+    if model == COIN_FLIP:
+        return CoinFlipBackend()
     if engine == "transformers":
         from labeling.backends.transformers_backend import TransformersBackend
 

@@ -16,6 +16,7 @@ from labeling.divide import QuestionAnswer
 from labeling.divide import divide as divide_answers
 from labeling.generate import Instruction as LabelingInstruction
 from labeling.generate import candidate_seeds, generate_candidates
+from training.evaluate import labeler_accuracy, pair_truth
 from webapp.config import config, splitter
 from webapp.engines import backend_for
 from webapp.jobs.base import clean_text, commit_chunk
@@ -29,6 +30,7 @@ from webapp.models import (
     ResponseStatus,
     Verdict,
     response_scores,
+    with_labeler_verdict,
 )
 
 log = logging.getLogger(__name__)
@@ -150,11 +152,14 @@ def combine(job: Job) -> None:
     pairs = combined.pairs
     for r in responses:
         r.score = -r.n_rejected
+    metrics = {"length_ratio": combined.length_ratio}
+    if feedback := feedback_against_truth(iteration, responses, pairs):
+        metrics["feedback"] = feedback
 
     def write():
         # A review's rebuild of one instruction's pairs re-uses this r (webapp/review.py).
         locked = Iteration.objects.select_for_update().get(pk=iteration.pk)
-        locked.metrics = (locked.metrics or {}) | {"length_ratio": combined.length_ratio}
+        locked.metrics = (locked.metrics or {}) | metrics
         locked.save(update_fields=["metrics"])
         Response.objects.bulk_update(responses, ["score"], batch_size=500)
         PreferencePair.objects.bulk_create(
@@ -172,3 +177,30 @@ def combine(job: Job) -> None:
         )
 
     commit_chunk(job, write)
+
+
+def feedback_against_truth(iteration: Iteration, responses: list[Response], pairs) -> dict | None:
+    """Where instructions carry their true objects (the shapes world): how often the labeler was right about
+    the iteration's claims, and how many pairs prefer the answer with fewer wrong objects. None elsewhere."""
+    truth = dict(
+        Instruction.objects.filter(iterations=iteration, objects_present__isnull=False).values_list(
+            "pk", "objects_present"
+        )
+    )
+    if not truth:
+        return None
+    claims = with_labeler_verdict(
+        Claim.objects.filter(response__iteration=iteration, response__instruction__in=list(truth)),
+        iteration.labeler,
+    ).filter(labeler_accepted__isnull=False)
+    judgements = (
+        (question, accepted, truth[instruction])
+        for question, accepted, instruction in claims.values_list(
+            "question", "labeler_accepted", "response__instruction"
+        ).iterator()
+    )
+    texts = {r.pk: r.text for r in responses}
+    known = [p for p in pairs if p.instruction_id in truth]
+    return labeler_accuracy(judgements) | pair_truth(
+        (texts[p.chosen_id], texts[p.rejected_id], truth[p.instruction_id]) for p in known
+    )

@@ -14,10 +14,11 @@ iteration starts from full weights.
 
 evaluate: the new checkpoint answers the held-out instructions (greedy unless `eval_temperature` is set;
 `eval_limit` caps how many), the iteration's splitter and labeler judge the answers (training.evaluate), and
-CHAIR is computed when the config names COCO ground truth: `coco_instances`, `coco_captions` and
-`coco_images`, the folder of the COCO image files, which is how held-out images (stored by content, without
-their file names) are matched to COCO ids. Results go to `iteration.metrics["eval"]`, the answers to
-`heldout_answers.jsonl` in the checkpoint folder.
+held-out instructions that carry their true objects (the shapes world) are scored against them (CHAIRs,
+CHAIRi, recall, the labeler's accuracy: `truth_*` keys); CHAIR is computed when the config names COCO ground
+truth: `coco_instances`, `coco_captions` and `coco_images`, the folder of the COCO image files, which is how
+held-out images (stored by content, without their file names) are matched to COCO ids. Results go to
+`iteration.metrics["eval"]`, the answers to `heldout_answers.jsonl` in the checkpoint folder.
 """
 
 import ctypes
@@ -208,7 +209,7 @@ def _chair(cfg: dict, instructions: list[Instruction], answers) -> dict:
 
 
 def evaluate(job: Job) -> None:
-    from training.evaluate import answer_and_judge, hallucination_rates
+    from training.evaluate import answer_and_judge, hallucination_rates, truth_scores
 
     iteration, cfg = job.iteration, config(job.iteration)
     if not iteration.checkpoint:
@@ -239,6 +240,11 @@ def evaluate(job: Job) -> None:
         details["heldout"] = hallucination_rates(answers)
         for key in ("claim_hallucination_rate", "answer_hallucination_rate"):
             result[key] = details["heldout"][key]
+        truth = {i.pk: i.objects_present for i in instructions if i.objects_present is not None}
+        if truth:
+            details["truth"] = truth_scores(answers, truth)
+            for key in ("chair_s", "chair_i", "recall", "mean_words", "labeler_accuracy"):
+                result[f"truth_{key}"] = details["truth"][key]
         if cfg.get("coco_instances") or cfg.get("coco_captions"):
             details["chair"] = _chair(cfg, instructions, answers)
             result |= {key: details["chair"][key] for key in ("chair_s", "chair_i")}

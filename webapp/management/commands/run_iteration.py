@@ -1,3 +1,4 @@
+import json
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -13,7 +14,10 @@ FINAL = {IterationStatus.REVIEWING, IterationStatus.DONE, IterationStatus.FAILED
 
 
 class Command(BaseCommand):
-    help = "Launch an iteration (an existing draft, or --new) on the Celery workers, and with --wait follow it."
+    help = (
+        "Launch an iteration (an existing draft, or --new) on the Celery workers, or --approve one at its review "
+        "gate (train, then evaluate); with --wait follow it."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--iteration", type=int, help="number of an existing draft iteration")
@@ -27,14 +31,22 @@ class Command(BaseCommand):
         parser.add_argument("--n", type=int, help="candidates per instruction (default 10)")
         parser.add_argument("--max-new-tokens", type=int, help="default 512")
         parser.add_argument("--chunk-size", type=int, help="instructions per job (default CHUNK_SIZE)")
+        parser.add_argument("--config", type=json.loads, default={}, help="more config keys, as a JSON object")
+        parser.add_argument("--approve", action="store_true", help="approve --iteration N's review gate: train it")
         parser.add_argument("--wait", action="store_true", help="follow progress until the review gate or an end")
         parser.add_argument("--poll", type=float, default=2.0, help="seconds between progress lines")
 
     def handle(self, *args, **opts):
         if opts["new"] == bool(opts["iteration"]):
             raise CommandError("give exactly one of --iteration N or --new")
+        if not isinstance(opts["config"], dict):
+            raise CommandError("--config must be a JSON object, e.g. '{\"learning_rate\": 3e-05}'")
         iteration = self._create(opts) if opts["new"] else self._existing(opts["iteration"])
-        if iteration.status == IterationStatus.DRAFT:
+        if opts["approve"]:
+            if not lifecycle.approve(iteration):
+                raise CommandError(f"{iteration} is {iteration.status}, not at its review gate")
+            self.stdout.write(f"approved {iteration}: training")
+        elif iteration.status == IterationStatus.DRAFT:
             lifecycle.launch(iteration)
             self.stdout.write(f"launched {iteration} on {iteration.instructions.count()} instructions")
         if opts["wait"]:
@@ -55,7 +67,7 @@ class Command(BaseCommand):
             instructions = instructions.filter(source=opts["source"])
         if not instructions.exists():
             raise CommandError("no instructions match --source/--split")
-        config = {k: opts[k] for k in ("n", "max_new_tokens", "chunk_size") if opts[k] is not None}
+        config = opts["config"] | {k: opts[k] for k in ("n", "max_new_tokens", "chunk_size") if opts[k] is not None}
         return create_iteration(
             instructions=instructions,
             policy=policy,
