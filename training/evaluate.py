@@ -11,13 +11,12 @@ their true objects (the shapes world), `truth_scores` measures the answers, and 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from labeling.shapes import mentioned_objects, question_is_true, truth_metrics
-
 from labeling.backends.base import Backend, Sampling
 from labeling.batching import batched
 from labeling.conquer import label_claims
 from labeling.divide import QuestionAnswer, divide
 from labeling.generate import Instruction, generate_candidates
+from labeling.shapes import mentioned_objects, question_is_true, truth_metrics
 
 GREEDY = Sampling(temperature=0.0, max_new_tokens=512)
 
