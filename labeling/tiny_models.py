@@ -5,6 +5,7 @@ LLaVA / Llama checkpoints: every code path (processor, KV cache, sampling, DPO) 
 Initialisation is seeded, so building twice gives identical weights and tests can compare numbers.
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from labeling.tiny_vocab import tiny_vocabulary
+from labeling.tiny_vocab import SPECIAL_TOKENS, tiny_vocabulary
 
 # `USER: <image> question\nASSISTANT:`; assistant turns end with eos. Newlines are written as {{ '\n' }}
 # because trim_blocks would drop literal ones. Content may be a string or a list of typed parts.
@@ -52,9 +53,13 @@ LLAVA_SIZES = {
 }
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A WordLevel tokenizer: every word of our prompts is one token, so Yes / No are single tokens."""
-    vocab = {word: index for index, word in enumerate(tiny_vocabulary())}
+def build_tokenizer(words: Sequence[str] | None = None) -> PreTrainedTokenizerFast:
+    """A WordLevel tokenizer: every word of our prompts is one token, so Yes / No are single tokens.
+
+    `words` replaces the default vocabulary (`tiny_vocabulary()`); the special tokens always come first.
+    """
+    words = tiny_vocabulary() if words is None else list(dict.fromkeys([*SPECIAL_TOKENS, *words]))
+    vocab = {word: index for index, word in enumerate(words)}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     return PreTrainedTokenizerFast(
@@ -109,12 +114,17 @@ def build_llava(path: Path, image_px: int, patch_px: int, vision_width: int, tex
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = LlavaForConditionalGeneration(config)
-    _set_generation_ids(model, tokenizer)
+    set_generation_ids(model, tokenizer)
     model.save_pretrained(path)
+    build_processor(tokenizer, image_px, patch_px).save_pretrained(path)
+
+
+def build_processor(tokenizer, image_px: int, patch_px: int) -> LlavaProcessor:
+    """A LlavaProcessor with PIL image processing (no torchvision here) and our chat template."""
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": image_px}, crop_size={"height": image_px, "width": image_px}
     )
-    processor = LlavaProcessor(
+    return LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
         patch_size=patch_px,
@@ -122,7 +132,6 @@ def build_llava(path: Path, image_px: int, patch_px: int, vision_width: int, tex
         num_additional_image_tokens=1,
         chat_template=CHAT_TEMPLATE,
     )
-    processor.save_pretrained(path)
 
 
 def build_text_lm(path: Path, width: int = 64, layers: int = 2):
@@ -131,12 +140,13 @@ def build_text_lm(path: Path, width: int = 64, layers: int = 2):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = LlamaForCausalLM(_text_config(tokenizer, width, layers))
-    _set_generation_ids(model, tokenizer)
+    set_generation_ids(model, tokenizer)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
 
 
-def _set_generation_ids(model, tokenizer):
+def set_generation_ids(model, tokenizer):
+    """Generation stops at our eos and pads with our pad, whatever the config's defaults are."""
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
