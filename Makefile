@@ -17,12 +17,12 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-# The embedded default: SQLite and a folder broker under var/, tiny local models, bundled photos.
+# The embedded default: SQLite and a folder broker under var/, the shapes world and its trained tiny models.
 # A background Celery worker runs iteration 1 to the review gate, then the app is served.
 demo: venv
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py build_tiny_models
-	$(PY) manage.py load_samples
+	$(PY) manage.py build_shapes_models
+	$(PY) manage.py load_shapes --train 300 --heldout 300
 	@mkdir -p var
 	@$(PY) -m celery -A webapp worker -B -Q gpu,cpu --pool solo --loglevel warning --logfile var/worker.log & \
 	worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \

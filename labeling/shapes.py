@@ -157,14 +157,17 @@ def absent_object(present: Sequence[str], rng: random.Random) -> str:
     return rng.choice(absent)
 
 
-def hallucinated_objects(objects: Sequence[str], rng: random.Random, rate: float) -> list[str]:
-    """`objects`, with one absent object inserted at a random place with probability `rate`.
+def hallucinated_objects(objects: Sequence[str], rng: random.Random, rate: float, place: str = "anywhere") -> list[str]:
+    """`objects`, with one absent object added with probability `rate`, at a random place or at the end.
 
     This is what the base policy is trained to say, so that it hallucinates at a measurable rate.
     """
+    if place not in ("anywhere", "end"):
+        raise ValueError(f"place must be 'anywhere' or 'end', not {place!r}")
     objects = list(objects)
     if rng.random() < rate:
-        objects.insert(rng.randint(0, len(objects)), absent_object(objects, rng))
+        where = len(objects) if place == "end" else rng.randint(0, len(objects))
+        objects.insert(where, absent_object(objects, rng))
     return objects
 
 

@@ -102,6 +102,10 @@ def test_hallucinated_captions_insert_one_absent_object_at_the_given_rate():
     assert len(injected) == 3 and [name for name in injected if name in objects] == list(objects)
     rate = sum(len(shapes.hallucinated_objects(objects, rng, 0.3)) == 3 for _ in range(2000)) / 2000
     assert 0.26 < rate < 0.34
+    places = {shapes.hallucinated_objects(objects, rng, 1.0).index(name) for name in objects for _ in range(50)}
+    assert places == {0, 1, 2}
+    at_end = shapes.hallucinated_objects(objects, rng, 1.0, place="end")
+    assert at_end[:2] == list(objects) and at_end[2] not in objects
 
 
 def test_mentioned_objects_reads_imperfect_answers():
@@ -185,3 +189,174 @@ def test_the_png_holds_the_scene_it_names(tmp_path):
         rng.sample(shapes.INSTRUCTIONS, 1)
         assert list(scene.objects) == row["objects"]
         assert Image.open(row["image"]).convert("RGB").tobytes() == shapes.draw(scene).tobytes()
+
+
+# --- tokens and pixels as the backend builds them (loads a processor, no model) ---------------------------
+
+
+def test_the_world_tokenizes_without_unknown_words():
+    from training.shapes_models import build_processor_for_shapes
+
+    tokenizer = build_processor_for_shapes().tokenizer
+    texts = [*shapes.INSTRUCTIONS, shapes.caption(shapes.OBJECTS)]
+    texts += [labeler_prompt(shapes.object_question(name)) for name in shapes.OBJECTS]
+    for text in texts:
+        assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"]
+    for word in ["Yes", "No", "yes", "no"]:
+        assert len(tokenizer.encode(word, add_special_tokens=False)) == 1
+
+
+def test_training_ids_and_pixels_are_the_processors():
+    import torch
+
+    from training.shapes_models import Encoder, build_processor_for_shapes, pixel_values
+
+    processor = build_processor_for_shapes()
+    encoder = Encoder(processor)
+    scene = scenes(1, seed=4)[0]
+    image = shapes.draw(scene)
+    answer = shapes.caption(scene.objects)
+    for question in [shapes.INSTRUCTIONS[1], labeler_prompt(shapes.object_question("red square"))]:
+        user = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+        prompt = processor.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
+        full = processor.apply_chat_template([user, {"role": "assistant", "content": answer}], tokenize=False)
+
+        assert processor(text=[prompt], images=[image])["input_ids"][0] == encoder.prompt(question)
+        full_ids = processor(text=[full], images=[image])["input_ids"][0]
+        assert full_ids == encoder.prompt(question) + encoder.caption(answer)
+    expected = processor(images=[image], return_tensors="pt")["pixel_values"]
+    assert torch.allclose(pixel_values([image], processor), expected, atol=1e-6)
+
+
+def test_training_logits_equal_a_full_forward_of_each_row():
+    import torch
+
+    from training.shapes_models import (
+        Encoder,
+        ShapesTrainingSettings,
+        batch_logits,
+        build_processor_for_shapes,
+        make_batch,
+        new_model,
+    )
+
+    processor = build_processor_for_shapes()
+    model = new_model(processor, seed=0).eval()
+    settings = ShapesTrainingSettings(images_per_step=3, questions_per_image=2, hallucination_rate=0.5)
+    batch = make_batch(random.Random(0), Encoder(processor), processor, settings)
+
+    with torch.no_grad():
+        tails = batch_logits(model, batch)
+        for row in range(len(batch.image_index)):
+            n = int(batch.tail_mask[row].sum())
+            ids = torch.cat([batch.prefix_ids, batch.tail_ids[row, :n]])[None]
+            pixels = batch.pixel_values[batch.image_index[row]][None]
+            full = model(input_ids=ids, pixel_values=pixels).logits[0, len(batch.prefix_ids) :]
+            assert torch.allclose(full, tails[row, :n], atol=1e-5)
+    assert batch.is_question.sum() == 6 and (batch.labels != -100).any(-1).all()
+
+
+def test_auroc_and_the_p_yes_histogram():
+    from training.shapes_models import auroc, p_yes_histogram
+
+    assert auroc([0.9, 0.8, 0.2, 0.1], [True, True, False, False]) == 1.0
+    assert auroc([0.5, 0.5], [True, False]) == 0.5
+    bins = p_yes_histogram([0.0, 0.05, 0.3, 0.7, 0.95, 1.0], [False, False, False, True, True, True])
+    assert [b["share"] for b in bins] == [round(1 / 6, 4)] * 6
+    assert [b["truly_yes"] for b in bins] == [0, 0, 0, 1, 1, 1]
+
+
+# --- the trained models (slow: they load checkpoints and run them) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shapes_models_dir(tmp_path_factory):
+    from training.shapes_models import build_shapes_models
+
+    path = tmp_path_factory.mktemp("shapes-models")
+    build_shapes_models(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    from training.shapes_models import heldout_rows
+
+    return heldout_rows(tmp_path_factory.mktemp("shapes-heldout"), 400, seed=0)
+
+
+@pytest.mark.slow
+def test_the_checkpoints_load_with_the_auto_classes(shapes_models_dir):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    for name in ["shapes-labeler", "shapes-policy"]:
+        processor = AutoProcessor.from_pretrained(shapes_models_dir / name)
+        model = AutoModelForImageTextToText.from_pretrained(shapes_models_dir / name, use_safetensors=True)
+        assert model.config.model_type == "llava"
+        assert processor.tokenizer.convert_tokens_to_ids("Yes") != processor.tokenizer.unk_token_id
+
+
+@pytest.mark.slow
+def test_the_labeler_answers_held_out_questions_right_with_spread_confidence(shapes_models_dir, heldout):
+    from training.shapes_models import evaluate_labeler
+
+    figures = evaluate_labeler(shapes_models_dir / "shapes-labeler", heldout)
+
+    assert figures.questions == 800
+    assert figures.accuracy >= 0.95
+    assert figures.auroc >= 0.98
+    shares = [row["share"] for row in figures.histogram]
+    assert sum(share > 0 for share in shares) >= 5  # p_yes is spread over the bins, not two spikes
+    assert 0.05 <= sum(shares[1:-1]) <= 0.6  # some questions are uncertain, most are not
+
+
+@pytest.mark.slow
+def test_the_policy_hallucinates_at_a_measurable_rate_and_recalls_the_objects(shapes_models_dir, heldout):
+    from training.shapes_models import evaluate_policy
+
+    metrics = evaluate_policy(shapes_models_dir / "shapes-policy", heldout, temperature=0.7)
+
+    # The aim is 30–60 % of answers with a wrong object; the committed policy measures 28–30 % (1000 and 500
+    # held-out images): measurably hallucinating, just under the aim.
+    assert 0.20 <= metrics["wrong_answers"] <= 0.60
+    assert metrics["recall"] >= 0.85
+    assert metrics["answers_with_objects"] >= 0.98 * metrics["answers"]
+
+
+@pytest.mark.slow
+def test_training_still_runs_and_lowers_both_losses():
+    from training.shapes_models import ShapesTrainingSettings, train_shapes_model
+
+    settings = ShapesTrainingSettings(steps=60, images_per_step=16, warmup_steps=5)
+    _, _, log = train_shapes_model("shapes-labeler", settings, report=lambda record: None, report_every=20)
+
+    assert [record["step"] for record in log] == [20, 40, 60]
+    assert log[-1]["caption_loss"] < log[0]["caption_loss"]
+    assert log[-1]["question_loss"] < log[0]["question_loss"]
+
+
+@pytest.mark.slow
+def test_training_is_deterministic_for_its_seeds():
+    import torch
+
+    from training.shapes_models import ShapesTrainingSettings, train_shapes_model
+
+    settings = ShapesTrainingSettings(steps=3, images_per_step=4, hallucination_rate=0.5, init_seed=7, data_seed=7)
+    first, _, _ = train_shapes_model("a", settings, report=lambda record: None)
+    second, _, _ = train_shapes_model("b", settings, report=lambda record: None)
+
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.slow
+def test_the_command_writes_both_checkpoints_with_their_record(tmp_path, capsys):
+    from training.__main__ import main
+
+    assert main(["shapes-models", "--out", str(tmp_path)]) == 0
+
+    for name in ["shapes-labeler", "shapes-policy"]:
+        record = json.loads((tmp_path / name / "shapes_training.json").read_text())
+        assert (tmp_path / name / "model.safetensors").is_file()
+        assert record["settings"]["steps"] > 0 and record["loss_log"]
+    assert "shapes-policy" in capsys.readouterr().out

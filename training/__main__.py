@@ -11,6 +11,10 @@ python -m training merge --adapter DIR --out MERGED
 # CHAIR (Object HalBench) of answers in JSONL ({"image_id": 42, "answer": "..."} per line)
 python -m training chair --answers answers.jsonl --instances instances_val2014.json --captions captions_val2014.json
 
+# the shapes world's trained labeler and policy (committed weights; --retrain trains them, minutes on a CPU)
+python -m training shapes-models --out var/models --evaluate
+python -m training shapes-models --out var/models --retrain --evaluate
+
 # best-of-N by the aligned model's self-reward: sample N answers (or score --candidate texts) and rank them
 python -m training best-of-n --policy ALIGNED --reference BASE --image cat.png --question "Describe the image." --n 8
 """
@@ -86,6 +90,21 @@ def run_best_of_n(args) -> None:
     print(json.dumps(result, indent=2, ensure_ascii=False))
 
 
+def run_shapes_models(args) -> None:
+    from training.shapes_models import build_shapes_models
+
+    result = build_shapes_models(
+        args.out,
+        seed=args.seed,
+        retrain=args.retrain,
+        evaluate=args.evaluate,
+        heldout_images=args.heldout_images,
+        save_weights=args.save_weights,
+        report=lambda record: print(json.dumps(record), flush=True),
+    )
+    print(json.dumps({"paths": {k: str(v) for k, v in result["paths"].items()}, "seconds": result["seconds"]}))
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +126,15 @@ def make_parser() -> argparse.ArgumentParser:
     chair.add_argument("--instances", required=True, help="COCO instances JSON")
     chair.add_argument("--captions", required=True, help="COCO captions JSON")
     chair.set_defaults(run=run_chair)
+
+    shapes = sub.add_parser("shapes-models", help="write the shapes world's trained labeler and policy")
+    shapes.add_argument("--out", required=True, help="models folder; shapes-labeler and shapes-policy go in it")
+    shapes.add_argument("--seed", type=int, default=0, help="seed of the models' training and of the evaluation")
+    shapes.add_argument("--retrain", action="store_true", help="train from scratch instead of the committed weights")
+    shapes.add_argument("--evaluate", action="store_true", help="measure both models on held-out images")
+    shapes.add_argument("--heldout-images", type=int, default=1000, help="held-out images for --evaluate")
+    shapes.add_argument("--save-weights", action="store_true", help="with --retrain: replace the committed weights")
+    shapes.set_defaults(run=run_shapes_models)
 
     best = sub.add_parser("best-of-n", help="rank answers by the aligned model's length-normalised implicit reward")
     best.add_argument("--policy", required=True, help="the DPO-aligned checkpoint")
