@@ -1,81 +1,13 @@
-"""The review UI in a real Chromium (Debian's `chromium`, driven by Python playwright) against a live server.
+"""The review UI in a real Chromium against a live server (tests/browser.py)."""
 
-`.ci/run` installs chromium; `playwright install` is never used (it downloads browsers).
-"""
-
-import os
-import shutil
-from pathlib import Path
-
-import pytest
 from django.urls import reverse
 
+from tests.browser import BROWSER_MARKS, log_in, store_images
 from tests.factories import IterationFactory, JobFactory
 from tests.review_data import reviewing_iteration
 from webapp.models import Claim, Iteration, IterationStatus, Job, JobKind, JobState, PreferencePair, Response, Review
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make between steps
-    # are plain synchronous ones, so Django's guard against ORM calls inside async code does not apply.
-    unsafe = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
-    if unsafe is None:
-        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = unsafe
-
-
-@pytest.fixture
-def page(browser, live_server, media_root):
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-def store_images(iteration):
-    """Real image files for the iteration's instructions, so the pages show them."""
-    from django.conf import settings
-    from PIL import Image
-
-    for instruction in iteration.instructions.all():
-        path = Path(settings.MEDIA_ROOT) / instruction.image.name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (64, 48), (200, 80, 40)).save(path)
-
-
-def log_in(page, username):
-    page.goto(reverse("login"))
-    page.fill("#id_username", username)
-    page.fill("#id_password", "correct horse battery staple")
-    page.click("button[type=submit]")
-    page.wait_for_url("**/")
+pytestmark = BROWSER_MARKS
 
 
 def test_a_reviewer_marks_a_claim_hallucinated_by_keyboard(page, alice):
