@@ -65,7 +65,8 @@ def test_the_dashboard_shows_each_iteration(client, alice):
     assert reverse("review-queue", args=[iteration.number]) in html
     assert "50.0%" in html  # one of two claims rejected
     assert "1.00 [0.21, 1.00]" in html  # agreement 1/1 with its Wilson interval
-    assert "Share of claims rejected" in html and "<svg" in html
+    assert '<canvas id="trend-0" role="img" aria-label="How often the labeler is right">' in html
+    assert "Training claims the labeler rejected" in html and 'id="chart-data"' in html
     assert "&lt;b&gt;chair&lt;/b&gt;" in html and "<b>chair" not in html
     assert "&lt;i&gt;web&lt;/i&gt;" in html
 
@@ -104,4 +105,4 @@ def test_the_dashboard_costs_a_fixed_number_of_queries(client, alice, django_ass
     client.force_login(alice)
     with django_assert_max_num_queries(10):
         response = client.get(reverse("home"))
-    assert len(response.context["stats"]) == iterations
+    assert len(response.context["rows"]) == iterations

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from django.core.cache import cache
 from django.db.models import Count, F, Q, Sum
 
-from webapp.charts import LineChart, histogram, line_chart
 from webapp.models import Claim, Decision, Iteration, IterationStatus, Job, PreferencePair, Response, Review
 from webapp.progress import StageProgress
 
@@ -68,10 +67,6 @@ class IterationStats:
     def rejected_percent(self) -> float | None:
         share = self.rejected_share
         return None if share is None else 100 * share
-
-    @property
-    def score_bars(self):
-        return histogram(self.score_histogram)
 
     @property
     def score_histogram(self) -> list[tuple[int, int]]:
@@ -162,44 +157,3 @@ def _agreement(iteration_ids: list[int]) -> dict[int, Agreement]:
         counts[iteration_id][0] += (decision == Decision.CORRECT) == accepted
         counts[iteration_id][1] += 1
     return {iteration_id: Agreement(agree, n) for iteration_id, (agree, n) in counts.items()}
-
-
-def _numbers(metrics: dict, prefix: str = "") -> dict[str, float]:
-    """The numeric entries of an iteration's metrics, nested dicts flattened one level ("eval.chair_s")."""
-    out = {}
-    for key, value in (metrics or {}).items():
-        if isinstance(value, dict) and not prefix:
-            out |= _numbers(value, f"{key}.")
-        elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            out[prefix + key] = value
-    return out
-
-
-def trends(stats: list[IterationStats]) -> list[LineChart]:
-    """Line charts across iterations (oldest first): rejection, agreement, pairs kept, and each stored metric."""
-    label = "it {}".format
-    series = [
-        line_chart(
-            "Share of claims rejected",
-            [(label(s.iteration.number), s.rejected_share, None) for s in stats if s.rejected_share is not None],
-            bounds=(0, 1),
-        ),
-        line_chart(
-            "Labeler–human agreement (Wilson 95%)",
-            [
-                (label(s.iteration.number), s.agreement.rate, (s.agreement.low, s.agreement.high))
-                for s in stats
-                if s.agreement
-            ],
-            bounds=(0, 1),
-        ),
-        line_chart(
-            "Pairs kept for training",
-            [(label(s.iteration.number), s.pairs - s.excluded, None) for s in stats if s.pairs],
-        ),
-    ]
-    names = sorted({name for s in stats for name in _numbers(s.iteration.metrics)})
-    for name in names:
-        points = [(label(s.iteration.number), _numbers(s.iteration.metrics).get(name), None) for s in stats]
-        series.append(line_chart(name, [p for p in points if p[1] is not None]))
-    return [chart for chart in series if chart]

@@ -8,7 +8,8 @@ from django.db.models import Count
 from django.shortcuts import render
 
 from webapp import lifecycle
-from webapp.metrics import iteration_stats, trends
+from webapp.charts import as_data, score_chart, trend_charts
+from webapp.metrics import iteration_stats
 from webapp.models import Instruction, Iteration, IterationStatus
 from webapp.permissions import reviewer_required
 
@@ -19,12 +20,15 @@ SHOWN = 20
 def index(request):
     stats = iteration_stats(list(Iteration.objects.order_by("-number")[:SHOWN]))
     latest = stats[0].iteration if stats else None
+    trends = as_data(trend_charts(list(reversed(stats))))
+    scores = [score_chart(s) for s in stats]
     context = {
         # The loop goes on: a trained, evaluated iteration's checkpoint is the next one's default policy.
         "next_from": latest if latest and latest.status == IterationStatus.DONE and latest.checkpoint else None,
-        "stats": stats,
+        "rows": list(zip(stats, scores, strict=True)),  # each iteration and its score histogram
         "active": set(lifecycle.ACTIVE),
-        "trends": trends(list(reversed(stats))),
+        "trends": trends,
+        "charts": trends + as_data([chart for chart in scores if chart]),
         "sources": Instruction.objects.values("source").annotate(n=Count("id")).order_by("source"),
     }
     return render(request, "dashboard/index.html", context)

@@ -7,8 +7,10 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from webapp import lifecycle
+from webapp.charts import as_data, training_charts
 from webapp.forms import IterationForm
-from webapp.models import Iteration
+from webapp.metric_names import figures
+from webapp.models import Iteration, Job, JobKind
 from webapp.permissions import reviewer_required, staff_required
 from webapp.progress import iteration_progress
 
@@ -49,6 +51,9 @@ def iteration_detail(request, number):
         response = render(request, "iterations/progress.html", context)
         # The page polls while the iteration works; a finished one tells HTMX to stop.
         return response if context["active"] else HttpResponseStopPolling(response.content)
+    train_jobs = Job.objects.filter(iteration=iteration, kind=JobKind.TRAIN).order_by("chunk")
+    context["charts"] = as_data(training_charts(list(train_jobs)))
+    context["figures"] = figures(iteration.metrics)
     return render(request, "iterations/detail.html", context)
 
 

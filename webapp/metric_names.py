@@ -1,0 +1,94 @@
+"""An iteration's stored metrics (`Iteration.metrics`) in words: each key's label and unit, and its value as text.
+
+The stages write short keys ("eval.truth_chair_s", "feedback.pairs_right"); people read labels. A key with no
+entry here keeps its own name, so a new metric still shows. Ground-truth rates say "truth" and sit next to the
+labeler-judged rate they check.
+"""
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str
+    percent: bool = False  # a share in [0, 1], shown as a percentage
+    truth: bool = False  # measured against the ground truth (the shapes world's objects, COCO's annotations)
+
+
+METRICS = {
+    # The held-out evaluation (the evaluate stage): the labeler's judgement, then the truth that checks it.
+    "eval.answer_hallucination_rate": Metric("Answers with a rejected claim (labeler)", percent=True),
+    "eval.truth_chair_s": Metric("Answers with a hallucinated object (truth, CHAIRs)", percent=True, truth=True),
+    "eval.claim_hallucination_rate": Metric("Claims rejected (labeler)", percent=True),
+    "eval.truth_chair_i": Metric("Object mentions hallucinated (truth, CHAIRi)", percent=True, truth=True),
+    "eval.chair_s": Metric("Answers with a hallucinated object (COCO, CHAIRs)", percent=True, truth=True),
+    "eval.chair_i": Metric("Object mentions hallucinated (COCO, CHAIRi)", percent=True, truth=True),
+    "eval.truth_recall": Metric("True objects named (truth, recall)", percent=True, truth=True),
+    "eval.object_recall": Metric("True objects named (COCO, recall)", percent=True, truth=True),
+    "eval.truth_labeler_accuracy": Metric("Labeler right on held-out claims (truth)", percent=True, truth=True),
+    "eval.truth_mean_words": Metric("Words per held-out answer"),
+    # The combine stage, where instructions carry their true objects.
+    "feedback.labeler_accuracy": Metric("Labeler right on training claims (truth)", percent=True, truth=True),
+    "feedback.claims_judged": Metric("Training claims checked against the truth"),
+    "feedback.claims_unknown": Metric("Training claims the truth cannot settle"),
+    "feedback.pairs_right": Metric("Pairs preferring the answer with fewer wrong objects (truth)", truth=True),
+    "feedback.pairs_wrong": Metric("Pairs preferring the answer with more wrong objects (truth)", truth=True),
+    "feedback.pairs_even": Metric("Pairs whose answers have as many wrong objects (truth)", truth=True),
+    "length_ratio": Metric("Length ratio allowed between a pair's answers"),
+    # The train stage.
+    "train.pairs": Metric("Pairs trained on"),
+    "train.steps": Metric("Optimizer steps"),
+    "train.final_loss": Metric("Final DPO loss"),
+}
+
+SECTIONS = {"eval": "Held-out evaluation", "train": "Training", "feedback": "Training data against the truth"}
+
+
+def metric(key: str) -> Metric:
+    """The key's label and unit; an unknown key is its own label."""
+    return METRICS.get(key) or Metric(key)
+
+
+def display(key: str, value: float) -> str:
+    """The value as people read it: a share as a percentage, a whole number as one, else four digits."""
+    if metric(key).percent:
+        return f"{100 * value:.1f}%"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def numbers(metrics: dict | None, prefix: str = "") -> dict[str, float]:
+    """The finite numeric entries of an iteration's metrics, nested dicts flattened one level ("eval.chair_s")."""
+    out = {}
+    for key, value in (metrics or {}).items():
+        if isinstance(value, dict) and not prefix:
+            out |= numbers(value, f"{key}.")
+        elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[prefix + key] = value
+    return out
+
+
+def ordered(keys) -> list[str]:
+    """Known keys in the order of METRICS (each truth rate after the labeler's), then the others by name."""
+    order = list(METRICS)
+    return sorted(keys, key=lambda key: (order.index(key), "") if key in METRICS else (len(order), key))
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    label: str
+    value: str
+
+
+def figures(metrics: dict | None) -> list[tuple[str, list[Figure]]]:
+    """The iteration's numbers for a table: (section title, figures), evaluation first."""
+    values = numbers(metrics)
+    sections: dict[str, list[Figure]] = {}
+    for key in ordered(values):
+        title = SECTIONS.get(key.split(".", 1)[0], "Other figures")
+        sections.setdefault(title, []).append(Figure(key, metric(key).label, display(key, values[key])))
+    rank = list(SECTIONS.values())
+    return sorted(sections.items(), key=lambda item: rank.index(item[0]) if item[0] in rank else len(rank))
