@@ -2,7 +2,10 @@
 pages write (reviews, verdicts, pairs, jobs, answers, claims) is read-only there."""
 
 import pytest
+from django.contrib.admin import site
 from django.contrib.auth.models import Permission
+from django.contrib.messages import get_messages
+from django.contrib.messages.storage.fallback import FallbackStorage
 from django.test import Client
 from django.urls import reverse
 
@@ -109,6 +112,26 @@ def test_a_drafts_models_and_config_change_but_never_its_lifecycle_fields(staff)
     assert (iteration.policy, iteration.config) == ("other-llava", {"n": 4})
     assert (iteration.status, iteration.checkpoint, iteration.metrics) == (S.DRAFT, "", {})
     assert (iteration.error, iteration.stopped_stage) == ("", "")
+
+
+def test_a_draft_launched_while_its_admin_form_was_open_keeps_what_it_was_launched_with(rf, bob):
+    """The admin's save writes only the edited fields, and only while the row is still a draft."""
+    iteration = draft()
+    model_admin = site._registry[Iteration]
+    request = rf.post("/")
+    request.user, request.session = bob, {}
+    request._messages = FallbackStorage(request)
+    form_class = model_admin.get_form(request, iteration, change=True)
+    form = form_class(CHANGE, instance=iteration)
+    assert form.is_valid(), form.errors
+    Iteration.objects.filter(pk=iteration.pk).update(status=S.GENERATING)  # someone launched it meanwhile
+
+    model_admin.save_model(request, form.save(commit=False), form, change=True)
+    iteration.refresh_from_db()
+    assert (iteration.status, iteration.policy, iteration.config) == (S.GENERATING, "tiny-llava", {})
+    assert [str(m) for m in get_messages(request)] == [
+        "Iteration 1 was launched meanwhile: its settings were not changed."
+    ]
 
 
 def test_a_drafts_config_must_be_a_json_object(staff):

@@ -65,8 +65,6 @@ class IterationForm(ModelNamesForm):
     CONFIG_FIELDS = ["n", "temperature", "top_p", "max_new_tokens", "seed", "pairs_per_instruction", "chunk_size",
                      "beta", "learning_rate", "epochs", "lora"]  # fmt: skip
 
-    MODEL_FIELDS = ["policy", "labeler", "splitter", "engine"]  # not Meta.fields: the admin's subclass lists more
-
     class Meta:
         model = Iteration
         fields = ["policy", "labeler", "splitter", "engine"]
@@ -95,5 +93,6 @@ class IterationForm(ModelNamesForm):
             instructions=self.instructions(),
             created_by=user,
             config={k: self.cleaned_data[k] for k in self.CONFIG_FIELDS if self.cleaned_data.get(k) is not None},
-            **{field: self.cleaned_data[field] for field in self.MODEL_FIELDS},
+            # This class's own fields: the admin's subclass (modelform_factory) lists every field it shows.
+            **{field: self.cleaned_data[field] for field in IterationForm.Meta.fields},
         )
