@@ -18,6 +18,7 @@ from webapp.models import (
     Claim,
     Decision,
     Iteration,
+    IterationStatus,
     PreferencePair,
     Response,
     Review,
@@ -244,8 +245,9 @@ def test_scores_count_effective_rejections(alice):
     assert response_scores(Response.objects.all()).get().n_rejected == 1
 
 
-def test_iteration_policy_defaults_to_the_last_checkpoint():
+def test_iteration_policy_defaults_to_the_last_done_iterations_checkpoint():
     assert Iteration.default_policy() == ""
-    IterationFactory(number=1, checkpoint="/models/it1")
-    IterationFactory(number=2)
+    IterationFactory(number=1, checkpoint="/models/it1", status=IterationStatus.DONE)
+    IterationFactory(number=2, checkpoint="/models/it2", status=IterationStatus.EVALUATING)
+    IterationFactory(number=3)
     assert Iteration.default_policy() == "/models/it1"

@@ -7,7 +7,41 @@ from webapp.iterations import create_iteration
 from webapp.models import Instruction, Iteration, Split
 
 
-class IterationForm(forms.ModelForm):
+class ModelNamesForm(forms.ModelForm):
+    """An iteration's model names, checked wherever staff type them (the new iteration page, a draft in the admin)."""
+
+    def _model_name(self, field: str) -> str:
+        """A local folder or a hub id: never a URL, which a worker would otherwise be asked to fetch."""
+        value = self.cleaned_data[field].strip()
+        if "://" in value:
+            raise forms.ValidationError("Give a model folder under MODELS_DIR, a local path or a hub id, not a URL.")
+        return value
+
+    def clean_policy(self):
+        return self._model_name("policy")
+
+    def clean_labeler(self):
+        return self._model_name("labeler")
+
+    def clean_splitter(self):
+        return self._model_name("splitter")
+
+
+class DraftForm(ModelNamesForm):
+    """A draft's models and config, which the admin lets staff change until it is launched."""
+
+    class Meta:
+        model = Iteration
+        fields = ["policy", "labeler", "splitter", "engine", "config"]
+
+    def clean_config(self):
+        value = self.cleaned_data["config"]
+        if not isinstance(value, dict):
+            raise forms.ValidationError('Give the settings as a JSON object, e.g. {"n": 4}.')
+        return value
+
+
+class IterationForm(ModelNamesForm):
     """A new draft iteration: models, sampling, pairing and DPO settings, and which instructions to run on."""
 
     source = forms.ChoiceField(required=False, help_text="Only instructions from this source (blank: all)")
@@ -42,22 +76,6 @@ class IterationForm(forms.ModelForm):
         self.fields["policy"].initial = Iteration.default_policy() or "tiny-llava"
         self.fields["labeler"].initial = Iteration.objects.values_list("labeler", flat=True).first() or "tiny-llava"
 
-    def _model_name(self, field: str) -> str:
-        """A local folder or a hub id: never a URL, which a worker would otherwise be asked to fetch."""
-        value = self.cleaned_data[field].strip()
-        if "://" in value:
-            raise forms.ValidationError("Give a model folder under MODELS_DIR, a local path or a hub id, not a URL.")
-        return value
-
-    def clean_policy(self):
-        return self._model_name("policy")
-
-    def clean_labeler(self):
-        return self._model_name("labeler")
-
-    def clean_splitter(self):
-        return self._model_name("splitter")
-
     def instructions(self):
         chosen = Instruction.objects.filter(split=self.cleaned_data["split"])
         if self.cleaned_data.get("source"):
@@ -75,5 +93,6 @@ class IterationForm(forms.ModelForm):
             instructions=self.instructions(),
             created_by=user,
             config={k: self.cleaned_data[k] for k in self.CONFIG_FIELDS if self.cleaned_data.get(k) is not None},
-            **{field: self.cleaned_data[field] for field in self.Meta.fields},
+            # This class's own fields: the admin's subclass (modelform_factory) lists every field it shows.
+            **{field: self.cleaned_data[field] for field in IterationForm.Meta.fields},
         )

@@ -114,8 +114,9 @@ class Iteration(models.Model):
 
     @classmethod
     def default_policy(cls) -> str:
-        """Iteration k+1 starts from iteration k's checkpoint, when it trained one."""
-        last = cls.objects.exclude(checkpoint="").order_by("-number").first()
+        """Iteration k+1 starts from the checkpoint of the latest iteration that trained and evaluated one (done),
+        as the dashboard's "can start from" says; one still evaluating, or that failed there, is not yet proven."""
+        last = cls.objects.filter(status=IterationStatus.DONE).exclude(checkpoint="").order_by("-number").first()
         return last.checkpoint if last else ""
 
 

@@ -9,17 +9,11 @@ from django_htmx.http import HttpResponseStopPolling
 from webapp import lifecycle
 from webapp.charts import as_data, training_charts
 from webapp.forms import IterationForm
+from webapp.iteration_actions import ACTIONS, LABELS, offered, run_action
 from webapp.metric_names import figures
 from webapp.models import Iteration, Job, JobKind
 from webapp.permissions import reviewer_required, staff_required
 from webapp.progress import iteration_progress
-
-ACTIONS = {
-    "launch": lifecycle.launch,
-    "approve": lifecycle.approve,
-    "resume": lifecycle.resume,
-    "cancel": lifecycle.cancel,
-}
 
 
 @reviewer_required
@@ -46,6 +40,7 @@ def iteration_detail(request, number):
         "stages": iteration_progress(iteration.pk),
         "active": iteration.status in lifecycle.ACTIVE,
         "n_instructions": iteration.instructions.count(),
+        "actions": [(action, LABELS[action]) for action in offered(iteration)],
     }
     if request.htmx:
         response = render(request, "iterations/progress.html", context)
@@ -63,13 +58,5 @@ def iteration_action(request, number, action):
     iteration = get_object_or_404(Iteration, number=number)
     if action not in ACTIONS:
         raise PermissionDenied("unknown action")
-    try:
-        done = ACTIONS[action](iteration)
-    except ValueError as exc:
-        messages.error(request, str(exc))
-    else:
-        if done:
-            messages.success(request, f"{iteration}: {action} done.")
-        else:
-            messages.warning(request, f"{iteration} cannot {action} from status {iteration.status}.")
+    run_action(request, iteration, action)
     return redirect("iteration", number=number)

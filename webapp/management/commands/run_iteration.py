@@ -22,7 +22,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--iteration", type=int, help="number of an existing draft iteration")
         parser.add_argument("--new", action="store_true", help="create a new iteration from the options below")
-        parser.add_argument("--policy", help="policy model (default: the last iteration's checkpoint)")
+        parser.add_argument("--policy", help="policy model (default: the checkpoint of the latest done iteration)")
         parser.add_argument("--labeler", help="labeler model")
         parser.add_argument("--splitter", default="rule", help="'rule' or the path of the divide LLM")
         parser.add_argument("--engine", default="transformers", choices=Iteration.Engine.values)
