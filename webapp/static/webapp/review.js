@@ -1,9 +1,10 @@
-// Keyboard review: j/k move between claims, y/n/u decide the current one, x excludes or includes the pair.
-// The keys click the same buttons a mouse would, so HTMX (or a plain form post without it) does the rest.
+// Keyboard review: j/k move between claims, y/n/u decide the current one and move on to the next, z undoes the
+// reviewer's last decision, x excludes or includes the pair. The keys click the same buttons a mouse would, so
+// HTMX (or a plain form post without it) does the rest.
 (function () {
   "use strict";
   let current = 0;
-  let advance = false;
+  let next = null; // after a decision, the claim to move on to: the chip after the decided one, if any
 
   function chips() {
     return Array.from(document.querySelectorAll("[data-claim]"));
@@ -30,13 +31,13 @@
     if (key === "j" || key === "k") {
       mark(current + (key === "j" ? 1 : -1), true);
     } else if (key === "y" || key === "n" || key === "u") {
-      const chip = chips()[current];
-      const button = chip && chip.querySelector(`button[data-key="${key}"]`);
+      const all = chips();
+      const button = all[current] && all[current].querySelector(`button[data-key="${key}"]`);
       if (!button) return;
-      advance = true;
+      next = all[current + 1] ? all[current + 1].dataset.claim : "";
       button.click();
-    } else if (key === "x") {
-      if (!press('button[data-key="x"]')) return;
+    } else if (key === "x" || key === "z") {
+      if (!press(`button[data-key="${key}"]`)) return;
     } else {
       return;
     }
@@ -54,14 +55,16 @@
     if (chip) mark(chips().indexOf(chip), false);
   });
 
-  // After a decision the changed chip, headings and status are swapped in: keep the place, one claim further on.
+  // After a decision what changed is swapped in: on the pair page the decided chip stays, in the queue it
+  // leaves. Either way move on to the chip that followed it (by id), else keep the place.
   document.addEventListener("htmx:afterSettle", () => {
-    mark(advance ? current + 1 : current, advance);
-    advance = false;
+    const index = next ? chips().findIndex((chip) => chip.dataset.claim === next) : -1;
+    mark(index >= 0 ? index : current, next !== null);
+    next = null;
     document.getElementById("flash").textContent = "";
   });
   document.addEventListener("htmx:responseError", (event) => {
-    advance = false;
+    next = null;
     document.getElementById("flash").textContent = event.detail.xhr.responseText || "The request failed.";
   });
   document.addEventListener("DOMContentLoaded", () => mark(0, false));
