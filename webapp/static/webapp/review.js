@@ -4,7 +4,7 @@
 (function () {
   "use strict";
   let current = 0;
-  let next = null; // after a decision, the claim to move on to: the chip after the decided one, if any
+  let decided = null; // the claim just decided, until its answer is swapped in
 
   function chips() {
     return Array.from(document.querySelectorAll("[data-claim]"));
@@ -34,7 +34,7 @@
       const all = chips();
       const button = all[current] && all[current].querySelector(`button[data-key="${key}"]`);
       if (!button) return;
-      next = all[current + 1] ? all[current + 1].dataset.claim : "";
+      decided = all[current].dataset.claim;
       button.click();
     } else if (key === "x" || key === "z") {
       if (!press(`button[data-key="${key}"]`)) return;
@@ -55,16 +55,16 @@
     if (chip) mark(chips().indexOf(chip), false);
   });
 
-  // After a decision what changed is swapped in: on the pair page the decided chip stays, in the queue it
-  // leaves. Either way move on to the chip that followed it (by id), else keep the place.
+  // After a decision what changed is swapped in. Move on to the next claim: on the pair page the decided chip
+  // stays, so the one after it; in the queue it leaves, so the one that now holds its place.
   document.addEventListener("htmx:afterSettle", () => {
-    const index = next ? chips().findIndex((chip) => chip.dataset.claim === next) : -1;
-    mark(index >= 0 ? index : current, next !== null);
-    next = null;
+    const stays = decided !== null && chips().some((chip) => chip.dataset.claim === decided);
+    mark(stays ? current + 1 : current, decided !== null);
+    decided = null;
     document.getElementById("flash").textContent = "";
   });
   document.addEventListener("htmx:responseError", (event) => {
-    next = null;
+    decided = null;
     document.getElementById("flash").textContent = event.detail.xhr.responseText || "The request failed.";
   });
   document.addEventListener("DOMContentLoaded", () => mark(0, false));
