@@ -8,7 +8,7 @@ Order, as in the reference: candidate pairs per instruction -> at most k sampled
 length balancing over the whole set passed in (one dataset-level ratio r, normally one iteration).
 """
 
-import random
+import hashlib
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -120,9 +120,11 @@ def candidate_pairs(responses: Iterable[ScoredResponse]) -> list[Pair]:
 def sample_pairs(candidates: Iterable[Pair], k: int = PAIRS_PER_INSTRUCTION, seed: int = 0) -> list[Pair]:
     """At most k pairs per instruction, drawn uniformly without replacement.
 
-    Each instruction gets its own RNG seeded from (seed, instruction id), and candidates are sorted
-    first, so the draw depends only on the seed and that instruction's candidates: not on input order,
-    and not on other instructions (a reviewer's override elsewhere does not reshuffle this one).
+    Each unordered pair of answers gets a random priority seeded from (seed, instruction, its two answers), and
+    an instruction keeps its k candidates of highest priority. So a pair's draw depends only on its own priority
+    and which candidates outrank it: not on input order, not on other instructions, and not on which way round
+    a pair is ordered. A review that flips one pair's order keeps every pair; one that makes a tie swaps in at
+    most the next pair in priority, and the pairs that stay keep their stored rows (and ids).
     The reference uses the global unseeded ``random.sample``.
     """
     by_instruction = defaultdict(list)
@@ -130,11 +132,17 @@ def sample_pairs(candidates: Iterable[Pair], k: int = PAIRS_PER_INSTRUCTION, see
         by_instruction[pair.instruction_id].append(pair)
     sampled = []
     for instruction_id in sorted(by_instruction):
-        group = sorted(by_instruction[instruction_id], key=lambda p: (p.chosen_id, p.rejected_id))
+        group = by_instruction[instruction_id]
         if len(group) > k:
-            group = random.Random(f"{seed}:{instruction_id}").sample(group, k)
+            group = sorted(group, key=lambda p: _priority(seed, p))[:k]
         sampled.extend(group)
     return sampled
+
+
+def _priority(seed: int, pair: Pair) -> bytes:
+    """A pair's seeded random rank (smaller first), the same whichever of its answers is chosen."""
+    low, high = sorted((pair.chosen_id, pair.rejected_id))
+    return hashlib.blake2b(repr((seed, pair.instruction_id, low, high)).encode(), digest_size=8).digest()
 
 
 def _balance(pairs, responses, length_ratio: float | None) -> tuple[list[Pair], float | None]:

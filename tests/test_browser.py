@@ -57,7 +57,7 @@ def test_a_reviewer_works_through_the_spot_check_queue_by_keyboard(page, alice):
         claim_id = page.get_attribute("[data-queue-claim]", "data-queue-claim")
         seen.append(int(claim_id))
         page.keyboard.press(key)
-        page.wait_for_selector(f"[data-queue-claim]:not([data-queue-claim='{claim_id}'])")
+        page.wait_for_selector(f"[data-queue-claim='{claim_id}']", state="detached")
     assert page.get_attribute("[data-done]", "data-done") == "3"
     reviews = list(Review.objects.order_by("pk").values_list("claim", "decision"))
     assert reviews == list(zip(seen, ["correct", "hallucinated", "unsure"], strict=True))

@@ -96,6 +96,31 @@ def test_it_samples_an_instruction_the_same_whatever_other_instructions_exist():
     assert [p for p in together if p.instruction_id == "cat"] == alone
 
 
+def test_a_flipped_pair_leaves_the_sample_as_it_was():
+    before = [response(i, i) for i in range(6)]  # 15 candidates, 2 drawn
+    drawn = sample_pairs(candidate_pairs(before), k=2, seed=1)
+    a, b = drawn[0].chosen_id, drawn[0].rejected_id
+    after = [response(r.id, {a: b, b: a}.get(r.id, r.id)) for r in before]  # a and b swap scores
+    redrawn = sample_pairs(candidate_pairs(after), k=2, seed=1)
+    assert {frozenset((p.chosen_id, p.rejected_id)) for p in redrawn} == {
+        frozenset((p.chosen_id, p.rejected_id)) for p in drawn
+    }
+    assert Pair(1, b, a, drawn[0].score_gap) in redrawn
+
+
+def test_a_new_tie_swaps_in_one_pair_and_keeps_the_others():
+    before = [response(i, i) for i in range(6)]
+    drawn = sample_pairs(candidate_pairs(before), k=3, seed=2)
+    tied = drawn[0]
+    after = [
+        response(r.id, before[tied.chosen_id].n_rejected if r.id == tied.rejected_id else r.n_rejected) for r in before
+    ]
+    redrawn = sample_pairs(candidate_pairs(after), k=3, seed=2)
+    unordered = {frozenset((p.chosen_id, p.rejected_id)) for p in redrawn}
+    assert frozenset((tied.chosen_id, tied.rejected_id)) not in unordered and len(redrawn) == 3
+    assert len(unordered & {frozenset((p.chosen_id, p.rejected_id)) for p in drawn[1:]}) == 2
+
+
 # --- length balancing -------------------------------------------------------------------------------------
 
 

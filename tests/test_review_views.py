@@ -319,7 +319,9 @@ def test_the_queue_shows_the_most_uncertain_claim_and_counts_what_is_done(client
     assert answer(iteration, 1).score == 0
     client.force_login(bob)
     response = client.post(queue_url(iteration), press("unsure", claim(iteration, 0, 1)))
-    assert response.status_code == 302 and response["Location"] == queue_url(iteration)
+    review = Review.objects.latest("pk")
+    assert response.status_code == 302 and response["Location"] == f"{queue_url(iteration)}?last={review.pk}"
+    assert client.get(response["Location"]).context["queue"].outcome.review_id == review.pk
     assert client.get(queue_url(iteration)).context["queue"].done == 1  # bob's own
 
 

@@ -140,10 +140,10 @@ def _agreement(iteration_ids: list[int]) -> dict[int, Agreement]:
     """Per iteration: of the claims a reviewer decided that the labeler also judged, how many they agree on.
 
     Read from the reviews (few) rather than the claims (many): each claim's latest decisive review, as in
-    `Claim.objects.with_effective_verdict()`, against the iteration labeler's verdict.
+    `Claim.objects.with_effective_verdict()` (undone ones skipped), against the iteration labeler's verdict.
     """
     rows = (
-        Review.objects.exclude(decision=Decision.UNSURE)
+        Review.objects.decisive()
         .filter(
             claim__response__iteration__in=iteration_ids,
             claim__verdicts__labeler=F("claim__response__iteration__labeler"),

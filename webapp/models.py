@@ -2,7 +2,7 @@
 
 Instruction → Response (one per iteration, instruction, seed) → Claim → Verdict (one per labeler)
 and Review (append-only human decisions). Pairs and scores follow each claim's *effective* verdict:
-its latest decisive review, else the iteration labeler's verdict.
+its latest decisive review that no undo names, else the iteration labeler's verdict.
 """
 
 from dataclasses import dataclass
@@ -161,9 +161,7 @@ class Response(models.Model):
 class ClaimQuerySet(models.QuerySet):
     def with_effective_verdict(self):
         """Annotate `effective_accepted` (bool or None) and `decided_by` ("reviewer"/"labeler"/None) in SQL."""
-        decisive = (
-            Review.objects.filter(claim=OuterRef("pk")).exclude(decision=Decision.UNSURE).order_by("-created_at", "-pk")
-        )
+        decisive = Review.objects.decisive().filter(claim=OuterRef("pk")).order_by("-created_at", "-pk")
         verdict = Verdict.objects.filter(claim=OuterRef("pk"), labeler=OuterRef("response__iteration__labeler"))
         return self.annotate(
             review_decision=Subquery(decisive.values("decision")[:1]),
@@ -246,6 +244,14 @@ class Verdict(models.Model):
 
 
 class ReviewQuerySet(models.QuerySet):
+    def standing(self):
+        """Decisions still in force: neither an undo nor undone by one."""
+        return self.filter(undoes__isnull=True, undone_by__isnull=True)
+
+    def decisive(self):
+        """Standing decisions that set a verdict (correct / hallucinated)."""
+        return self.standing().filter(decision__in=DECISIVE)
+
     def update(self, **kwargs):
         raise TypeError("reviews are append-only")
 
@@ -257,10 +263,21 @@ class Decision(models.TextChoices):
     CORRECT = "correct", "correct"
     HALLUCINATED = "hallucinated", "hallucinated"
     UNSURE = "unsure", "unsure"
+    UNDO = "undo", "undo"
+
+
+# What a reviewer presses on a claim, and those of them that set its verdict. An undo is appended by the
+# review service only, naming the decision it takes back.
+CLAIM_DECISIONS = (Decision.CORRECT, Decision.HALLUCINATED, Decision.UNSURE)
+DECISIVE = (Decision.CORRECT, Decision.HALLUCINATED)
 
 
 class Review(models.Model):
-    """A human's decision on a claim. Append-only: a new decision is a new row; none is ever changed."""
+    """A human's decision on a claim. Append-only: a new decision is a new row; none is ever changed.
+
+    Taking a decision back appends an undo naming it, so the history keeps both and the claim's effective
+    verdict returns to what it was before that decision.
+    """
 
     Decision = Decision
 
@@ -272,12 +289,28 @@ class Review(models.Model):
     # The claim's iteration, stored: counting one reviewer's work in an iteration then reads an index instead
     # of joining each of their reviews to its claim and answer.
     iteration = models.ForeignKey(Iteration, on_delete=models.CASCADE, related_name="+", editable=False)
+    undoes = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="undone_by",
+        editable=False,
+        help_text="For an undo: the reviewer's own decision on the same claim that it takes back (once)",
+    )
 
     objects = ReviewQuerySet.as_manager()
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(decision__in=Decision.values), name="review_decision_valid"),
+            # "an undo names a decision of the same reviewer on the same claim" spans rows: enforced by
+            # triggers, see migration 0010_review_undo.
+            models.CheckConstraint(
+                condition=Q(decision=Decision.UNDO, undoes__isnull=False)
+                | (~Q(decision=Decision.UNDO) & Q(undoes__isnull=True)),
+                name="review_undo_names_a_review",
+            ),
         ]
         indexes = [
             models.Index(fields=["claim", "-created_at"], name="review_latest_idx"),
@@ -442,15 +475,14 @@ def effective_verdicts(claims, decisions=None) -> dict[int, EffectiveVerdict]:
     """Each claim's effective verdict; claims are (id, response id, labeler_accepted, p_yes) rows.
 
     The rule of `with_effective_verdict`, for pages and reviews that touch one pair or one instruction: there,
-    compiling the annotated query costs more than running it. `decisions`, (claim id, decision) in the order
-    they were made, spares the query for callers that already hold the claims' reviews.
+    compiling the annotated query costs more than running it. `decisions`, REVIEW_ROW rows in the order they
+    were made, spares the query for callers that already hold the claims' reviews.
     """
     claims = list(claims)
     if decisions is None:
         decisions = Review.objects.filter(claim__in=[row[0] for row in claims]).order_by("created_at", "pk")
-        decisions = decisions.values_list("claim", "decision")
-    # Later decisions overwrite earlier ones: the latest decisive review wins.
-    decided = {claim: decision for claim, decision in decisions if decision != Decision.UNSURE}
+        decisions = decisions.values_list(*REVIEW_ROW)
+    decided = standing_decisions(decisions)
     verdicts = {}
     for claim, response, accepted, p_yes in claims:
         if claim in decided:
@@ -460,6 +492,16 @@ def effective_verdicts(claims, decisions=None) -> dict[int, EffectiveVerdict]:
     return verdicts
 
 
+def standing_decisions(reviews) -> dict[int, str]:
+    """claim id → its latest decisive review's decision, skipping undone ones; `reviews`: REVIEW_ROW rows in
+    the order they were made."""
+    reviews = list(reviews)
+    undone = {undoes for *_, undoes in reviews if undoes is not None}
+    # Later decisions overwrite earlier ones: the latest standing decisive review wins.
+    return {claim: decision for pk, claim, decision, _ in reviews if decision in DECISIVE and pk not in undone}
+
+
+REVIEW_ROW = ("pk", "claim", "decision", "undoes")  # what standing_decisions reads of a review
 VERDICT_ROW = ("pk", "response", "labeler_accepted", "p_yes")  # what effective_verdicts reads of a claim
 
 

@@ -3,8 +3,10 @@
 A decisive review (correct / hallucinated) changes the claim's effective verdict, so the response's cached
 score and its instruction's pairs are rebuilt at once with labeling.combine, re-using the length ratio r that
 the iteration's combine stage chose (one instruction's few pairs would pick another r). "Unsure" leaves the
-previous decision standing: nothing to recompute. Reviews are taken only while the iteration waits at its
-review gate: before it the pairs do not exist yet, after it they have been trained on.
+previous decision standing: nothing to recompute. An undo is a review too, appended: it names one of the
+reviewer's own decisions, which then no longer counts, so the claim's verdict, the score and the pairs return
+to what they were before it. Reviews are taken only while the iteration waits at its review gate: before it
+the pairs do not exist yet, after it they have been trained on.
 """
 
 from collections import Counter
@@ -14,6 +16,7 @@ from django.db import transaction
 from labeling.combine import ScoredResponse, combine_pairs, make_pairs
 from webapp.config import config
 from webapp.models import (
+    CLAIM_DECISIONS,
     VERDICT_ROW,
     Claim,
     Decision,
@@ -33,6 +36,10 @@ class ReviewClosed(Exception):
     """The iteration is not at its review gate, so its verdicts and pairs are not open to change."""
 
 
+class CannotUndo(Exception):
+    """The review named is an undo, is already undone, or is someone else's."""
+
+
 def _lock_open(iteration_id: int) -> Iteration:
     """Lock the iteration for this transaction, so approving the gate or another review waits for it."""
     iteration = Iteration.objects.select_for_update().filter(pk=iteration_id).first()
@@ -43,8 +50,8 @@ def _lock_open(iteration_id: int) -> Iteration:
 
 def record_review(claim: Claim, reviewer, decision: str, note: str = "") -> Review:
     """Append a review; when it is decisive, re-score the claim's response and rebuild its instruction's pairs."""
-    if decision not in Decision.values:
-        raise ValueError(f"unknown decision {decision!r}")
+    if decision not in CLAIM_DECISIONS:
+        raise ValueError(f"unknown decision {decision!r}: one of {', '.join(CLAIM_DECISIONS)} (undo_review undoes)")
     response = claim.response
     with transaction.atomic():
         iteration = _lock_open(response.iteration_id)
@@ -52,6 +59,25 @@ def record_review(claim: Claim, reviewer, decision: str, note: str = "") -> Revi
         if decision != Decision.UNSURE:
             rebuild_pairs(iteration, response.instruction_id)
     return review
+
+
+def undo_review(review: Review, reviewer) -> Review:
+    """Append `reviewer`'s undo of their own `review`; when that was decisive, re-score and rebuild as a decision
+    would. `review` comes with its claim's response (select_related)."""
+    if review.reviewer_id != reviewer.pk:
+        raise CannotUndo("only the reviewer who made a decision can undo it")
+    if review.decision == Decision.UNDO:
+        raise CannotUndo("an undo cannot be undone: decide the claim again")
+    with transaction.atomic():
+        iteration = _lock_open(review.iteration_id)
+        if Review.objects.filter(undoes=review).exists():
+            raise CannotUndo("this decision is already undone")
+        undo = Review.objects.create(
+            claim=review.claim, iteration=iteration, reviewer=reviewer, decision=Decision.UNDO, undoes=review
+        )
+        if review.decision != Decision.UNSURE:
+            rebuild_pairs(iteration, review.claim.response.instruction_id)
+    return undo
 
 
 def set_excluded(pair: PreferencePair, user, excluded: bool) -> None:

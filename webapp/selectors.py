@@ -15,6 +15,8 @@ from django.db.models.functions import Abs
 from django.http import Http404
 
 from webapp.models import (
+    DECISIVE,
+    REVIEW_ROW,
     Claim,
     Decision,
     EffectiveVerdict,
@@ -26,6 +28,7 @@ from webapp.models import (
     Review,
     Verdict,
     effective_verdicts,
+    standing_decisions,
     with_labeler_verdict,
 )
 
@@ -33,6 +36,7 @@ PAGE_SIZE = 25
 COUNT_CAP = 200  # the list counts at most this many matches, so a count never walks a whole iteration
 # The spot-check queue stratifies this many of the most uncertain unreviewed verdicts.
 QUEUE_WINDOW = 100
+QUEUE_SHOWN = 5  # the claims a queue page shows at once, for j/k to move between
 
 
 def _row_after(op: str):
@@ -148,6 +152,7 @@ class ReviewEntry:
     decision: str  # its label
     created_at: datetime
     note: str
+    undone: bool  # an undo took it back
 
 
 @dataclass(frozen=True)
@@ -168,7 +173,8 @@ class ClaimView:
 
 
 def _claim_view(claim: Claim, verdict: EffectiveVerdict, history: list[Review]) -> ClaimView:
-    decisive = [r for r in history if r.decision != Decision.UNSURE]
+    undone = {r.undoes_id for r in history if r.undoes_id is not None}
+    decisive = [r for r in history if r.decision in DECISIVE and r.pk not in undone]
     return ClaimView(
         pk=claim.pk,
         index=claim.index,
@@ -181,20 +187,32 @@ def _claim_view(claim: Claim, verdict: EffectiveVerdict, history: list[Review]) 
         p_yes=verdict.p_yes,
         decider=decisive[-1].reviewer.get_username() if decisive else None,
         history=[
-            ReviewEntry(r.reviewer.get_username(), r.get_decision_display(), r.created_at, r.note) for r in history
+            ReviewEntry(r.reviewer.get_username(), r.get_decision_display(), r.created_at, r.note, r.pk in undone)
+            for r in history
         ],
     )
+
+
+def _histories(claim_ids: list[int]) -> dict[int, list[Review]]:
+    """The claims' reviews, oldest first, by claim id."""
+    reviews = Review.objects.filter(claim__in=claim_ids).select_related("reviewer").order_by("created_at", "pk")
+    history = {}
+    for review in reviews:
+        history.setdefault(review.claim_id, []).append(review)
+    return history
+
+
+def _decisions(history: dict[int, list[Review]]) -> list[tuple]:
+    """The reviews of `_histories` as REVIEW_ROW rows, each claim's in the order they were made."""
+    return [(r.pk, r.claim_id, r.decision, r.undoes_id) for reviews in history.values() for r in reviews]
 
 
 def claim_views(iteration: Iteration, claims) -> list[ClaimView]:
     """The claims (a queryset), each with its effective verdict, who decided it and its review history."""
     claims = list(with_labeler_verdict(claims, iteration.labeler))
-    reviews = list(Review.objects.filter(claim__in=claims).select_related("reviewer").order_by("created_at", "pk"))
-    decisions = [(review.claim_id, review.decision) for review in reviews]
-    verdicts = effective_verdicts([(c.pk, c.response_id, c.labeler_accepted, c.p_yes) for c in claims], decisions)
-    history = {}
-    for review in reviews:
-        history.setdefault(review.claim_id, []).append(review)
+    history = _histories([c.pk for c in claims])
+    rows = [(c.pk, c.response_id, c.labeler_accepted, c.p_yes) for c in claims]
+    verdicts = effective_verdicts(rows, _decisions(history))
     return [_claim_view(claim, verdicts[claim.pk], history.get(claim.pk, [])) for claim in claims]
 
 
@@ -215,6 +233,16 @@ class Side:
 
 
 @dataclass(frozen=True)
+class OwnDecision:
+    """A reviewer's latest decision still in force on a page, which its undo button takes back."""
+
+    review_id: int
+    decision: str  # its label
+    claim_id: int
+    claim_text: str
+
+
+@dataclass(frozen=True)
 class PairView:
     """Two answers of one instruction side by side, and the state of their pair after reviews."""
 
@@ -222,11 +250,12 @@ class PairView:
     left: Side
     right: Side
     row: PreferencePair | None  # the stored pair of these two answers, if they still are one
-    flipped: bool  # the pair is now stored the other way round
+    flipped: bool  # the right answer now scores higher: the pair now stands the other way round
     tie: bool
     other_pairs: list[PreferencePair]  # the instruction's other pairs
     open: bool  # the iteration takes reviews
     changed: list[ClaimView]  # the claims read: all of them, or those asked for
+    last_decision: OwnDecision | None  # the reviewer's, on these two answers' claims
 
 
 def pair_responses(iteration: Iteration, left: int, right: int) -> tuple[Response, Response]:
@@ -252,9 +281,17 @@ def _side(response: Response, heading: str, claims: list[ClaimView]) -> Side:
     )
 
 
-def pair_view(iteration: Iteration, left: int, right: int, claim_ids: list[int] | None = None) -> PairView:
-    """The pair page of answers `left` and `right`. `claim_ids`: read only these claims (as `changed`), for the
-    answer to a decision, which swaps in just what changed."""
+def pair_view(
+    iteration: Iteration,
+    left: int,
+    right: int,
+    claim_ids: list[int] | None = None,
+    reviewer=None,
+    just_made: Review | None = None,
+) -> PairView:
+    """The pair page of answers `left` and `right` as `reviewer` sees it. `claim_ids`: read only these claims
+    (as `changed`), for the answer to a decision, which swaps in just what changed. `just_made`: the decision
+    `reviewer` just made here, so their latest, which undo takes back (saves reading it again)."""
     left, right = pair_responses(iteration, left, right)
     claims = Claim.objects.filter(response__in=[left, right]).order_by("index")
     if claim_ids is not None:
@@ -262,7 +299,8 @@ def pair_view(iteration: Iteration, left: int, right: int, claim_ids: list[int] 
     claims = claim_views(iteration, claims)
     pairs = list(PreferencePair.objects.filter(iteration=iteration, instruction=left.instruction_id).order_by("pk"))
     row = next((p for p in pairs if {p.chosen_id, p.rejected_id} == {left.pk, right.pk}), None)
-    flipped = row is not None and row.chosen_id == right.pk
+    scored = left.score is not None and right.score is not None
+    flipped = scored and left.score < right.score
     left_heading, right_heading = HEADINGS["flipped" if flipped else "paired" if row else "unpaired"]
     return PairView(
         instruction=left.instruction,
@@ -270,11 +308,26 @@ def pair_view(iteration: Iteration, left: int, right: int, claim_ids: list[int] 
         right=_side(right, right_heading, claims),
         row=row,
         flipped=flipped,
-        tie=left.score is not None and left.score == right.score,
+        tie=scored and left.score == right.score,
         other_pairs=[p for p in pairs if p is not row],
         open=iteration.status == IterationStatus.REVIEWING,
         changed=claims,
+        last_decision=(
+            _own_decision(just_made)
+            if just_made is not None and just_made.decision != Decision.UNDO
+            else last_decision(Review.objects.filter(claim__response__in=[left, right]), reviewer)
+        ),
     )
+
+
+def last_decision(reviews, reviewer) -> OwnDecision | None:
+    """`reviewer`'s latest decision still in force among `reviews` (a queryset), the one undo takes back."""
+    review = reviews.standing().filter(reviewer=reviewer).select_related("claim").order_by("-created_at", "-pk").first()
+    return None if review is None else _own_decision(review)
+
+
+def _own_decision(review: Review) -> OwnDecision:
+    return OwnDecision(review.pk, review.get_decision_display(), review.claim_id, review.claim.text)
 
 
 # --- the spot-check queue -----------------------------------------------------------------------------------
@@ -282,30 +335,56 @@ def pair_view(iteration: Iteration, left: int, right: int, claim_ids: list[int] 
 
 @dataclass(frozen=True)
 class QueueItem:
-    """The queue's next claim, with its answer and instruction and the labeler's verdict on it."""
+    """A claim of the queue, with its answer and instruction, the labeler's p_no, and a pair page showing it."""
 
     claim: ClaimView
     response: Response
     instruction: Instruction
     p_no: float
+    pair: tuple[int, int] | None  # (left, right) answers of that pair page
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one of a reviewer's reviews did: the claim's effective verdict and its answer's score before and
+    after it (None: no verdict, no score), and whether it is still in force (so undo can take it back)."""
+
+    review_id: int
+    decision: str  # its label
+    is_undo: bool
+    undone: bool  # taken back by a later undo
+    claim: Claim
+    verdict_before: bool | None
+    verdict_after: bool | None
+    score_before: int | None
+    score_after: int | None
+    pair: tuple[int, int] | None  # (left, right) answers of a pair page showing the claim
 
 
 @dataclass(frozen=True)
 class QueueView:
-    """The spot-check queue's next claim (None when none is left) and its counters."""
+    """The spot-check queue's next claims (none when none is left), its counters, and what the reviewer's
+    latest decision here did."""
 
-    item: QueueItem | None
+    items: list[QueueItem]
     waiting: int  # up to `window`
     window: int
     done: int  # claims of the iteration the reviewer reviewed
     open: bool  # the iteration takes reviews
+    outcome: Outcome | None
+
+    @property
+    def item(self) -> QueueItem | None:
+        """The claim first in line."""
+        return self.items[0] if self.items else None
 
 
 def spot_check_queue(iteration: Iteration, window: int = QUEUE_WINDOW) -> list[int]:
-    """Verdict ids of the iteration's unreviewed claims in serving order: most uncertain labeler verdict
-    (smallest |p_yes − p_no|) first, the `window` most uncertain stratified (see `stratify`) so a reviewer
-    does not see ten claims of one answer in a row."""
-    reviewed = Review.objects.filter(claim=OuterRef("claim"))
+    """Verdict ids of the iteration's unreviewed claims (none of whose reviews stands: undoing a decision puts
+    its claim back) in serving order: most uncertain labeler verdict (smallest |p_yes − p_no|) first, the
+    `window` most uncertain stratified (see `stratify`) so a reviewer does not see ten claims of one answer in
+    a row."""
+    reviewed = Review.objects.standing().filter(claim=OuterRef("claim"))
     rows = (
         Verdict.objects.filter(labeler=iteration.labeler, claim__response__iteration=iteration)
         .filter(~Exists(reviewed))
@@ -330,23 +409,91 @@ def stratify(rows: list[tuple[int, int, int]]) -> list[int]:
     return [verdict for *_, verdict in sorted(ranked)]
 
 
-def queue_view(iteration: Iteration, reviewer) -> QueueView:
-    """The queue as `reviewer` sees it: the next claim, how many wait, and how many they reviewed."""
-    queue = spot_check_queue(iteration)
-    item = None
-    if queue:
-        verdict = Verdict.objects.select_related("claim__response__instruction").get(pk=queue[0])
-        claim = verdict.claim
-        # An unreviewed claim: its effective verdict is the labeler's.
-        labeler = EffectiveVerdict(claim.response_id, verdict.accepted, "labeler", verdict.p_yes)
-        view = _claim_view(claim, labeler, history=[])
-        item = QueueItem(view, claim.response, claim.response.instruction, verdict.p_no)
+def queue_view(iteration: Iteration, reviewer, last_review: int | None = None) -> QueueView:
+    """The queue as `reviewer` sees it: the next claims, how many wait, how many they reviewed, and what their
+    review `last_review` did."""
+    waiting = spot_check_queue(iteration)
+    queue = waiting[:QUEUE_SHOWN]
+    verdicts = Verdict.objects.select_related("claim__response__instruction").filter(pk__in=queue)
+    shown = sorted(verdicts, key=lambda v: queue.index(v.pk))
+    items = []
+    if shown:
+        # Claims back in the queue after an undo carry their (undone) reviews.
+        history = _histories([v.claim_id for v in shown])
+        rows = [(v.claim_id, v.claim.response_id, v.accepted, v.p_yes) for v in shown]
+        effective = effective_verdicts(rows, _decisions(history))
+        links = pair_links(iteration, [v.claim.response for v in shown])
+        for v in shown:
+            view = _claim_view(v.claim, effective[v.claim_id], history.get(v.claim_id, []))
+            items.append(
+                QueueItem(view, v.claim.response, v.claim.response.instruction, v.p_no, links.get(v.claim.response_id))
+            )
     # The reviewer's own count: it grows with one person's work, not with the iteration.
-    done = Review.objects.filter(reviewer=reviewer, iteration=iteration).aggregate(n=Count("claim", distinct=True))
+    done = Review.objects.standing().filter(reviewer=reviewer, iteration=iteration)
     return QueueView(
-        item=item,
-        waiting=len(queue),
+        items=items,
+        waiting=len(waiting),
         window=QUEUE_WINDOW,
-        done=done["n"],
+        done=done.aggregate(n=Count("claim", distinct=True))["n"],
         open=iteration.status == IterationStatus.REVIEWING,
+        outcome=outcome(iteration, reviewer, last_review) if last_review else None,
+    )
+
+
+def pair_links(iteration: Iteration, responses: list[Response]) -> dict[int, tuple[int, int]]:
+    """For each answer, the (left, right) answers of a pair page showing it: its first stored pair, else it
+    beside its instruction's best-scoring other answer (that page says why the two are no pair)."""
+    links = {}
+    pairs = PreferencePair.objects.filter(iteration=iteration, instruction__in={r.instruction_id for r in responses})
+    for chosen, rejected in pairs.order_by("pk").values_list("chosen", "rejected"):
+        links.setdefault(chosen, (chosen, rejected))
+        links.setdefault(rejected, (chosen, rejected))
+    unpaired = [r for r in responses if r.pk not in links]
+    if unpaired:
+        others = list(
+            Response.objects.filter(iteration=iteration, instruction__in={r.instruction_id for r in unpaired})
+            .order_by(F("score").desc(nulls_last=True), "pk")
+            .values_list("pk", "instruction", "score")
+        )
+        for response in unpaired:
+            best = next(
+                ((pk, sc) for pk, ins, sc in others if ins == response.instruction_id and pk != response.pk), None
+            )
+            if best:
+                higher = best[1] is not None and (response.score is None or best[1] >= response.score)
+                links[response.pk] = (best[0], response.pk) if higher else (response.pk, best[0])
+    return links
+
+
+def outcome(iteration: Iteration, reviewer, review_id: int) -> Outcome | None:
+    """What `reviewer`'s review `review_id` of this iteration did; None when they made no such review."""
+    review = (
+        Review.objects.filter(pk=review_id, iteration=iteration, reviewer=reviewer)
+        .select_related("claim__response")
+        .first()
+    )
+    if review is None:
+        return None
+    claim = review.claim
+    rows = list(Review.objects.filter(claim=claim).order_by("created_at", "pk").values_list(*REVIEW_ROW))
+    made = [row[0] for row in rows].index(review.pk) + 1
+    labeler = Verdict.objects.filter(claim=claim, labeler=iteration.labeler).values_list("accepted", flat=True).first()
+
+    def verdict(reviews):
+        decision = standing_decisions(reviews).get(claim.pk)
+        return labeler if decision is None else decision == Decision.CORRECT
+
+    before, after = verdict(rows[: made - 1]), verdict(rows[:made])
+    score_after = claim.response.score
+    return Outcome(
+        review_id=review.pk,
+        decision=review.get_decision_display(),
+        is_undo=review.decision == Decision.UNDO,
+        undone=any(row[3] == review.pk for row in rows[made:]),
+        claim=claim,
+        verdict_before=before,
+        verdict_after=after,
+        score_before=None if score_after is None else score_after + (after is False) - (before is False),
+        score_after=score_after,
+        pair=pair_links(iteration, [claim.response]).get(claim.response_id),
     )

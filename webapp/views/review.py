@@ -3,18 +3,20 @@
 Reviewers (the `reviewer` group) and staff only. Objects are looked up through the iteration in the URL, so
 an id from another iteration (or a claim of another answer) is a 404. A pair page is addressed by its two
 answers rather than by the pair row: a review can flip the pair or turn it into a tie, which rebuilds the
-instruction's pairs, and the page must still load afterwards to say so.
+instruction's pairs, and the page must still load afterwards to say so. Undo (a button named "undo" whose
+value is the review) takes back one of the reviewer's own decisions on the page by appending an undo.
 """
 
 from django import forms
 from django.db.models import Q
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 
 from webapp import selectors
-from webapp.models import Claim, Decision, Iteration, PreferencePair
+from webapp.models import CLAIM_DECISIONS, Claim, Iteration, PreferencePair, Review
 from webapp.permissions import reviewer_required
-from webapp.review import ReviewClosed, record_review, set_excluded
+from webapp.review import CannotUndo, ReviewClosed, record_review, set_excluded, undo_review
 
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
 
@@ -49,24 +51,25 @@ def pair_list(request):
 
 def _posted_decision(request) -> tuple[str, int] | None:
     """The named submit button pressed: its name is the decision, its value the claim."""
-    for decision in Decision.values:
+    for decision in CLAIM_DECISIONS:
         if request.POST.get(decision, "").isdigit():
             return decision, int(request.POST[decision])
     return None
 
 
-def _record(request, claims) -> HttpResponse | None:
-    """Record the decision posted on one of `claims`; an error response when it cannot be recorded."""
-    posted = _posted_decision(request)
-    if posted is None:
-        return HttpResponseBadRequest(f"press one of {', '.join(Decision.values)} on a claim")
-    decision, claim_id = posted
-    claim = get_object_or_404(claims.select_related("response"), pk=claim_id)
+def _record(request, claims) -> Review | HttpResponse:
+    """Record the decision, or the undo, posted on one of `claims`: the new review, or an error response."""
     try:
-        record_review(claim, request.user, decision, request.POST.get("note", ""))
-    except ReviewClosed as exc:
+        if request.POST.get("undo", "").isdigit():
+            reviews = Review.objects.filter(claim__in=claims, reviewer=request.user).select_related("claim__response")
+            return undo_review(get_object_or_404(reviews, pk=int(request.POST["undo"])), request.user)
+        if posted := _posted_decision(request):
+            decision, claim_id = posted
+            claim = get_object_or_404(claims.select_related("response"), pk=claim_id)
+            return record_review(claim, request.user, decision, request.POST.get("note", ""))
+    except (ReviewClosed, CannotUndo) as exc:
         return HttpResponse(str(exc), status=409, content_type="text/plain")
-    return None
+    return HttpResponseBadRequest(f"press one of {', '.join(CLAIM_DECISIONS)} on a claim, or undo")
 
 
 def _exclude(request, iteration: Iteration, left: int, right: int) -> HttpResponse | None:
@@ -83,36 +86,40 @@ def _exclude(request, iteration: Iteration, left: int, right: int) -> HttpRespon
 
 @reviewer_required
 def pair_detail(request, number, left, right):
-    """The pair page; its one form posts a decision on a claim or the pair's exclusion. HTMX gets back only
-    what a decision can change, swapped out of band: the claim's chip, both headings (scores, order) and
+    """The pair page; its one form posts a decision on a claim, an undo, or the pair's exclusion. HTMX gets back
+    only what a decision can change, swapped out of band: the claim's chip, both headings (scores, order) and
     the pair's status, re-read after the rebuild. Other chips, and any history a reviewer opened, stay."""
     iteration = get_object_or_404(Iteration, number=number)
     if request.method != "POST":
-        pair = selectors.pair_view(iteration, left, right)
+        pair = selectors.pair_view(iteration, left, right, reviewer=request.user)
         return render(request, "review/pair.html", {"iteration": iteration, "pair": pair})
     selectors.pair_responses(iteration, left, right)  # a 404 before anything is recorded
     if "exclude" in request.POST:
-        error = _exclude(request, iteration, left, right)
+        answer = _exclude(request, iteration, left, right)
     else:
-        error = _record(request, Claim.objects.filter(response__in=[left, right]))
-    if error:
-        return error
+        answer = _record(request, Claim.objects.filter(response__in=[left, right]))
+    if isinstance(answer, HttpResponse):
+        return answer
     if not request.htmx:
         return redirect("review-pair", number=number, left=left, right=right)
-    posted = _posted_decision(request)  # None for an exclusion: no chip changed
-    changed = [posted[1]] if posted else []
-    pair = selectors.pair_view(iteration, left, right, changed)
+    review = answer if isinstance(answer, Review) else None  # None for an exclusion: no chip changed
+    changed = [review.claim_id] if review else []
+    pair = selectors.pair_view(iteration, left, right, changed, reviewer=request.user, just_made=review)
     return render(request, "review/pair.html#changes", {"iteration": iteration, "pair": pair})
 
 
 @reviewer_required
 def spot_check(request, number):
-    """The queue's next claim; a decision posted here is recorded and HTMX gets the claim after it."""
+    """The queue's next claims. A decision (or an undo) posted here is recorded, and the queue comes back with
+    what it did: HTMX gets the queue itself, a plain post a redirect to it naming the review (`?last=`)."""
     iteration = get_object_or_404(Iteration, number=number)
+    last = int(request.GET["last"]) if request.GET.get("last", "").isdigit() else None
     if request.method == "POST":
-        if error := _record(request, Claim.objects.filter(response__iteration=iteration)):
-            return error
+        answer = _record(request, Claim.objects.filter(response__iteration=iteration))
+        if isinstance(answer, HttpResponse):
+            return answer
         if not request.htmx:
-            return redirect("review-queue", number=number)
-    context = {"iteration": iteration, "queue": selectors.queue_view(iteration, request.user)}
+            return redirect(f"{reverse('review-queue', args=[number])}?last={answer.pk}")
+        last = answer.pk
+    context = {"iteration": iteration, "queue": selectors.queue_view(iteration, request.user, last)}
     return render(request, "review/spot_check.html#queue" if request.htmx else "review/spot_check.html", context)

@@ -1,9 +1,10 @@
-// Keyboard review: j/k move between claims, y/n/u decide the current one, x excludes or includes the pair.
-// The keys click the same buttons a mouse would, so HTMX (or a plain form post without it) does the rest.
+// Keyboard review: j/k move between claims, y/n/u decide the current one and move on to the next, z undoes the
+// reviewer's last decision, x excludes or includes the pair. The keys click the same buttons a mouse would, so
+// HTMX (or a plain form post without it) does the rest.
 (function () {
   "use strict";
   let current = 0;
-  let advance = false;
+  let decided = null; // the claim just decided, until its answer is swapped in
 
   function chips() {
     return Array.from(document.querySelectorAll("[data-claim]"));
@@ -30,13 +31,13 @@
     if (key === "j" || key === "k") {
       mark(current + (key === "j" ? 1 : -1), true);
     } else if (key === "y" || key === "n" || key === "u") {
-      const chip = chips()[current];
-      const button = chip && chip.querySelector(`button[data-key="${key}"]`);
+      const all = chips();
+      const button = all[current] && all[current].querySelector(`button[data-key="${key}"]`);
       if (!button) return;
-      advance = true;
+      decided = all[current].dataset.claim;
       button.click();
-    } else if (key === "x") {
-      if (!press('button[data-key="x"]')) return;
+    } else if (key === "x" || key === "z") {
+      if (!press(`button[data-key="${key}"]`)) return;
     } else {
       return;
     }
@@ -54,14 +55,16 @@
     if (chip) mark(chips().indexOf(chip), false);
   });
 
-  // After a decision the changed chip, headings and status are swapped in: keep the place, one claim further on.
+  // After a decision what changed is swapped in. Move on to the next claim: on the pair page the decided chip
+  // stays, so the one after it; in the queue it leaves, so the one that now holds its place.
   document.addEventListener("htmx:afterSettle", () => {
-    mark(advance ? current + 1 : current, advance);
-    advance = false;
+    const stays = decided !== null && chips().some((chip) => chip.dataset.claim === decided);
+    mark(stays ? current + 1 : current, decided !== null);
+    decided = null;
     document.getElementById("flash").textContent = "";
   });
   document.addEventListener("htmx:responseError", (event) => {
-    advance = false;
+    decided = null;
     document.getElementById("flash").textContent = event.detail.xhr.responseText || "The request failed.";
   });
   document.addEventListener("DOMContentLoaded", () => mark(0, false));
