@@ -49,6 +49,7 @@ def iteration_detail(request, number):
         response = render(request, "iterations/progress.html", context)
         # The page polls while the iteration works; a finished one tells HTMX to stop.
         return response if context["active"] else HttpResponseStopPolling(response.content)
+    context["can_export"] = request.user.is_staff and iteration.pairs.exists()
     return render(request, "iterations/detail.html", context)
 
 
