@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.db import OperationalError
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils.html import escape
@@ -18,8 +19,10 @@ from tests.factories import IterationFactory
 from tests.test_export_import import export, two_pair_iteration
 from tests.test_importing import png_bytes
 from webapp.archives import ArchiveError, Limits, unpack
+from webapp.importing import import_instructions
 from webapp.jobs.imports import fail_import, run_import
 from webapp.models import ImportState, Instruction, InstructionImport
+from webapp.tasks import run_import as run_import_task
 
 pytestmark = pytest.mark.django_db
 
@@ -253,6 +256,49 @@ def test_an_unexpected_error_fails_the_import_with_it(client, bob, media_root, d
     assert uploaded_files(media_root) == []
     run_import(made.pk)  # a late delivery changes nothing
     assert not Instruction.objects.exists()
+
+
+def test_the_task_retries_a_transient_error_and_fails_the_import_when_the_retries_run_out(
+    client, bob, media_root, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Celery's own retry hook, through `apply` (in this process, hooks included); the worker is in the browser
+    tests."""
+    client.force_login(bob)
+    made = upload(client, django_capture_on_commit_callbacks)
+    attempts = []
+
+    def database_away(*args, **kwargs):
+        attempts.append(1)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("webapp.jobs.imports.import_instructions", database_away)
+    assert run_import_task.apply(args=[made.pk]).failed()
+    assert len(attempts) == 1 + run_import_task.max_retries
+    made.refresh_from_db()
+    assert (made.state, made.error) == (
+        ImportState.FAILED,
+        "OperationalError: server closed the connection unexpectedly",
+    )
+    assert uploaded_files(media_root) == []
+
+
+def test_a_transient_error_that_passes_leaves_the_import_done(
+    client, bob, media_root, django_capture_on_commit_callbacks, monkeypatch
+):
+    client.force_login(bob)
+    made = upload(client, django_capture_on_commit_callbacks)
+    attempts = []
+
+    def flaky(*args, **kwargs):
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise OperationalError("connection refused")
+        return import_instructions(*args, **kwargs)
+
+    monkeypatch.setattr("webapp.jobs.imports.import_instructions", flaky)
+    assert run_import_task.apply(args=[made.pk]).successful()
+    made.refresh_from_db()
+    assert (len(attempts), made.state, made.created) == (3, ImportState.SUCCEEDED, 2)
 
 
 def test_the_page_polls_while_the_import_runs(client, bob, media_root, django_capture_on_commit_callbacks):
