@@ -10,6 +10,8 @@ is a plain string. TRL inserts the image placeholder before the first user messa
 - `write_trl_parquet`: one parquet file, images embedded; `Dataset.from_parquet` or `load_dataset` reads it.
 - `write_trl_jsonl`: one JSON object a line whose `images` are paths relative to the JSONL's folder; the image
   files are written there under each record's `image_path`. `load_trl_jsonl` reads it back as a dataset.
+The parquet files can also be produced piece by piece (`trl_parquet_chunks`, `rlaifv_chunks`), for a download
+that streams: the bytes are those the `write_` functions write, one small batch of rows in memory at a time.
 
 The RLAIF-V layout (openbmb/RLAIF-V-Dataset) is one row per pair: `ds_name`, `image` (struct {bytes, path}),
 `question`, `chosen`, `rejected`, `origin_dataset`, `origin_split` (JSON text: the models behind the pair),
@@ -87,18 +89,61 @@ def _pair_of(record: RlaifvRecord) -> tuple[str, str]:
     return record.chosen, record.rejected
 
 
-def _write_rows(writer, schema: pa.Schema, rows: Iterable[dict]) -> int:
-    """Stream rows to a parquet or arrow writer in small batches; returns the number of rows."""
-    count = 0
+def _tables(schema: pa.Schema, rows: Iterable[dict]) -> Iterator[pa.Table]:
+    """Rows as small tables; no rows at all still give one empty table, so the file carries the schema."""
     batch: list[dict] = []
+    wrote = False
     for row in rows:
         batch.append(row)
         if len(batch) == _BATCH_ROWS:
-            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-            count, batch = count + len(batch), []
-    if batch or not count:  # an empty export still gets a readable file with the schema
-        writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-    return count + len(batch)
+            yield pa.Table.from_pylist(batch, schema=schema)
+            batch, wrote = [], True
+    if batch or not wrote:
+        yield pa.Table.from_pylist(batch, schema=schema)
+
+
+def _write_rows(writer, schema: pa.Schema, rows: Iterable[dict]) -> int:
+    """Stream rows to a parquet or arrow writer in small batches; returns the number of rows."""
+    count = 0
+    for table in _tables(schema, rows):
+        writer.write_table(table)
+        count += table.num_rows
+    return count
+
+
+class StreamSink:
+    """A write-only file that hands over what was written since the last `take`: the sink of a streamed file
+    (a parquet writer, or a zipfile.ZipFile, which writes data descriptors to a file it cannot seek)."""
+
+    def __init__(self):
+        self._buffer = bytearray()
+        self._position = 0
+        self.closed = False
+
+    def write(self, data) -> int:
+        self._buffer += data
+        self._position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data, self._buffer = bytes(self._buffer), bytearray()
+        return data
+
+
+def _parquet_chunks(features: Features, rows: Iterable[dict]) -> Iterator[bytes]:
+    """The bytes of `_write_parquet`'s file, a batch of rows at a time (the footer last)."""
+    sink = StreamSink()
+    with pq.ParquetWriter(sink, features.arrow_schema) as writer:
+        for table in _tables(features.arrow_schema, rows):
+            writer.write_table(table)
+            yield sink.take()
+    yield sink.take()
 
 
 def _write_parquet(path, features: Features, rows: Iterable[dict]) -> int:
@@ -115,6 +160,11 @@ def _trl_rows(records: Iterable[RlaifvRecord]) -> Iterator[dict]:
 def write_trl_parquet(records: Iterable[RlaifvRecord], path) -> int:
     """Write TRL rows with embedded images to one parquet file; returns the number of rows."""
     return _write_parquet(path, TRL_FEATURES, _trl_rows(records))
+
+
+def trl_parquet_chunks(records: Iterable[RlaifvRecord]) -> Iterator[bytes]:
+    """The file `write_trl_parquet` writes, as successive pieces of bytes."""
+    return _parquet_chunks(TRL_FEATURES, _trl_rows(records))
 
 
 def write_trl_dataset(records: Iterable[RlaifvRecord], path) -> int:
@@ -140,6 +190,11 @@ def _relative_image_path(record: RlaifvRecord) -> str:
     return str(name)
 
 
+def trl_jsonl_line(image_name: str, question: str, chosen: str, rejected: str) -> str:
+    """One line of `write_trl_jsonl`'s file, its newline included."""
+    return json.dumps(trl_row(image_name, question, chosen, rejected), ensure_ascii=False) + "\n"
+
+
 def write_trl_jsonl(records: Iterable[RlaifvRecord], path) -> int:
     """Write TRL rows as JSONL; images go to files next to it, named by `image_path`; returns the row count."""
     path = Path(path)
@@ -152,7 +207,7 @@ def write_trl_jsonl(records: Iterable[RlaifvRecord], path) -> int:
                 (path.parent / name).parent.mkdir(parents=True, exist_ok=True)
                 (path.parent / name).write_bytes(record.image)
                 written.add(name)
-            out.write(json.dumps(trl_row(name, record.question, *_pair_of(record)), ensure_ascii=False) + "\n")
+            out.write(trl_jsonl_line(name, record.question, *_pair_of(record)))
             count += 1
     return count
 
@@ -166,10 +221,9 @@ def load_trl_jsonl(path) -> Dataset:
     return Dataset.from_list(rows, features=TRL_FEATURES)
 
 
-def write_rlaifv(records: Iterable[RlaifvRecord], path) -> int:
-    """Write records in the RLAIF-V parquet layout; returns the number of rows."""
-    rows = (
-        {
+def _rlaifv_rows(records: Iterable[RlaifvRecord]) -> Iterator[dict]:
+    for r in records:
+        yield {
             "ds_name": r.ds_name,
             "image": {"bytes": r.image, "path": r.image_path or None},
             "question": r.question,
@@ -180,9 +234,16 @@ def write_rlaifv(records: Iterable[RlaifvRecord], path) -> int:
             "idx": r.idx,
             "image_path": r.image_path,
         }
-        for r in records
-    )
-    return _write_parquet(path, RLAIFV_FEATURES, rows)
+
+
+def write_rlaifv(records: Iterable[RlaifvRecord], path) -> int:
+    """Write records in the RLAIF-V parquet layout; returns the number of rows."""
+    return _write_parquet(path, RLAIFV_FEATURES, _rlaifv_rows(records))
+
+
+def rlaifv_chunks(records: Iterable[RlaifvRecord]) -> Iterator[bytes]:
+    """The file `write_rlaifv` writes, as successive pieces of bytes."""
+    return _parquet_chunks(RLAIFV_FEATURES, _rlaifv_rows(records))
 
 
 def _is_text(kind: pa.DataType) -> bool:

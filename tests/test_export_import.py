@@ -49,7 +49,11 @@ def answer(iteration, instruction, text, *verdicts):
 
 @pytest.fixture
 def iteration(media_root):
-    """Two instructions with one pair each, and an excluded third pair."""
+    return two_pair_iteration()
+
+
+def two_pair_iteration():
+    """Iteration 1: two instructions with one pair each (images stored), and an excluded third pair."""
     iteration = IterationFactory(number=1)
     red = stored_instruction((200, 30, 30), "What color is it?")
     blue = stored_instruction((0, 0, 255), "Describe the picture.")

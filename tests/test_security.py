@@ -51,7 +51,17 @@ from tests.factories import IterationFactory, JobFactory, PreferencePairFactory,
 from tests.review_data import reviewing_iteration
 from tests.test_review_views import HTMX, answer, claim, pair_url, press, queue_url
 from webapp.engines import ModelLoadError, backend_for, release_models, reward_models
-from webapp.models import Claim, Instruction, Iteration, IterationStatus, JobState, PreferencePair, Response, Review
+from webapp.models import (
+    Claim,
+    Instruction,
+    InstructionImport,
+    Iteration,
+    IterationStatus,
+    JobState,
+    PreferencePair,
+    Response,
+    Review,
+)
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "correct horse battery staple"  # tests/factories.py
@@ -204,12 +214,15 @@ ACCESS = {
     "iteration": "reviewer",
     "iteration-new": "staff",
     "iteration-action": "staff",
+    "iteration-export": "staff",
+    "imports": "staff",
+    "import": "staff",
 }
 LOGIN_PAGES = {"/login/", "/admin/login/"}
 POST_ONLY = {"iteration-action", "logout"}
 # A value for each URL argument that names nothing; "action" is an unknown action.
 MISSING = {"number": "999999", "left": "999999", "right": "999998", "shard": "zz", "name": "0" * 64 + ".png"}
-MISSING |= {"action": "explode"}
+MISSING |= {"action": "explode", "fmt": "csv", "pk": "999999"}
 _ARGUMENT = re.compile(r"<(?:\w+:)?(\w+)>|\(\?P<(\w+)>[^)]*\)")
 
 
@@ -258,6 +271,8 @@ def real_ids(iteration, media_root, alice):
         "shard": shard,
         "name": name,
         "action": "approve",
+        "fmt": "trl",
+        "pk": InstructionImport.objects.create(jsonl="imports/a.jsonl", images="imports/a.zip").pk,
         "object_id": instruction.pk,
         "content_type_id": ContentType.objects.get_for_model(Instruction).pk,
         "id": alice.pk,
@@ -338,6 +353,7 @@ def test_every_id_of_every_object_url_that_names_nothing_is_not_found(client, bo
                     expected = {405}
                 assert response.status_code in expected, (name, missing_path, response.status_code)
     object_urls = {"review-pair", "review-queue", "iteration", "iteration-action", "instruction-image"}
+    object_urls |= {"iteration-export", "import"}
     assert object_urls <= {name for name, _ in checked}
     nothing_changed(iteration)
 

@@ -10,9 +10,10 @@ from django.utils import timezone
 
 from webapp.celery import app
 from webapp.config import splitter
-from webapp.models import Job, JobKind, JobState
+from webapp.models import InstructionImport, Job, JobKind, JobState
 
 RUN_JOB_TASK = "webapp.tasks.run_job"
+RUN_IMPORT_TASK = "webapp.tasks.run_import"
 
 
 def queue_for(job: Job) -> str:
@@ -34,3 +35,8 @@ def enqueue(job: Job) -> None:
     )
     queue = queue_for(job)
     transaction.on_commit(lambda: app.send_task(RUN_JOB_TASK, args=[job.pk], queue=queue, task_id=task_id))
+
+
+def enqueue_import(upload: InstructionImport) -> None:
+    """Send an upload's import to the CPU queue once the transaction that saved it commits."""
+    transaction.on_commit(lambda: app.send_task(RUN_IMPORT_TASK, args=[upload.pk], queue="cpu"))

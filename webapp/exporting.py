@@ -9,34 +9,54 @@ Formats (labeling/formats.py): `trl` is a `datasets` folder (save_to_disk), or o
 path ends in .parquet; `jsonl` is TRL rows whose images are paths relative to the JSONL's folder, the image
 files written there as images/<sha256[:2]>/<sha256>.<ext>; `rlaifv` is the RLAIF-V parquet layout. The output
 is written under a temporary name and renamed into place, so a failed export leaves no half-written file.
+
+`export_download` gives the same data as a stream of bytes for the browser: pairs are read PAIR_CHUNK at a
+time and each batch of rows is sent as soon as it is written. `trl` streams the parquet file (the command's
+`--out FILE.parquet`; a `datasets` folder is no single file), `rlaifv` its parquet file, and `jsonl` a zip
+holding pairs.jsonl and the images/ folder beside it, exactly the files the command writes into its folder.
 """
 
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 
 from django.core.files.storage import default_storage
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 
-from labeling.formats import RlaifvRecord, write_rlaifv, write_trl_dataset, write_trl_jsonl, write_trl_parquet
+from labeling.formats import (
+    RlaifvRecord,
+    StreamSink,
+    rlaifv_chunks,
+    trl_jsonl_line,
+    trl_parquet_chunks,
+    write_rlaifv,
+    write_trl_dataset,
+    write_trl_jsonl,
+    write_trl_parquet,
+)
 from webapp.models import Claim, Iteration, PreferencePair, Response, response_scores
 
 FORMATS = ("trl", "rlaifv", "jsonl")
 DS_NAME = "RLAIF-V-Studio"
+PAIR_CHUNK = 500  # pairs read, and their responses scored, per query
 
 
 class ExportFailed(ValueError):
     """Nothing to export, or the output cannot be written; the message says why."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class ExportResult:
-    written: int
-    ties_dropped: int
-    flipped: int
+    """What an export wrote; filled in as the pairs go by."""
+
+    written: int = 0
+    ties_dropped: int = 0
+    flipped: int = 0
 
 
 @dataclass(frozen=True)
@@ -46,32 +66,50 @@ class ExportedPair:
     rejected: str
 
 
-def effective_pairs(iteration: Iteration) -> tuple[list[ExportedPair], int, int]:
-    """The iteration's non-excluded pairs ordered by effective verdicts; also how many were ties / flipped."""
-    pairs = iteration.pairs.filter(excluded=False).select_related("instruction", "chosen", "rejected").order_by("pk")
-    responses = Response.objects.filter(Q(pk__in=pairs.values("chosen")) | Q(pk__in=pairs.values("rejected")))
+def _rejections(response_ids) -> dict[int, int | None]:
+    """Each response's effective rejections; None for a response without claims."""
+    responses = Response.objects.filter(pk__in=response_ids)
     scored = response_scores(responses).annotate(has_claims=Exists(Claim.objects.filter(response=OuterRef("pk"))))
-    n_rejected = {r.pk: (r.n_rejected if r.has_claims else None) for r in scored}
-    kept, seen, ties, flipped = [], set(), 0, 0
-    for pair in pairs:
-        chosen, rejected = pair.chosen, pair.rejected
-        a, b = n_rejected[chosen.pk], n_rejected[rejected.pk]
-        if a is not None or b is not None:
-            a, b = a or 0, b or 0
-            if a == b:
-                ties += 1
+    return {r.pk: (r.n_rejected if r.has_claims else None) for r in scored}
+
+
+def effective_pairs(iteration: Iteration, tally: ExportResult) -> Iterator[ExportedPair]:
+    """The iteration's non-excluded pairs ordered by effective verdicts, read PAIR_CHUNK at a time; `tally`
+    counts the ties dropped and the pairs flipped."""
+    pairs = iteration.pairs.filter(excluded=False).select_related("instruction", "chosen", "rejected").order_by("pk")
+    rows = pairs.iterator(chunk_size=PAIR_CHUNK)
+    seen = set()
+    while chunk := list(islice(rows, PAIR_CHUNK)):
+        n_rejected = _rejections({p.chosen_id for p in chunk} | {p.rejected_id for p in chunk})
+        for pair in chunk:
+            chosen, rejected = pair.chosen, pair.rejected
+            a, b = n_rejected[chosen.pk], n_rejected[rejected.pk]
+            if a is not None or b is not None:
+                a, b = a or 0, b or 0
+                if a == b:
+                    tally.ties_dropped += 1
+                    continue
+                if a > b:
+                    chosen, rejected = rejected, chosen
+                    tally.flipped += 1
+            if (chosen.pk, rejected.pk) in seen:  # a flip can duplicate the pair stored the other way round
                 continue
-            if a > b:
-                chosen, rejected = rejected, chosen
-                flipped += 1
-        if (chosen.pk, rejected.pk) in seen:  # a flip can duplicate the pair stored the other way round
-            continue
-        seen.add((chosen.pk, rejected.pk))
-        kept.append(ExportedPair(pair, chosen.text, rejected.text))
-    return kept, ties, flipped
+            seen.add((chosen.pk, rejected.pk))
+            yield ExportedPair(pair, chosen.text, rejected.text)
 
 
-def _records(iteration: Iteration, pairs: list[ExportedPair]) -> Iterator[RlaifvRecord]:
+def nonempty_pairs(iteration: Iteration, tally: ExportResult) -> Iterator[ExportedPair]:
+    """`effective_pairs`, or ExportFailed before anything is written when there are none."""
+    pairs = effective_pairs(iteration, tally)
+    first = next(pairs, None)
+    if first is None:
+        raise ExportFailed(
+            f"{iteration} has no pairs to export ({tally.ties_dropped} became ties, excluded pairs are left out)"
+        )
+    return chain([first], pairs)
+
+
+def _records(iteration: Iteration, pairs: Iterable[ExportedPair], tally: ExportResult) -> Iterator[RlaifvRecord]:
     origin_split = json.dumps({"model": iteration.policy, "feedback_model": iteration.labeler})
     for exported in pairs:
         instruction = exported.pair.instruction
@@ -91,6 +129,7 @@ def _records(iteration: Iteration, pairs: list[ExportedPair]) -> Iterator[Rlaifv
             origin_split=origin_split,
             idx=str(exported.pair.pk),
         )
+        tally.written += 1
 
 
 def _remove(path: Path):
@@ -107,9 +146,8 @@ def export_pairs(iteration: Iteration, fmt: str, out) -> ExportResult:
     out = Path(out)
     if out.exists():
         raise ExportFailed(f"{out} already exists")
-    pairs, ties, flipped = effective_pairs(iteration)
-    if not pairs:
-        raise ExportFailed(f"{iteration} has no pairs to export ({ties} became ties, excluded pairs are left out)")
+    tally = ExportResult()
+    pairs = nonempty_pairs(iteration, tally)
     writer = {"trl": write_trl_dataset, "rlaifv": write_rlaifv, "jsonl": write_trl_jsonl}[fmt]
     if fmt == "trl" and out.suffix == ".parquet":
         writer = write_trl_parquet
@@ -117,9 +155,69 @@ def export_pairs(iteration: Iteration, fmt: str, out) -> ExportResult:
     partial = out.with_name(f".{out.name}.partial")
     _remove(partial)
     try:
-        written = writer(_records(iteration, pairs), partial)
+        writer(_records(iteration, pairs, tally), partial)
         os.replace(partial, out)
     except BaseException:
         _remove(partial)
         raise
-    return ExportResult(written=written, ties_dropped=ties, flipped=flipped)
+    return tally
+
+
+JSONL_NAME = "pairs.jsonl"
+IMAGE_PIECE = 1024 * 1024  # bytes of an image copied into the zip at a time
+
+
+@dataclass(frozen=True)
+class Download:
+    filename: str
+    content_type: str
+    chunks: Iterator[bytes]
+
+
+def _image_member(zip_file: zipfile.ZipFile, name: str, sink: StreamSink) -> Iterator[bytes]:
+    member = zipfile.ZipInfo(name)
+    member.external_attr = 0o644 << 16  # a regular file
+    try:
+        source = default_storage.open(name, "rb")
+    except FileNotFoundError:
+        raise ExportFailed(f"image {name} is missing") from None
+    with source, zip_file.open(member, "w") as target:  # stored: images are compressed already
+        while piece := source.read(IMAGE_PIECE):
+            target.write(piece)
+            yield sink.take()
+
+
+def _jsonl_zip(pairs: Iterable[ExportedPair], tally: ExportResult) -> Iterator[bytes]:
+    """pairs.jsonl first (its rows name the images), then each image once, as the zip is written."""
+    sink = StreamSink()
+    images: dict[str, None] = {}  # names only, in order of first use
+    with zipfile.ZipFile(sink, "w") as zip_file:
+        rows = zipfile.ZipInfo(JSONL_NAME)
+        rows.compress_type, rows.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+        with zip_file.open(rows, "w", force_zip64=True) as out:  # its size is unknown until the end
+            for exported in pairs:
+                image = exported.pair.instruction.image.name
+                images[image] = None
+                line = trl_jsonl_line(image, exported.pair.instruction.question, exported.chosen, exported.rejected)
+                out.write(line.encode())
+                tally.written += 1
+                yield sink.take()
+        for name in images:
+            yield from _image_member(zip_file, name, sink)
+    yield sink.take()
+
+
+def export_download(iteration: Iteration, fmt: str) -> Download:
+    """The export in format `fmt` as a stream of bytes; ExportFailed before the first byte when there is nothing
+    to export. A missing image stops the stream midway, which the browser reports as a failed download."""
+    if fmt not in FORMATS:
+        raise ExportFailed(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    tally = ExportResult()
+    pairs = nonempty_pairs(iteration, tally)
+    stem = f"iteration-{iteration.number}-{fmt}"
+    if fmt == "jsonl":
+        name, content_type, chunks = f"{stem}.zip", "application/zip", _jsonl_zip(pairs, tally)
+    else:
+        name, content_type = f"{stem}.parquet", "application/vnd.apache.parquet"
+        chunks = {"trl": trl_parquet_chunks, "rlaifv": rlaifv_chunks}[fmt](_records(iteration, pairs, tally))
+    return Download(name, content_type, (chunk for chunk in chunks if chunk))

@@ -1,10 +1,12 @@
 """Forms: validation lives here, views stay thin."""
 
 from django import forms
+from django.db import transaction
 
 from webapp.config import DEFAULT_CONFIG
+from webapp.dispatch import enqueue_import
 from webapp.iterations import create_iteration
-from webapp.models import Instruction, Iteration, Split
+from webapp.models import Instruction, InstructionImport, Iteration, Split
 
 
 class ModelNamesForm(forms.ModelForm):
@@ -96,3 +98,32 @@ class IterationForm(ModelNamesForm):
             # This class's own fields: the admin's subclass (modelform_factory) lists every field it shows.
             **{field: self.cleaned_data[field] for field in IterationForm.Meta.fields},
         )
+
+
+class ImportForm(forms.ModelForm):
+    """Instructions to import: a JSONL and a zip of its images, checked by the worker that imports them."""
+
+    class Meta:
+        model = InstructionImport
+        fields = ["jsonl", "images", "source"]
+        labels = {"jsonl": "Instructions (JSONL)", "images": "Images (zip)"}
+        help_texts = {
+            "jsonl": "One object a line: image (a path inside the zip), question, optional source, split, objects.",
+            "images": "A zip of the images the lines name.",
+            "source": "For lines that name no source.",
+        }
+        widgets = {
+            "jsonl": forms.ClearableFileInput(attrs={"accept": ".jsonl,.json,.txt"}),
+            "images": forms.ClearableFileInput(attrs={"accept": ".zip"}),
+        }
+
+    def save(self, user):
+        """Store the files and send the import to a CPU worker, once both are saved."""
+        upload = super().save(commit=False)
+        upload.jsonl_name = self.cleaned_data["jsonl"].name[:255]
+        upload.images_name = self.cleaned_data["images"].name[:255]
+        upload.uploaded_by = user
+        with transaction.atomic():
+            upload.save()
+            enqueue_import(upload)
+        return upload

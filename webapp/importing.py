@@ -9,7 +9,7 @@ same data creates nothing new (unique source + image + question).
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,20 +99,40 @@ def _check_line(line_no: int, text: str, images_dir: Path, default_source: str) 
     return _Row(image, question, source, split, _objects_field(record, line_no))
 
 
-def read_jsonl(path: Path) -> list[tuple[int, str]]:
-    """Numbered non-blank lines of a JSONL file."""
+def read_jsonl(file) -> list[tuple[int, str]]:
+    """Numbered non-blank lines of a JSONL file: a path, or a file opened in binary mode."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ImportFailed(f"{path}: cannot read: {exc}") from None
+        data = file.read() if hasattr(file, "read") else Path(file).read_bytes()
+        text = data.decode("utf-8")
+    except OSError as exc:
+        raise ImportFailed(f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ImportFailed(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
-def import_instructions(lines: Iterable[tuple[int, str]], images_dir: Path, default_source: str = "user"):
-    """Check every line, then write all rows and images in one transaction; returns an ImportResult."""
-    rows = [_check_line(n, text, Path(images_dir), default_source) for n, text in lines]
+def import_instructions(
+    lines: Iterable[tuple[int, str]],
+    images_dir: Path,
+    default_source: str = "user",
+    progress: Callable[[str, int, int], None] | None = None,
+    commit_with: Callable[[ImportResult], None] | None = None,
+):
+    """Check every line, then write all rows and images in one transaction; returns an ImportResult.
+
+    `progress(phase, done, total)` hears of each line checked ("checking"), then once that writing starts
+    ("writing"; rows written inside the transaction are invisible to others until it commits).
+    `commit_with(result)` runs inside the transaction, so what it writes commits with the rows or not at all.
+    """
+    lines = list(lines)
+    report = progress or (lambda phase, done, total: None)
+    rows = []
+    for n, text in lines:
+        rows.append(_check_line(n, text, Path(images_dir), default_source))
+        report("checking", len(rows), len(lines))
     if not rows:
         raise ImportFailed("no instructions to import (the file has no non-blank lines)")
+    report("writing", len(rows), len(rows))
     written: list[str] = []
     try:
         with transaction.atomic():
@@ -133,8 +153,11 @@ def import_instructions(lines: Iterable[tuple[int, str]], images_dir: Path, defa
                     },
                 )
                 created += was_created
+            result = ImportResult(created=created, skipped=len(rows) - created)
+            if commit_with:
+                commit_with(result)
     except BaseException:
         for name in written:
             default_storage.delete(name)
         raise
-    return ImportResult(created=created, skipped=len(rows) - created)
+    return result

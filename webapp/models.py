@@ -516,3 +516,52 @@ def response_scores(responses):
         .values("n")
     )
     return responses.annotate(n_rejected=Coalesce(Subquery(rejected[:1]), 0))
+
+
+class ImportState(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class InstructionImport(models.Model):
+    """Instructions uploaded in the browser (a JSONL and a zip of its images), imported by a CPU worker.
+
+    The two files wait in storage until the import succeeds or fails for good, then are deleted.
+    """
+
+    State = ImportState
+
+    jsonl = models.FileField(upload_to="imports/", help_text="The uploaded JSONL, deleted once imported")
+    images = models.FileField(upload_to="imports/", help_text="The uploaded zip of images, deleted once imported")
+    jsonl_name = models.CharField(max_length=255, help_text="The JSONL's name on the uploader's machine")
+    images_name = models.CharField(max_length=255, help_text="The zip's name on the uploader's machine")
+    source = models.CharField(max_length=100, default="user", help_text="For lines that name no source")
+    state = models.CharField(max_length=20, choices=ImportState.choices, default=ImportState.PENDING)
+    phase = models.CharField(max_length=20, blank=True, help_text="unpacking, checking or writing, while it runs")
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0, help_text="Lines of the JSONL; done counts those checked")
+    created = models.PositiveIntegerField(default=0, help_text="Instructions it created")
+    skipped = models.PositiveIntegerField(default=0, help_text="Instructions that were there already")
+    error = models.TextField(blank=True, help_text="Why it failed: the line or zip member at fault")
+    worker = models.CharField(max_length=255, blank=True, help_text="The Celery worker that ran it last")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(state__in=ImportState.values), name="import_state_valid"),
+            models.CheckConstraint(condition=Q(done__lte=F("total")), name="import_done_le_total"),
+        ]
+
+    def __str__(self):
+        return f"Import {self.pk}"
+
+    @property
+    def percent(self) -> int:
+        if self.state == ImportState.SUCCEEDED:
+            return 100
+        return int(100 * self.done / self.total) if self.total else 0

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "webapp.security.ContentSecurityPolicyMiddleware",
+    "webapp.body_limit.BodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -136,7 +137,16 @@ STORAGES = {
 IMAGE_FORMATS = env_list("IMAGE_FORMATS", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"])
 IMAGE_MAX_BYTES = env_int("IMAGE_MAX_BYTES", 20 * 1024 * 1024)
 IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 40_000_000)
-DATA_UPLOAD_MAX_MEMORY_SIZE = IMAGE_MAX_BYTES
+DATA_UPLOAD_MAX_MEMORY_SIZE = IMAGE_MAX_BYTES  # a request's fields; uploaded files go to disk, see below
+# Imports uploaded in the browser (a JSONL and a zip of images). A request body over IMPORT_MAX_BYTES is refused
+# before it is read (webapp.body_limit.BodyLimitMiddleware); the zip is refused when it unpacks to more than
+# IMPORT_MAX_UNPACKED_BYTES, holds over IMPORT_MAX_MEMBERS members, or a member expands over IMPORT_MAX_RATIO
+# times (a zip bomb); no member may be larger than IMAGE_MAX_BYTES.
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 1024**3)
+IMPORT_MAX_UNPACKED_BYTES = env_int("IMPORT_MAX_UNPACKED_BYTES", 4 * 1024**3)
+IMPORT_MAX_MEMBERS = env_int("IMPORT_MAX_MEMBERS", 100_000)
+IMPORT_MAX_RATIO = env_int("IMPORT_MAX_RATIO", 200)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # Django's default: larger uploaded files are spooled to a temporary file
 
 # Celery: GPU work (generate, label, train) on queue "gpu", the rest on "cpu".
 # Without CELERY_BROKER_URL the broker is a folder under var/, so the demo needs no server.

@@ -1,4 +1,5 @@
-"""Celery tasks: one that runs a Job, one for the watchdog. The base task owns retries and final failure.
+"""Celery tasks: one that runs a Job, one that runs an upload's import, one for the watchdog. The base tasks
+own retries and final failure.
 
 Tasks are acknowledged late (a killed worker's task is delivered again), retried with backoff only on
 errors that pass by themselves (a database or broker connection dropping), and idempotent, so a duplicate
@@ -10,7 +11,7 @@ from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
 from webapp import watchdog
-from webapp.jobs import runner
+from webapp.jobs import imports, runner
 
 TRANSIENT = (
     OperationalError,
@@ -22,9 +23,8 @@ TRANSIENT = (
 )
 
 
-class JobTask(Task):
-    """Runs a Job by id. Transient errors are retried with backoff; any other error, or a transient one that
-    outlasts the retries, fails the job and its iteration (`on_failure`), which resume can restart."""
+class RetryingTask(Task):
+    """Transient errors are retried with backoff; the task is acknowledged only once it has run."""
 
     autoretry_for = TRANSIENT
     retry_backoff = 2
@@ -33,6 +33,11 @@ class JobTask(Task):
     max_retries = 6
     acks_late = True
 
+
+class JobTask(RetryingTask):
+    """Runs a Job by id. Any error but a transient one, or a transient one that outlasts the retries, fails the
+    job and its iteration (`on_failure`), which resume can restart."""
+
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         runner.fail_job(args[0], exc)
 
@@ -40,6 +45,19 @@ class JobTask(Task):
 @shared_task(base=JobTask, bind=True, name="webapp.tasks.run_job")
 def run_job(self, job_id: int) -> None:
     runner.run_job(job_id, worker=self.request.hostname or "")
+
+
+class ImportTask(RetryingTask):
+    """Runs an upload's import by id. An unexpected error, or a transient one that outlasts the retries, fails
+    the import with that error (`on_failure`); a bad line or zip member fails it inside `run_import`."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        imports.fail_import(args[0], exc)
+
+
+@shared_task(base=ImportTask, bind=True, name="webapp.tasks.run_import")
+def run_import(self, import_id: int) -> None:
+    imports.run_import(import_id, worker=self.request.hostname or "")
 
 
 @shared_task(name="webapp.tasks.requeue_stale_jobs")

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from webapp.views import dashboard, iterations, pages, review
+from webapp.views import dashboard, iterations, pages, review, transfer
 
 urlpatterns = [
     path("", dashboard.index, name="home"),
@@ -15,6 +15,9 @@ urlpatterns = [
     path("iterations/new/", iterations.iteration_new, name="iteration-new"),
     path("iterations/<int:number>/", iterations.iteration_detail, name="iteration"),
     path("iterations/<int:number>/<str:action>/", iterations.iteration_action, name="iteration-action"),
+    path("iterations/<int:number>/export/<str:fmt>/", transfer.iteration_export, name="iteration-export"),
+    path("imports/", transfer.import_new, name="imports"),
+    path("imports/<int:pk>/", transfer.import_detail, name="import"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -49,6 +49,7 @@ def iteration_detail(request, number):
     train_jobs = Job.objects.filter(iteration=iteration, kind=JobKind.TRAIN).order_by("chunk")
     context["charts"] = as_data(training_charts(list(train_jobs)))
     context["figures"] = figures(iteration.metrics)
+    context["can_export"] = request.user.is_staff and iteration.pairs.exists()
     return render(request, "iterations/detail.html", context)
 
 

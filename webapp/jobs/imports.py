@@ -1,0 +1,88 @@
+"""A browser upload's import, run by a CPU worker: the zip unpacked safely, then `import_instructions`.
+
+The same validation as `manage.py import_instructions FILE --images ZIP` (webapp/archives.py, then
+webapp/importing.py): all or nothing. The import's outcome is written in the import's own transaction, so a
+duplicate delivery of the task finds it done, and a crash before the commit leaves it to run again.
+"""
+
+import time
+
+from django.core.files.storage import default_storage
+from django.utils import timezone
+
+from webapp.archives import ArchiveError, unpacked
+from webapp.importing import ImportFailed, ImportResult, import_instructions, read_jsonl
+from webapp.models import ImportState, InstructionImport
+
+PROGRESS_EVERY = 0.5  # seconds between progress writes while lines are checked
+FINAL = (ImportState.SUCCEEDED, ImportState.FAILED)
+
+
+class AlreadyDone(Exception):
+    """Another delivery of the task finished this import first: this one's rows are rolled back."""
+
+
+def _reporter(import_id: int):
+    last = 0.0
+
+    def report(phase: str, done: int, total: int) -> None:
+        nonlocal last
+        if phase == "checking" and done < total and time.monotonic() - last < PROGRESS_EVERY:
+            return
+        last = time.monotonic()
+        InstructionImport.objects.filter(pk=import_id).update(phase=phase, done=done, total=total)
+
+    return report
+
+
+def _succeed(import_id: int):
+    def record(result: ImportResult) -> None:
+        won = InstructionImport.objects.filter(pk=import_id, state=ImportState.RUNNING).update(
+            state=ImportState.SUCCEEDED, phase="", created=result.created, skipped=result.skipped,
+            error="", finished_at=timezone.now(),
+        )  # fmt: skip
+        if not won:
+            raise AlreadyDone
+
+    return record
+
+
+def _delete_files(upload: InstructionImport) -> None:
+    for name in (upload.jsonl.name, upload.images.name):
+        if name:
+            default_storage.delete(name)
+
+
+def run_import(import_id: int, worker: str = "") -> None:
+    """Import an upload; a bad line or zip member fails it with an error naming it. Other errors propagate to
+    the task, which retries the transient ones and calls `fail_import` for the rest."""
+    upload = InstructionImport.objects.filter(pk=import_id).first()
+    if upload is None or upload.state in FINAL:
+        return
+    InstructionImport.objects.filter(pk=import_id).exclude(state__in=FINAL).update(
+        state=ImportState.RUNNING, phase="unpacking", done=0, worker=worker
+    )
+    try:
+        with default_storage.open(upload.jsonl.name, "rb") as file:
+            lines = read_jsonl(file)
+        with default_storage.open(upload.images.name, "rb") as archive, unpacked(archive) as images:
+            import_instructions(
+                lines, images, upload.source, progress=_reporter(import_id), commit_with=_succeed(import_id)
+            )
+    except ArchiveError as exc:
+        fail_import(import_id, f"{upload.images_name}: {exc}")
+    except ImportFailed as exc:
+        fail_import(import_id, f"{upload.jsonl_name}: {exc}")
+    except AlreadyDone:
+        return
+    else:
+        _delete_files(upload)
+
+
+def fail_import(import_id: int, error: BaseException | str) -> None:
+    """The import failed for good: say why, and delete its files (nothing of it was imported)."""
+    if isinstance(error, BaseException):
+        error = f"{type(error).__name__}: {error}"
+    failed = InstructionImport.objects.filter(pk=import_id).exclude(state__in=FINAL)
+    if failed.update(state=ImportState.FAILED, phase="", error=error, finished_at=timezone.now()):
+        _delete_files(InstructionImport.objects.get(pk=import_id))
