@@ -112,6 +112,17 @@ class Iteration(models.Model):
             self.refresh_from_db()
         return bool(won)
 
+    @property
+    def error_reason(self) -> str:
+        """The error's first line: why it stopped, in one line (a training failure's log tail comes after)."""
+        return self.error.strip().split("\n", 1)[0]
+
+    @property
+    def error_details(self) -> str:
+        """What follows the first line of the error (a log tail, a traceback), or ""."""
+        parts = self.error.strip().split("\n", 1)
+        return parts[1].strip() if len(parts) > 1 else ""
+
     @classmethod
     def default_policy(cls) -> str:
         """Iteration k+1 starts from iteration k's checkpoint, when it trained one."""

@@ -1,9 +1,24 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, register_converter
 
 from webapp.views import dashboard, iterations, pages, review
+
+
+class IterationActionConverter:
+    """Only the actions an iteration has: any other word in their place is a 404, not a page that refuses."""
+
+    regex = "|".join(iterations.ACTIONS)
+
+    def to_python(self, value):
+        return value
+
+    def to_url(self, value):
+        return value
+
+
+register_converter(IterationActionConverter, "action")
 
 urlpatterns = [
     path("", dashboard.index, name="home"),
@@ -14,7 +29,7 @@ urlpatterns = [
     path("iterations/", iterations.iteration_list, name="iterations"),
     path("iterations/new/", iterations.iteration_new, name="iteration-new"),
     path("iterations/<int:number>/", iterations.iteration_detail, name="iteration"),
-    path("iterations/<int:number>/<str:action>/", iterations.iteration_action, name="iteration-action"),
+    path("iterations/<int:number>/<action:action>/", iterations.iteration_action, name="iteration-action"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -1,0 +1,168 @@
+"""What a first use tripped on: settings carried to the next iteration, refusals that say the right thing,
+styled error pages, strict action URLs, failure reasons, monotonic progress, limits, import messages."""
+
+import json
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from tests.factories import InstructionFactory, IterationFactory
+from webapp.models import Iteration, IterationStatus
+
+pytestmark = pytest.mark.django_db
+
+
+# --- the next iteration repeats the previous one's settings ---------------------------------------------------
+
+
+def shapes_like_iteration():
+    """Done and trained, on one source and split, with settings the form has no field for."""
+    iteration = IterationFactory(
+        status=IterationStatus.DONE,
+        policy="shapes-policy",
+        labeler="shapes-labeler",
+        checkpoint="checkpoints/iteration-1",
+        config={"n": 6, "max_new_tokens": 40, "learning_rate": 3e-5, "epochs": 3, "sft_weight": 1.0,
+                "eval_temperature": 0.7, "imported_from": "x.parquet", "sha256": "ab" * 32},
+    )  # fmt: skip
+    iteration.instructions.set(InstructionFactory.create_batch(3, source="shapes"))
+    InstructionFactory(source="other")
+    return iteration
+
+
+def test_create_it_starts_from_the_previous_iterations_settings(client, bob):
+    previous = shapes_like_iteration()
+    client.force_login(bob)
+    form = client.get(reverse("iteration-new"), {"from": previous.number}).context["form"]
+    values = {name: form[name].value() for name in form.fields}
+    assert values["policy"] == "checkpoints/iteration-1"  # its checkpoint is the next policy
+    assert (values["labeler"], values["source"], values["split"]) == ("shapes-labeler", "shapes", "train")
+    assert (values["n"], values["max_new_tokens"], values["learning_rate"], values["epochs"]) == (6, 40, 3e-5, 3)
+    assert json.loads(values["other_settings"]) == {"sft_weight": 1.0, "eval_temperature": 0.7}  # no origin
+
+    # Posting the form as shown creates an iteration with the same config (the import's origin left out).
+    posted = {name: value for name, value in values.items() if value is not None}
+    response = client.post(reverse("iteration-new"), posted)
+    created = Iteration.objects.get(number=previous.number + 1)
+    assert response["Location"] == reverse("iteration", args=[created.number])
+    assert created.policy == "checkpoints/iteration-1" and created.labeler == "shapes-labeler"
+    expected = {k: v for k, v in previous.config.items() if k not in ("imported_from", "sha256")}
+    assert {k: created.config[k] for k in expected} == expected
+    assert "sha256" not in created.config
+    assert set(created.instructions.all()) == set(previous.instructions.all())
+
+
+def test_the_new_iteration_form_defaults_to_the_latest_iteration(client, bob):
+    shapes_like_iteration()
+    client.force_login(bob)
+    form = client.get(reverse("iteration-new")).context["form"]
+    assert form["max_new_tokens"].value() == 40
+    assert client.get(reverse("iteration-new"), {"from": 99}).status_code == 404
+
+
+def test_the_links_to_a_new_iteration_carry_the_previous_one(client, bob):
+    previous = shapes_like_iteration()
+    client.force_login(bob)
+    link = f"{reverse('iteration-new')}?from={previous.number}"
+    assert link in client.get(reverse("home")).content.decode()  # "create it"
+    assert link in client.get(reverse("iteration", args=[previous.number])).content.decode()
+
+
+def test_other_settings_must_be_a_json_object_of_known_strategy_and_bounded_size(client, bob):
+    InstructionFactory()
+    client.force_login(bob)
+    form = {"policy": "p", "labeler": "l", "splitter": "rule", "engine": "transformers", "split": "train",
+            "n": 2, "temperature": 0.7, "top_p": 1.0, "max_new_tokens": 8, "seed": 0, "pairs_per_instruction": 1,
+            "beta": 0.1, "learning_rate": 1e-6, "epochs": 1}  # fmt: skip
+    for bad, message in [
+        ("[1, 2]", "Give a JSON object"),
+        ('{"strategy": "vibes"}', "strategy must be one of rlaifv, self_reward"),
+        ('{"x": "' + "a" * 20_000 + '"}', "over the limit of 10000"),
+    ]:
+        response = client.post(reverse("iteration-new"), form | {"other_settings": bad})
+        assert response.status_code == 200 and message in response.content.decode()
+    assert not Iteration.objects.exists()
+    client.post(reverse("iteration-new"), form | {"other_settings": '{"strategy": "self_reward"}'})
+    assert Iteration.objects.get().config["strategy"] == "self_reward"
+
+
+# --- refusals say the right thing; unknown actions are not found ----------------------------------------------
+
+
+def test_a_reviewer_on_a_staff_page_is_told_it_is_for_staff(client, alice):
+    client.force_login(alice)
+    response = client.get(reverse("iteration-new"))
+    html = response.content.decode()
+    assert response.status_code == 403 and "Only staff may do this" in html
+    assert "reviewer group" not in html  # joining it would not help them
+
+
+def test_an_outsider_on_a_review_page_is_told_how_to_become_a_reviewer(client, charlie):
+    client.force_login(charlie)
+    html = client.get(reverse("review-pairs")).content.decode()
+    assert "This page is for reviewers and staff" in html and "ask a staff member to add you" in html
+
+
+def test_an_unknown_iteration_action_is_not_found(client, bob):
+    IterationFactory(number=1)
+    client.force_login(bob)
+    for method in (client.get, client.post):
+        assert method("/iterations/1/bogus/").status_code == 404
+    assert client.get("/iterations/1/launch/").status_code == 405  # a real action, POST only
+
+
+# --- styled error pages and a favicon, with DEBUG off ---------------------------------------------------------
+
+
+@pytest.fixture
+def production(settings):
+    """DEBUG off, as deployed: Django then renders templates/404.html and 500.html instead of its debug pages."""
+    settings.DEBUG = False
+    settings.STORAGES = settings.STORAGES | {
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    }
+    return settings
+
+
+def assert_styled(response, status, heading):
+    html = response.content.decode()
+    assert response.status_code == status
+    assert f"<h1>{heading}</h1>" in html and "/static/css/app.css" in html and "favicon.svg" in html
+    assert "<style" not in html and "style=" not in html and "<script>" not in html  # nothing the CSP blocks
+
+
+def test_not_found_and_no_access_pages_are_styled(client, bob, charlie, production):
+    client.force_login(bob)
+    assert_styled(client.get("/iterations/1/bogus/"), 404, "Not found")
+    assert_styled(client.get(reverse("iteration", args=[99])), 404, "Not found")
+    client.force_login(charlie)
+    assert_styled(client.get(reverse("review-pairs")), 403, "No access")
+
+
+def test_a_server_error_page_is_styled(production, bob, monkeypatch):
+    from webapp.views import dashboard
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database is on fire")
+
+    monkeypatch.setattr(dashboard, "iteration_stats", broken)
+    client = Client(raise_request_exception=False)
+    client.force_login(bob)
+    response = client.get(reverse("home"))
+    assert_styled(response, 500, "Something went wrong")
+    assert "on fire" not in response.content.decode()
+
+
+def test_an_expired_form_gets_a_styled_page(production, bob):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(bob)
+    assert_styled(client.post(reverse("iteration-action", args=[1, "launch"])), 403, "The form expired")
+
+
+def test_the_favicon_is_a_static_file(client, alice):
+    from django.contrib.staticfiles import finders
+
+    assert finders.find("webapp/favicon.svg")
+    client.force_login(alice)
+    assert 'rel="icon" href="/static/webapp/favicon.svg"' in client.get(reverse("home")).content.decode()
