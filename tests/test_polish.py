@@ -7,8 +7,12 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tests.factories import InstructionFactory, IterationFactory
-from webapp.models import Iteration, IterationStatus
+from tests.factories import InstructionFactory, IterationFactory, JobFactory
+from webapp import lifecycle
+from webapp.jobs.runner import fail_job
+from webapp.jobs.train_evaluate import TrainingFailed
+from webapp.models import Iteration, IterationStatus, Job
+from webapp.progress import iteration_progress
 
 pytestmark = pytest.mark.django_db
 
@@ -166,3 +170,85 @@ def test_the_favicon_is_a_static_file(client, alice):
     assert finders.find("webapp/favicon.svg")
     client.force_login(alice)
     assert 'rel="icon" href="/static/webapp/favicon.svg"' in client.get(reverse("home")).content.decode()
+
+
+# --- the live status and its buttons; a failure's reason --------------------------------------------------------
+
+LIVE = {"HX-Request": "true", "HX-Target": "live"}
+
+
+def test_the_cancel_button_goes_when_the_polled_status_stops(client, bob):
+    iteration = IterationFactory(number=1, status=IterationStatus.LABELING)
+    client.force_login(bob)
+    cancel = reverse("iteration-action", args=[1, "cancel"])
+    assert cancel in client.get(reverse("iteration", args=[1])).content.decode()
+    running = client.get(reverse("iteration", args=[1]), headers=LIVE)
+    assert running.status_code == 200 and cancel in running.content.decode()
+    for status, button in [("done", None), ("failed", "resume"), ("cancelled", "resume"), ("reviewing", "approve")]:
+        Iteration.objects.filter(pk=iteration.pk).update(status=status)
+        stopped = client.get(reverse("iteration", args=[1]), headers=LIVE)
+        html = stopped.content.decode()
+        assert stopped.status_code == 286 and f'data-status="{status}"' in html  # polling stops here
+        assert cancel not in html
+        if button:
+            assert reverse("iteration-action", args=[1, button]) in html
+    # The dashboard polls the same URL for the status alone: no buttons there.
+    Iteration.objects.filter(pk=iteration.pk).update(status="labeling")
+    fragment = client.get(reverse("iteration", args=[1]), headers={"HX-Request": "true"}).content.decode()
+    assert "data-status" in fragment and cancel not in fragment
+
+
+def test_a_failed_training_shows_one_line_of_reason_and_folds_the_log_tail(client, alice):
+    iteration = IterationFactory(number=1, status=IterationStatus.TRAINING)
+    job = JobFactory(iteration=iteration, kind="train", total=0)
+    tail = [f"step {n}: loss 0.69" for n in range(25)] + ["torch.OutOfMemoryError: CUDA out of memory"]
+    failure = TrainingFailed(f"`python -m training dpo` exited with status 1: {tail[-1]}\n" + "\n".join(tail))
+    fail_job(job.pk, failure)
+    client.force_login(alice)
+    html = client.get(reverse("iteration", args=[1])).content.decode()
+    reason = html.split("data-error-reason>", 1)[1].split("</p>", 1)[0]
+    assert reason == (
+        "train chunk 0: TrainingFailed: `python -m training dpo` exited with status 1: "
+        "torch.OutOfMemoryError: CUDA out of memory"
+    )
+    details = html.split("<details", 1)[1].split("</details>", 1)[0]
+    assert "step 0: loss 0.69" in details and "step 0: loss" not in reason
+    assert "<summary>" in details and " open" not in details.split(">", 1)[0]  # folded
+
+
+def test_a_one_line_error_has_no_details(client, alice):
+    IterationFactory(number=1, status=IterationStatus.FAILED, error="label chunk 3: ModelLoadError: no such model")
+    client.force_login(alice)
+    html = client.get(reverse("iteration", args=[1])).content.decode()
+    assert "label chunk 3: ModelLoadError: no such model" in html and "<details" not in html
+
+
+# --- progress never goes back ---------------------------------------------------------------------------------
+
+
+def test_a_jobs_progress_never_goes_back_on_retry_or_resume():
+    iteration = IterationFactory(status=IterationStatus.LABELING)
+    job = JobFactory(iteration=iteration, kind="label", total=10)
+
+    def shown():
+        (stage,) = iteration_progress(iteration.pk)
+        return stage.done, stage.total
+
+    job.start(total=10)
+    job.progress(6)
+    assert shown() == (6, 10)
+    job.start(total=10)  # a retry: the chunk is worked through again from its last commit
+    job.progress(2)
+    assert shown() == (6, 10)
+    job.progress(8)
+    assert shown() == (8, 10)
+    job.progress(50)  # never past the total
+    assert shown() == (10, 10)
+
+    Job.objects.filter(pk=job.pk).update(done=7)
+    fail_job(job.pk, RuntimeError("worker lost"))
+    iteration.refresh_from_db()
+    assert lifecycle.resume(iteration)
+    job.refresh_from_db()
+    assert (job.state, job.done) == ("pending", 7)  # resumed, not reset
+    assert shown() == (7, 10)

@@ -8,7 +8,7 @@ the limits of the long texts. docs/ARCHITECTURE.md lists them all.
 QUESTION = 4_000  # an instruction's question
 ANSWER = 50_000  # a policy answer (generated or imported); a claim and its question are parts of one
 NOTE = 2_000  # a reviewer's note on a decision
-ERROR = 10_000  # why a job, an iteration or a division failed (longer output is cut, keeping its end)
+ERROR = 10_000  # why a job or an iteration failed, or a division (written by the app: longer text is cut)
 SETTINGS = 10_000  # an iteration's other settings, as JSON text in the iteration form
 
 

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, FilteredRelation, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import Abs, Coalesce, Least
+from django.db.models.functions import Abs, Coalesce, Greatest, Least
 from django.utils import timezone
+
+from webapp import limits
 
 
 class Split(models.TextChoices):
@@ -410,14 +412,29 @@ class Job(models.Model):
         return STAGE_OF_JOB[self.kind]
 
     def start(self, total: int) -> None:
+        """Running (again). `done` is kept, at most `total`: see `progress`."""
         now = timezone.now()
         Job.objects.filter(pk=self.pk).update(
-            state=JobState.RUNNING, total=total, done=0, started_at=now, heartbeat_at=now, error="", worker=self.worker
+            state=JobState.RUNNING,
+            total=total,
+            done=Least(F("done"), Value(total)),
+            started_at=now,
+            heartbeat_at=now,
+            error="",
+            worker=self.worker,
         )
+        self.total = total
 
     def progress(self, done: int) -> None:
-        """Record progress; the heartbeat tells the watchdog this job's worker is alive."""
-        Job.objects.filter(pk=self.pk).update(done=Least(Value(done), F("total")), heartbeat_at=timezone.now())
+        """Record progress; the heartbeat tells the watchdog this job's worker is alive.
+
+        `done` only grows: it is the furthest the job has got. A chunk's rows are committed all at once, so a
+        retried or resumed job works through its chunk again from its last commit; meanwhile the page keeps
+        showing how far it got before, instead of a bar that jumps back, until the new run passes that point.
+        """
+        Job.objects.filter(pk=self.pk).update(
+            done=Greatest(F("done"), Least(Value(done), F("total"))), heartbeat_at=timezone.now()
+        )
 
     def succeed(self) -> None:
         now = timezone.now()
@@ -427,7 +444,9 @@ class Job(models.Model):
 
     def fail(self, error: str) -> None:
         now = timezone.now()
-        Job.objects.filter(pk=self.pk).update(state=JobState.FAILED, error=error, heartbeat_at=now, finished_at=now)
+        Job.objects.filter(pk=self.pk).update(
+            state=JobState.FAILED, error=error[: limits.ERROR], heartbeat_at=now, finished_at=now
+        )
 
 
 @dataclass(frozen=True)
