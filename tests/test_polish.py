@@ -200,7 +200,7 @@ def test_the_cancel_button_goes_when_the_polled_status_stops(client, bob):
 
 def test_a_failed_training_shows_one_line_of_reason_and_folds_the_log_tail(client, alice):
     iteration = IterationFactory(number=1, status=IterationStatus.TRAINING)
-    job = JobFactory(iteration=iteration, kind="train", total=0)
+    job = JobFactory(iteration=iteration, kind="train", chunk=0, total=0)
     tail = [f"step {n}: loss 0.69" for n in range(25)] + ["torch.OutOfMemoryError: CUDA out of memory"]
     failure = TrainingFailed(f"`python -m training dpo` exited with status 1: {tail[-1]}\n" + "\n".join(tail))
     fail_job(job.pk, failure)
@@ -252,3 +252,56 @@ def test_a_jobs_progress_never_goes_back_on_retry_or_resume():
     job.refresh_from_db()
     assert (job.state, job.done) == ("pending", 7)  # resumed, not reset
     assert shown() == (7, 10)
+
+
+# --- the pair list: its default iteration, sources, search ---------------------------------------------------
+
+
+def listed(client, **params):
+    response = client.get(reverse("review-pairs"), params)
+    assert response.status_code == 200
+    return response.context["iteration"], {p.pk for p in response.context["page"].pairs}
+
+
+def test_the_pair_list_shows_the_latest_iteration_that_has_pairs(client, alice):
+    from tests.review_data import reviewing_iteration
+
+    done = reviewing_iteration([[0.9], [0.2]])
+    Iteration.objects.filter(pk=done.pk).update(status=IterationStatus.DONE)
+    IterationFactory(status=IterationStatus.GENERATING)  # newer, no pairs yet
+    client.force_login(alice)
+    shown, pairs = listed(client)
+    assert shown == done and len(pairs) == 1
+
+
+def test_the_source_filter_offers_the_existing_sources(client, alice):
+    from tests.review_data import reviewing_iteration
+
+    iteration = reviewing_iteration([[0.9], [0.2]], [[0.9], [0.1]])
+    first, second = iteration.instructions.order_by("pk")
+    type(first).objects.filter(pk=second.pk).update(source="coco")
+    client.force_login(alice)
+    html = client.get(reverse("review-pairs")).content.decode()
+    select = html.split('name="source"', 1)[1].split("</select>", 1)[0]
+    assert '<option value="coco">coco</option>' in select and '<option value="test">test</option>' in select
+    shown, pairs = listed(client, source="coco")
+    assert pairs == set(iteration.pairs.filter(instruction=second).values_list("pk", flat=True))
+
+
+def test_the_search_runs_over_questions_and_answers(client, alice):
+    from tests.review_data import reviewing_iteration
+
+    texts = {0: "A zebra grazes beside the river.", 1: "Two zebras are grazing near a lake."}
+    iteration = reviewing_iteration([[0.9], [0.2]], [[0.9], [0.1]], texts=texts)
+    InstructionModel = type(iteration.instructions.first())
+    first, second = iteration.instructions.order_by("pk")
+    InstructionModel.objects.filter(pk=second.pk).update(question="How many giraffes are drinking?")
+    pair_of = {i: iteration.pairs.get(instruction=i).pk for i in (first, second)}
+    client.force_login(alice)
+    assert listed(client, q="giraffes")[1] == {pair_of[second]}  # a question's word
+    assert listed(client, q="zebra")[1] == set(pair_of.values())  # the answers' words
+    assert listed(client, q="giraffes drinking")[1] == {pair_of[second]}  # every word, in one text
+    assert listed(client, q="zebra river")[1] == set(pair_of.values())
+    assert listed(client, q="giraffes river")[1] == set()
+    assert listed(client, q="unicorn")[1] == set()
+    assert listed(client, q="   ")[1] == set(pair_of.values())  # blank: no search

@@ -178,7 +178,7 @@ def test_query_strings_and_posted_values_are_escaped_where_pages_echo_them(clien
     iteration form, which puts the posted model names back into its inputs' value attributes."""
     assert_escaped(client.get(reverse("login"), {"next": payload("next")}), payload("next"))
     client.force_login(bob)
-    assert_escaped(client.get(reverse("review-pairs"), {"source": payload("source")}), payload("source"))
+    assert_escaped(client.get(reverse("review-pairs"), {"q": payload("search")}), payload("search"))
     form = {"policy": payload("policy"), "labeler": payload("labeler"), "splitter": "rule", "n": 1}
     response = client.post(reverse("iteration-new"), form)
     assert_escaped(response, payload("policy"), payload("labeler"))

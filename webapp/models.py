@@ -8,6 +8,7 @@ its latest decisive review, else the iteration labeler's verdict.
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models import Case, F, FilteredRelation, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Abs, Coalesce, Greatest, Least
@@ -28,7 +29,7 @@ class Instruction(models.Model):
     image_sha256 = models.CharField(max_length=64)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
-    question = models.TextField()
+    question = models.TextField(validators=[MaxLengthValidator(limits.QUESTION)])
     source = models.CharField(max_length=100, default="user")
     split = models.CharField(max_length=10, choices=Split.choices, default=Split.TRAIN)
     objects_present = models.JSONField(
@@ -83,7 +84,7 @@ class Iteration(models.Model):
     engine = models.CharField(max_length=20, choices=Engine.choices, default=Engine.TRANSFORMERS)
     config = models.JSONField(default=dict, blank=True, help_text="n, sampling, pairs per instruction, DPO settings")
     status = models.CharField(max_length=20, choices=IterationStatus.choices, default=IterationStatus.DRAFT)
-    error = models.TextField(blank=True)
+    error = models.TextField(validators=[MaxLengthValidator(limits.ERROR)], blank=True)
     stopped_stage = models.CharField(
         max_length=20, blank=True, help_text="The stage it was in when it failed or was cancelled; resume restarts it"
     )
@@ -147,9 +148,14 @@ class Response(models.Model):
     iteration = models.ForeignKey(Iteration, on_delete=models.CASCADE, related_name="responses")
     instruction = models.ForeignKey(Instruction, on_delete=models.PROTECT, related_name="responses")
     seed = models.BigIntegerField()
-    text = models.TextField(help_text="Model output (policy answer): untrusted text, always escaped")
+    text = models.TextField(
+        validators=[MaxLengthValidator(limits.ANSWER)],
+        help_text="Model output (policy answer): untrusted text, always escaped",
+    )
     status = models.CharField(max_length=20, choices=ResponseStatus.choices, default=ResponseStatus.GENERATED)
-    error = models.TextField(blank=True, help_text="Why dividing failed, when it did")
+    error = models.TextField(
+        validators=[MaxLengthValidator(limits.ERROR)], blank=True, help_text="Why dividing failed, when it did"
+    )
     score = models.IntegerField(null=True, blank=True, help_text="−(number of rejected claims), cached")
     reviewed = models.BooleanField(
         db_default=False, editable=False, help_text="A claim of it has a review (set by a trigger on webapp_review)"
@@ -203,8 +209,14 @@ class Claim(models.Model):
 
     response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="claims")
     index = models.PositiveIntegerField()
-    text = models.TextField(help_text="Model output (divide step): untrusted text, always escaped")
-    question = models.TextField(help_text="Model output (divide step): the yes/no question asked of the labeler")
+    text = models.TextField(
+        validators=[MaxLengthValidator(limits.ANSWER)],
+        help_text="Model output (divide step): untrusted text, always escaped",
+    )
+    question = models.TextField(
+        validators=[MaxLengthValidator(limits.ANSWER)],
+        help_text="Model output (divide step): the yes/no question asked of the labeler",
+    )
     divided_by = models.CharField(
         max_length=500, help_text="What divided the answer into this claim: 'rule' or 'rlaifv:<divide model>'"
     )
@@ -279,7 +291,7 @@ class Review(models.Model):
     claim = models.ForeignKey(Claim, on_delete=models.CASCADE, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
     decision = models.CharField(max_length=20, choices=Decision.choices)
-    note = models.TextField(blank=True)
+    note = models.TextField(validators=[MaxLengthValidator(limits.NOTE)], blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # The claim's iteration, stored: counting one reviewer's work in an iteration then reads an index instead
     # of joining each of their reviews to its claim and answer.
@@ -387,7 +399,7 @@ class Job(models.Model):
     state = models.CharField(max_length=20, choices=JobState.choices, default=JobState.PENDING)
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
+    error = models.TextField(validators=[MaxLengthValidator(limits.ERROR)], blank=True)
     log = models.JSONField(default=list, blank=True, help_text="Progress records, e.g. training loss per step")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -25,12 +25,17 @@ class PairFilter(forms.Form):
     excluded = forms.ChoiceField(choices=YES_NO, required=False)
     min_gap = forms.IntegerField(required=False, min_value=1)
     max_gap = forms.IntegerField(required=False, min_value=1)
-    source = forms.CharField(required=False, max_length=100)
+    source = forms.CharField(required=False, max_length=100, widget=forms.Select)  # a gone source matches nothing
+    q = forms.CharField(required=False, max_length=200, label="Search", help_text="words of the question or answers")
     sort = forms.ChoiceField(
         choices=[("-gap", "largest gap first"), ("gap", "smallest gap first"), ("-id", "newest"), ("id", "oldest")],
         required=False,
     )
     after = forms.RegexField(r"^\d+\.\d+$", required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["source"].widget.choices = [("", "any")] + [(s, s) for s in selectors.instruction_sources()]
 
 
 @reviewer_required
