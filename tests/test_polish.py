@@ -305,3 +305,47 @@ def test_the_search_runs_over_questions_and_answers(client, alice):
     assert listed(client, q="giraffes river")[1] == set()
     assert listed(client, q="unicorn")[1] == set()
     assert listed(client, q="   ")[1] == set(pair_of.values())  # blank: no search
+
+
+# --- length limits --------------------------------------------------------------------------------------------
+
+
+def test_a_megabyte_note_is_refused_with_a_clear_message(client, alice):
+    from tests.review_data import reviewing_iteration
+    from tests.test_review_views import HTMX, claim, pair_url
+    from webapp.models import Review
+
+    iteration = reviewing_iteration([[0.9, 0.8], [0.9, 0.45]])
+    client.force_login(alice)
+    decision = {"hallucinated": claim(iteration, 0).pk}
+    response = client.post(pair_url(iteration), decision | {"note": "x" * 1_000_000}, **HTMX)
+    assert response.status_code == 400
+    assert response.content.decode() == (
+        "The note is 1000000 characters long, over the limit of 2000: shorten it and decide again."
+    )
+    assert not Review.objects.exists()
+    assert client.post(pair_url(iteration), decision | {"note": "x" * 2000}, **HTMX).status_code == 200
+    assert len(Review.objects.get().note) == 2000
+
+
+def test_every_free_text_field_has_a_documented_limit():
+    """A TextField without a length validator, or a limit the docs do not list, fails here."""
+    from pathlib import Path
+
+    from django.apps import apps
+    from django.core.validators import MaxLengthValidator
+    from django.db import models
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "ARCHITECTURE.md").read_text()
+    for model in apps.get_app_config("webapp").get_models():
+        for field in model._meta.get_fields():
+            if isinstance(field, models.TextField):
+                limit = [v.limit_value for v in field.validators if isinstance(v, MaxLengthValidator)]
+                assert limit, f"{model.__name__}.{field.name} has no length limit"
+            elif isinstance(field, models.CharField) and not field.choices:
+                limit = [field.max_length]
+            else:
+                continue
+            assert f"`{model.__name__}.{field.name}` | {limit[0]:,}".replace(",", " ") in docs, (
+                f"docs/ARCHITECTURE.md does not list {model.__name__}.{field.name}'s limit {limit[0]}"
+            )

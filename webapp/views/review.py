@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 
-from webapp import selectors
+from webapp import limits, selectors
 from webapp.models import Claim, Decision, Iteration, PreferencePair
 from webapp.permissions import reviewer_required
 from webapp.review import ReviewClosed, record_review, set_excluded
@@ -67,8 +67,11 @@ def _record(request, claims) -> HttpResponse | None:
         return HttpResponseBadRequest(f"press one of {', '.join(Decision.values)} on a claim")
     decision, claim_id = posted
     claim = get_object_or_404(claims.select_related("response"), pk=claim_id)
+    note = request.POST.get("note", "")
+    if error := limits.too_long("The note", note, limits.NOTE):
+        return HttpResponseBadRequest(f"{error}: shorten it and decide again.", content_type="text/plain")
     try:
-        record_review(claim, request.user, decision, request.POST.get("note", ""))
+        record_review(claim, request.user, decision, note)
     except ReviewClosed as exc:
         return HttpResponse(str(exc), status=409, content_type="text/plain")
     return None
