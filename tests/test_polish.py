@@ -349,3 +349,47 @@ def test_every_free_text_field_has_a_documented_limit():
             assert f"`{model.__name__}.{field.name}` | {limit[0]:,}".replace(",", " ") in docs, (
                 f"docs/ARCHITECTURE.md does not list {model.__name__}.{field.name}'s limit {limit[0]}"
             )
+
+
+# --- make demo, run again -----------------------------------------------------------------------------------
+
+
+def run(command, *args) -> str:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command(command, *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "status, said",
+    [
+        ("reviewing", "Iteration 1 already at its review gate; serving it"),
+        ("training", "Iteration 1 is already past its review gate (training); serving it"),
+        ("done", "Iteration 1 is already past its review gate (done); serving it"),
+    ],
+)
+def test_make_demo_run_again_says_what_it_found(status, said):
+    IterationFactory(number=1, status=status)
+    assert run("demo_iteration").strip() == said
+    assert Iteration.objects.count() == 1 and Iteration.objects.get().status == status  # nothing redone
+
+
+def test_make_demo_run_again_keeps_the_shapes_models(settings, tmp_path):
+    from training.shapes_models import LABELER, POLICY, RECORD_FILE
+
+    settings.MODELS_DIR = tmp_path
+    for name in (LABELER, POLICY):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / RECORD_FILE).write_text("{}")
+    said = run("build_shapes_models")
+    assert said.strip() == f"shapes models: {LABELER}, {POLICY} already under {tmp_path}; kept"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted([LABELER, POLICY, RECORD_FILE, RECORD_FILE])
+
+
+def test_make_demo_run_again_says_the_login_was_reset(db):
+    assert "no longer works" not in run("demo_user")
+    assert "(a new password: the earlier one no longer works)" in run("demo_user")
