@@ -28,7 +28,7 @@ demo: venv
 	worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py demo_iteration && \
 	$(PY) manage.py demo_user && \
-	echo "Review gate reached. Open http://$(HOST):$(PORT)/iterations/1/ (admin: http://$(HOST):$(PORT)/admin/)" && \
+	echo "Serving: open http://$(HOST):$(PORT)/iterations/1/ (admin: http://$(HOST):$(PORT)/admin/)" && \
 	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
 
 test: venv

@@ -282,6 +282,8 @@ def _check_image(row: int, data: bytes):
             image.load()
     except FormatError:
         raise
+    except PILImage.UnidentifiedImageError:  # its message holds the repr of a buffer: say it plainly
+        raise FormatError(f"row {row}: column 'image': not a readable image (no format Pillow recognises)") from None
     except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as exc:
         raise FormatError(f"row {row}: column 'image': not a readable image ({exc})") from None
 
@@ -289,7 +291,7 @@ def _check_image(row: int, data: bytes):
 def _record(row: int, values: dict, check_images: bool) -> RlaifvRecord:
     image = values["image"] or {}
     if not image.get("bytes"):
-        where = f" (only a path, {image['path']!r}: images must be embedded)" if image.get("path") else ""
+        where = f" (only a path, '{image['path']}': images must be embedded)" if image.get("path") else ""
         raise FormatError(f"row {row}: column 'image' has no image bytes{where}")
     if check_images:
         _check_image(row, image["bytes"])

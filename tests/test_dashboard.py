@@ -22,11 +22,19 @@ def test_anonymous_visitors_are_sent_to_log_in(client):
     assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
 
 
-def test_users_outside_the_reviewer_group_are_refused(client, charlie):
+def test_users_outside_the_reviewer_group_see_it_read_only(client, charlie):
+    iteration = reviewing_iteration([[0.9], [0.2]])
+    IterationFactory(status=IterationStatus.LABELING)
     client.force_login(charlie)
     response = client.get(reverse("home"))
-    assert response.status_code == 403
-    assert b"reviewer" in response.content and b"charlie" in response.content
+    html = response.content.decode()
+    assert response.status_code == 200 and "data-read-only" in html
+    assert "ask a staff member to add charlie" in html
+    assert f'data-iteration="{iteration.number}"' in html
+    # No link or poll into pages that would refuse them, in the page or its navigation.
+    for refused in [reverse("iteration", args=[iteration.number]), reverse("review-pairs"), reverse("iterations")]:
+        assert f'"{refused}' not in html
+    assert "hx-get" not in html
 
 
 def test_reviewers_and_staff_see_the_dashboard(client, alice, bob):

@@ -229,14 +229,17 @@ def stored_files(media_root):
         ({"image": {"bytes": b"not pixels"}}, "row 1: column 'image': not a readable image"),
         ({"chosen": "Same.", "rejected": "Same."}, "row 1: columns 'chosen' and 'rejected' hold the same answer"),
         ({"question": ""}, "row 1: column 'question' is empty"),
+        ({"question": "Why" * 1500}, "row 1: column 'question' is 4500 characters long, over the limit of 4000"),
+        ({"rejected": "No. " * 20_000}, "row 1: column 'rejected' is 80000 characters long, over the limit of 50000"),
     ],
 )
 def test_a_bad_row_writes_nothing(media_root, tmp_path, bad_row, message):
     good = {"image": {"bytes": png_bytes((1, 2, 3))}, "question": "Why?", "chosen": "A.", "rejected": "B."}
     rows = [good, {**good, "image": {"bytes": png_bytes((7, 7, 7))}, **bad_row}]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "bad.parquet")
-    with pytest.raises(CommandError, match=f"{message}.*; nothing was imported"):
+    with pytest.raises(CommandError, match=f"{message}.*; nothing was imported") as error:
         import_rlaifv(tmp_path / "bad.parquet")
+    assert " object at 0x" not in str(error.value)  # never a Python repr (Pillow's names its buffer)
     assert not Instruction.objects.exists()
     assert not Iteration.objects.exists()
     assert stored_files(media_root) == []

@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -95,13 +96,14 @@ def not_an_image(folder):
         ({"image": "red.png"}, None, "line 2: missing field 'question'"),
         ({"question": "Q?"}, None, "line 2: missing field 'image'"),
         ('{"image": "red.png", "question": ', None, "line 2: not valid JSON"),
-        ({"image": "red.png", "question": 42}, None, "line 2: field 'question' must be a string, not int"),
-        ({"image": ["red.png"], "question": "Q?"}, None, "line 2: field 'image' must be a string, not list"),
-        ([1, 2], None, "line 2: expected a JSON object, got list"),
+        ({"image": "red.png", "question": 42}, None, "line 2: field 'question' must be a string, not a number"),
+        ({"image": ["red.png"], "question": "Q?"}, None, "line 2: field 'image' must be a string, not an array"),
+        ([1, 2], None, "line 2: expected a JSON object, got an array"),
         ({"image": "red.png", "question": "  "}, None, "line 2: field 'question' is empty"),
         ({"image": "red.png", "question": "Q?", "split": "test"}, None, "line 2: field 'split' must be one of"),
         ({"image": "../data.jsonl", "question": "Q?"}, None, "line 2: image path '../data.jsonl' leaves the images"),
         ({"image": "red.png", "question": "Q\u0000?"}, None, "line 2: field 'question' contains a NUL character"),
+        ({"image": "red.png", "question": "Q" * 4001}, None, "line 2: field 'question' is 4001 characters long, over"),
         ({"image": "x" * 300 + ".png", "question": "Q?"}, None, "line 2: image 'xxxxx"),
         (
             {"image": "red.png", "question": "Q?", "objects": "red circle"},
@@ -119,6 +121,9 @@ def test_a_bad_line_aborts_the_import_and_writes_nothing(folder, media_root, bad
         run_import(folder, GOOD[0], bad_line, GOOD[1])
     assert message in str(error.value)
     assert "nothing was imported" in str(error.value)
+    assert not re.search(
+        r"<[\w.]+ object at 0x|(not|got) (int|float|list|dict|str|NoneType)\b", str(error.value)
+    )  # no Python reprs
     assert Instruction.objects.count() == 0
     assert stored_files(media_root) == []
 

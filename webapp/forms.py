@@ -1,12 +1,19 @@
 """Forms: validation lives here, views stay thin."""
 
+import json
+
 from django import forms
 from django.db import transaction
 
-from webapp.config import DEFAULT_CONFIG
+from webapp import limits
+from webapp.config import DEFAULT_CONFIG, STRATEGIES
 from webapp.dispatch import enqueue_import
 from webapp.iterations import create_iteration
 from webapp.models import Instruction, InstructionImport, Iteration, Split
+
+# Config keys that describe where an imported iteration came from: a new iteration must not copy them (the
+# RLAIF-V import recognises a file imported before by its sha256).
+NOT_COPIED = {"imported_from", "sha256"}
 
 
 class ModelNamesForm(forms.ModelForm):
@@ -63,6 +70,10 @@ class IterationForm(ModelNamesForm):
     learning_rate = forms.FloatField(min_value=0.0, initial=5e-7)
     epochs = forms.IntegerField(min_value=1, max_value=100, initial=4)
     lora = forms.BooleanField(required=False, help_text="Train a LoRA adapter (r 64, α 16) instead of all weights")
+    other_settings = forms.JSONField(
+        required=False,
+        help_text="More config keys as a JSON object (e.g. eval_temperature, sft_weight); the fields above win",
+    )
 
     CONFIG_FIELDS = ["n", "temperature", "top_p", "max_new_tokens", "seed", "pairs_per_instruction", "chunk_size",
                      "beta", "learning_rate", "epochs", "lora"]  # fmt: skip
@@ -71,12 +82,41 @@ class IterationForm(ModelNamesForm):
         model = Iteration
         fields = ["policy", "labeler", "splitter", "engine"]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, previous: Iteration | None = None, **kwargs):
+        """`previous`: the iteration whose settings the form starts from (the next one usually repeats it)."""
         super().__init__(*args, **kwargs)
         sources = Instruction.objects.values_list("source", flat=True).distinct().order_by("source")
         self.fields["source"].choices = [("", "all sources")] + [(s, s) for s in sources]
-        self.fields["policy"].initial = Iteration.default_policy() or "tiny-llava"
-        self.fields["labeler"].initial = Iteration.objects.values_list("labeler", flat=True).first() or "tiny-llava"
+        self.initial["policy"] = Iteration.default_policy() or "tiny-llava"
+        self.initial["labeler"] = "tiny-llava"
+        if previous:
+            self.initial.update(self.settings_of(previous))
+
+    @classmethod
+    def settings_of(cls, previous: Iteration) -> dict:
+        """The form's values that repeat `previous`: its models, its config (the keys without a field of their
+        own as other settings), its source and split when all its instructions share one."""
+        config = {k: v for k, v in (previous.config or {}).items() if k not in NOT_COPIED}
+        values = {field: getattr(previous, field) for field in cls.Meta.fields}
+        values["policy"] = previous.checkpoint or Iteration.default_policy() or previous.policy
+        values |= {k: config[k] for k in cls.CONFIG_FIELDS if k in config}
+        values["other_settings"] = {k: v for k, v in config.items() if k not in cls.CONFIG_FIELDS} or None
+        kinds = list(previous.instructions.values_list("source", "split").distinct()[:2])
+        if len(kinds) == 1:
+            values["source"], values["split"] = kinds[0]
+        return values
+
+    def clean_other_settings(self):
+        value = self.cleaned_data["other_settings"]
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError('Give a JSON object, e.g. {"eval_temperature": 0.7}.')
+        if value.get("strategy", STRATEGIES[0]) not in STRATEGIES:
+            raise forms.ValidationError(f"strategy must be one of {', '.join(STRATEGIES)}.")
+        if error := limits.too_long("The other settings' JSON", json.dumps(value), limits.SETTINGS):
+            raise forms.ValidationError(error + ".")
+        return value
 
     def instructions(self):
         chosen = Instruction.objects.filter(split=self.cleaned_data["split"])
@@ -94,7 +134,8 @@ class IterationForm(ModelNamesForm):
         return create_iteration(
             instructions=self.instructions(),
             created_by=user,
-            config={k: self.cleaned_data[k] for k in self.CONFIG_FIELDS if self.cleaned_data.get(k) is not None},
+            config=self.cleaned_data["other_settings"]
+            | {k: self.cleaned_data[k] for k in self.CONFIG_FIELDS if self.cleaned_data.get(k) is not None},
             # This class's own fields: the admin's subclass (modelform_factory) lists every field it shows.
             **{field: self.cleaned_data[field] for field in IterationForm.Meta.fields},
         )

@@ -56,6 +56,8 @@ def validate_image(data: bytes) -> ValidImage:
             image.load()
     except ImageError:
         raise
+    except Image.UnidentifiedImageError:  # its message holds the repr of our buffer: say it plainly
+        raise ImageError("not a readable image: no format Pillow recognises") from None
     except Image.DecompressionBombError as exc:
         raise ImageError(f"image rejected as a decompression bomb: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:

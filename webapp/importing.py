@@ -16,6 +16,7 @@ from pathlib import Path
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from webapp import limits
 from webapp.images import ImageError, ValidImage, store_image, validate_image
 from webapp.models import Instruction, Split
 
@@ -50,6 +51,11 @@ def _objects_field(record: dict, line: int) -> list[str] | None:
     return [" ".join(item.split()) for item in value]
 
 
+# What the JSON in a line holds, in JSON's words rather than Python's.
+JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+              bool: "true or false", type(None): "null"}  # fmt: skip
+
+
 def _string_field(record: dict, field: str, line: int, required: bool, default: str = "") -> str:
     if field not in record or record[field] is None:
         if required:
@@ -57,7 +63,7 @@ def _string_field(record: dict, field: str, line: int, required: bool, default: 
         return default
     value = record[field]
     if not isinstance(value, str):
-        raise ImportFailed(f"line {line}: field '{field}' must be a string, not {type(value).__name__}")
+        raise ImportFailed(f"line {line}: field '{field}' must be a string, not {JSON_TYPES[type(value)]}")
     if required and not value.strip():
         raise ImportFailed(f"line {line}: field '{field}' is empty")
     if "\x00" in value:
@@ -71,15 +77,19 @@ def _check_line(line_no: int, text: str, images_dir: Path, default_source: str) 
     except json.JSONDecodeError as exc:
         raise ImportFailed(f"line {line_no}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(record, dict):
-        raise ImportFailed(f"line {line_no}: expected a JSON object, got {type(record).__name__}")
+        raise ImportFailed(f"line {line_no}: expected a JSON object, got {JSON_TYPES[type(record)]}")
     image_name = _string_field(record, "image", line_no, required=True)
     question = _string_field(record, "question", line_no, required=True).strip()
+    if error := limits.too_long("field 'question'", question, limits.QUESTION):
+        raise ImportFailed(f"line {line_no}: {error}")
     source = _string_field(record, "source", line_no, required=False, default=default_source).strip()
     split = _string_field(record, "split", line_no, required=False, default=Split.TRAIN).strip()
     if not source or len(source) > 100:
         raise ImportFailed(f"line {line_no}: field 'source' must be 1 to 100 characters")
     if split not in Split.values:
-        raise ImportFailed(f"line {line_no}: field 'split' must be one of {', '.join(Split.values)}, not {split!r}")
+        raise ImportFailed(
+            f"line {line_no}: field 'split' must be one of {', '.join(Split.values)}, not '{split[:40]}'"
+        )
     if "://" in image_name:  # never fetched: images are files in the images folder
         raise ImportFailed(f"line {line_no}: field 'image' must be a file in the images folder, not a URL")
     if len(image_name) > 1000:
@@ -87,7 +97,7 @@ def _check_line(line_no: int, text: str, images_dir: Path, default_source: str) 
     root = images_dir.resolve()
     path = (root / image_name).resolve()
     if not path.is_relative_to(root):
-        raise ImportFailed(f"line {line_no}: image path {image_name!r} leaves the images folder")
+        raise ImportFailed(f"line {line_no}: image path '{image_name}' leaves the images folder")
     try:
         if not path.is_file():
             raise ImportFailed(f"line {line_no}: image file not found: {image_name}")
@@ -95,7 +105,7 @@ def _check_line(line_no: int, text: str, images_dir: Path, default_source: str) 
     except ImageError as exc:
         raise ImportFailed(f"line {line_no}: {image_name}: {exc}") from None
     except OSError as exc:
-        raise ImportFailed(f"line {line_no}: image {image_name[:100]!r} cannot be read: {exc.strerror}") from None
+        raise ImportFailed(f"line {line_no}: image '{image_name[:100]}' cannot be read: {exc.strerror}") from None
     return _Row(image, question, source, split, _objects_field(record, line_no))
 
 
@@ -105,9 +115,9 @@ def read_jsonl(file) -> list[tuple[int, str]]:
         data = file.read() if hasattr(file, "read") else Path(file).read_bytes()
         text = data.decode("utf-8")
     except OSError as exc:
-        raise ImportFailed(f"cannot read: {exc.strerror or exc}") from None
+        raise ImportFailed(f"cannot read: {exc.strerror or 'unreadable file'}") from None
     except UnicodeDecodeError as exc:
-        raise ImportFailed(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise ImportFailed(f"not UTF-8 text (byte {exc.start})") from None
     return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 

@@ -12,6 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from labeling.batching import batched
+from webapp import limits
 from webapp.config import config
 from webapp.dispatch import enqueue
 from webapp.models import STAGE_OF_JOB, Iteration, IterationStatus, Job, JobKind, JobState
@@ -78,7 +79,7 @@ def advance_if_stage_done(iteration: Iteration, kind: str) -> bool:
 def fail(iteration: Iteration, error: str) -> bool:
     """Any active stage → failed, remembering the stage so resume can restart it."""
     won = Iteration.objects.filter(pk=iteration.pk, status__in=ACTIVE).update(
-        stopped_stage=F("status"), status=S.FAILED, error=error[:10_000], updated_at=timezone.now()
+        stopped_stage=F("status"), status=S.FAILED, error=error[: limits.ERROR], updated_at=timezone.now()
     )
     return bool(won)
 
@@ -106,8 +107,8 @@ def resume(iteration: Iteration) -> bool:
         if not iteration.advance(stopped, stage, error="", stopped_stage=""):
             return False
         Job.objects.filter(iteration=iteration, kind=JOB_OF_STAGE[stage]).exclude(state=JobState.SUCCEEDED).update(
-            state=JobState.PENDING, error="", done=0
-        )
+            state=JobState.PENDING, error=""
+        )  # `done` stays: progress never goes back (Job.progress)
         start_stage(iteration, stage)
     advance_if_stage_done(iteration, JOB_OF_STAGE[stage])
     return True

@@ -8,10 +8,13 @@ its latest decisive review that no undo names, else the iteration labeler's verd
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models import Case, F, FilteredRelation, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import Abs, Coalesce, Least
+from django.db.models.functions import Abs, Coalesce, Greatest, Least
 from django.utils import timezone
+
+from webapp import limits
 
 
 class Split(models.TextChoices):
@@ -26,7 +29,7 @@ class Instruction(models.Model):
     image_sha256 = models.CharField(max_length=64)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
-    question = models.TextField()
+    question = models.TextField(validators=[MaxLengthValidator(limits.QUESTION)])
     source = models.CharField(max_length=100, default="user")
     split = models.CharField(max_length=10, choices=Split.choices, default=Split.TRAIN)
     objects_present = models.JSONField(
@@ -81,7 +84,7 @@ class Iteration(models.Model):
     engine = models.CharField(max_length=20, choices=Engine.choices, default=Engine.TRANSFORMERS)
     config = models.JSONField(default=dict, blank=True, help_text="n, sampling, pairs per instruction, DPO settings")
     status = models.CharField(max_length=20, choices=IterationStatus.choices, default=IterationStatus.DRAFT)
-    error = models.TextField(blank=True)
+    error = models.TextField(validators=[MaxLengthValidator(limits.ERROR)], blank=True)
     stopped_stage = models.CharField(
         max_length=20, blank=True, help_text="The stage it was in when it failed or was cancelled; resume restarts it"
     )
@@ -112,6 +115,17 @@ class Iteration(models.Model):
             self.refresh_from_db()
         return bool(won)
 
+    @property
+    def error_reason(self) -> str:
+        """The error's first line: why it stopped, in one line (a training failure's log tail comes after)."""
+        return self.error.strip().split("\n", 1)[0]
+
+    @property
+    def error_details(self) -> str:
+        """What follows the first line of the error (a log tail, a traceback), or ""."""
+        parts = self.error.strip().split("\n", 1)
+        return parts[1].strip() if len(parts) > 1 else ""
+
     @classmethod
     def default_policy(cls) -> str:
         """Iteration k+1 starts from the checkpoint of the latest iteration that trained and evaluated one (done),
@@ -135,9 +149,14 @@ class Response(models.Model):
     iteration = models.ForeignKey(Iteration, on_delete=models.CASCADE, related_name="responses")
     instruction = models.ForeignKey(Instruction, on_delete=models.PROTECT, related_name="responses")
     seed = models.BigIntegerField()
-    text = models.TextField(help_text="Model output (policy answer): untrusted text, always escaped")
+    text = models.TextField(
+        validators=[MaxLengthValidator(limits.ANSWER)],
+        help_text="Model output (policy answer): untrusted text, always escaped",
+    )
     status = models.CharField(max_length=20, choices=ResponseStatus.choices, default=ResponseStatus.GENERATED)
-    error = models.TextField(blank=True, help_text="Why dividing failed, when it did")
+    error = models.TextField(
+        validators=[MaxLengthValidator(limits.ERROR)], blank=True, help_text="Why dividing failed, when it did"
+    )
     score = models.IntegerField(null=True, blank=True, help_text="−(number of rejected claims), cached")
     reviewed = models.BooleanField(
         db_default=False, editable=False, help_text="A claim of it has a review (set by a trigger on webapp_review)"
@@ -189,8 +208,14 @@ class Claim(models.Model):
 
     response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="claims")
     index = models.PositiveIntegerField()
-    text = models.TextField(help_text="Model output (divide step): untrusted text, always escaped")
-    question = models.TextField(help_text="Model output (divide step): the yes/no question asked of the labeler")
+    text = models.TextField(
+        validators=[MaxLengthValidator(limits.ANSWER)],
+        help_text="Model output (divide step): untrusted text, always escaped",
+    )
+    question = models.TextField(
+        validators=[MaxLengthValidator(limits.ANSWER)],
+        help_text="Model output (divide step): the yes/no question asked of the labeler",
+    )
     divided_by = models.CharField(
         max_length=500, help_text="What divided the answer into this claim: 'rule' or 'rlaifv:<divide model>'"
     )
@@ -284,7 +309,7 @@ class Review(models.Model):
     claim = models.ForeignKey(Claim, on_delete=models.CASCADE, related_name="reviews")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
     decision = models.CharField(max_length=20, choices=Decision.choices)
-    note = models.TextField(blank=True)
+    note = models.TextField(validators=[MaxLengthValidator(limits.NOTE)], blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # The claim's iteration, stored: counting one reviewer's work in an iteration then reads an index instead
     # of joining each of their reviews to its claim and answer.
@@ -408,7 +433,7 @@ class Job(models.Model):
     state = models.CharField(max_length=20, choices=JobState.choices, default=JobState.PENDING)
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
+    error = models.TextField(validators=[MaxLengthValidator(limits.ERROR)], blank=True)
     log = models.JSONField(default=list, blank=True, help_text="Progress records, e.g. training loss per step")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -433,14 +458,29 @@ class Job(models.Model):
         return STAGE_OF_JOB[self.kind]
 
     def start(self, total: int) -> None:
+        """Running (again). `done` is kept, at most `total`: see `progress`."""
         now = timezone.now()
         Job.objects.filter(pk=self.pk).update(
-            state=JobState.RUNNING, total=total, done=0, started_at=now, heartbeat_at=now, error="", worker=self.worker
+            state=JobState.RUNNING,
+            total=total,
+            done=Least(F("done"), Value(total)),
+            started_at=now,
+            heartbeat_at=now,
+            error="",
+            worker=self.worker,
         )
+        self.total = total
 
     def progress(self, done: int) -> None:
-        """Record progress; the heartbeat tells the watchdog this job's worker is alive."""
-        Job.objects.filter(pk=self.pk).update(done=Least(Value(done), F("total")), heartbeat_at=timezone.now())
+        """Record progress; the heartbeat tells the watchdog this job's worker is alive.
+
+        `done` only grows: it is the furthest the job has got. A chunk's rows are committed all at once, so a
+        retried or resumed job works through its chunk again from its last commit; meanwhile the page keeps
+        showing how far it got before, instead of a bar that jumps back, until the new run passes that point.
+        """
+        Job.objects.filter(pk=self.pk).update(
+            done=Greatest(F("done"), Least(Value(done), F("total"))), heartbeat_at=timezone.now()
+        )
 
     def succeed(self) -> None:
         now = timezone.now()
@@ -450,7 +490,9 @@ class Job(models.Model):
 
     def fail(self, error: str) -> None:
         now = timezone.now()
-        Job.objects.filter(pk=self.pk).update(state=JobState.FAILED, error=error, heartbeat_at=now, finished_at=now)
+        Job.objects.filter(pk=self.pk).update(
+            state=JobState.FAILED, error=error[: limits.ERROR], heartbeat_at=now, finished_at=now
+        )
 
 
 @dataclass(frozen=True)

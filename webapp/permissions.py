@@ -8,6 +8,11 @@ from functools import wraps
 from django.core.exceptions import PermissionDenied
 
 REVIEWER_GROUP = "reviewer"
+REVIEWERS_ONLY = (
+    f"This page is for reviewers and staff. Reviewing needs membership of the {REVIEWER_GROUP} group: "
+    "ask a staff member to add you."
+)
+STAFF_ONLY = "Only staff may do this: create, launch, approve, resume or cancel iterations."
 
 
 def can_review(user) -> bool:
@@ -18,24 +23,26 @@ def can_review(user) -> bool:
 
 
 def reviewer_required(view):
-    """Refuse (403) anyone who may not review: the review pages, the dashboard and the iteration pages."""
+    """Refuse (403) anyone who may not review: the review pages and the iteration pages. The message is what the
+    403 page tells them, so it says how to get in."""
 
     @wraps(view)
     def checked(request, *args, **kwargs):
         if not can_review(request.user):
-            raise PermissionDenied("reviewers and staff only")
+            raise PermissionDenied(REVIEWERS_ONLY)
         return view(request, *args, **kwargs)
 
     return checked
 
 
 def staff_required(view):
-    """Refuse (403) anyone but staff: creating and driving iterations."""
+    """Refuse (403) anyone but staff: creating and driving iterations. Joining the reviewer group would not
+    help, so the message does not suggest it."""
 
     @wraps(view)
     def checked(request, *args, **kwargs):
         if not request.user.is_staff:
-            raise PermissionDenied("staff only")
+            raise PermissionDenied(STAFF_ONLY)
         return view(request, *args, **kwargs)
 
     return checked

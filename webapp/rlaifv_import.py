@@ -23,6 +23,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from labeling.formats import FormatError, RlaifvRecord, read_rlaifv
+from webapp import limits
 from webapp.images import ImageError, store_image, validate_image
 from webapp.iterations import create_iteration
 from webapp.models import Instruction, Iteration, IterationStatus, PreferencePair, Response
@@ -49,7 +50,7 @@ def _sha256(path: Path) -> str:
             while chunk := file.read(1 << 20):
                 digest.update(chunk)
     except OSError as exc:
-        raise RlaifvImportFailed(f"cannot read: {exc.strerror or exc}") from None
+        raise RlaifvImportFailed(f"cannot read: {exc.strerror or 'input/output error'}") from None
     return digest.hexdigest()
 
 
@@ -60,7 +61,12 @@ def _instruction(row: int, record: RlaifvRecord, source: str | None, written: li
         raise RlaifvImportFailed(f"row {row}: column 'image': {exc}") from None
     name = (source or record.origin_dataset or record.ds_name or DEFAULT_SOURCE).strip()
     if len(name) > 100:
-        raise RlaifvImportFailed(f"row {row}: source {name[:40]!r}… is over 100 characters")
+        raise RlaifvImportFailed(f"row {row}: source '{name[:40]}…' is over 100 characters")
+    texts = [("question", record.question, limits.QUESTION)]
+    texts += [(column, getattr(record, column) or "", limits.ANSWER) for column in ("chosen", "rejected")]
+    for column, text, limit in texts:
+        if error := limits.too_long(f"column '{column}'", text, limit):
+            raise RlaifvImportFailed(f"row {row}: {error}")
     if store_image(image):
         written.append(image.name)
     return Instruction.objects.get_or_create(

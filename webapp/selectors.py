@@ -9,6 +9,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db import connections
 from django.db.models import BooleanField, Count, Exists, F, OuterRef, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Abs
@@ -33,6 +35,7 @@ from webapp.models import (
 )
 
 PAGE_SIZE = 25
+SEARCH_CONFIG = "english"  # the text search configuration of the search indexes (migration pair_search_indexes)
 COUNT_CAP = 200  # the list counts at most this many matches, so a count never walks a whole iteration
 # The spot-check queue stratifies this many of the most uncertain unreviewed verdicts.
 QUEUE_WINDOW = 100
@@ -89,14 +92,37 @@ class PairPage:
 
 
 def iteration_choice(number: int | None) -> IterationChoice:
-    """The iteration numbered `number` (404 when there is none); by default the one waiting at its review gate,
-    else the latest."""
-    iterations = list(Iteration.objects.order_by("-number"))
+    """The iteration numbered `number` (404 when there is none); by default the latest that has pairs (a newer
+    one still generating has none to show), else the latest."""
+    has_pairs = Exists(PreferencePair.objects.filter(iteration=OuterRef("pk")))
+    iterations = list(Iteration.objects.annotate(has_pairs=has_pairs).order_by("-number"))
     by_number = {it.number: it for it in iterations}
     if number and number not in by_number:
         raise Http404("no such iteration")
-    reviewing = [it for it in iterations if it.status == IterationStatus.REVIEWING]
-    return IterationChoice(iterations, by_number.get(number) or (reviewing or iterations or [None])[0])
+    with_pairs = [it for it in iterations if it.has_pairs]
+    return IterationChoice(iterations, by_number.get(number) or (with_pairs or iterations or [None])[0])
+
+
+def instruction_sources() -> list[str]:
+    """Every instruction source, for the pair list's source filter."""
+    return list(Instruction.objects.values_list("source", flat=True).distinct().order_by("source"))
+
+
+def search_pairs(pairs, iteration: Iteration, text: str):
+    """The pairs whose question or either answer holds `text`: PostgreSQL full-text search (English stemming,
+    web-search syntax: "quoted phrases", or, -not; GIN indexes: migration pair_search_indexes); on other
+    databases, a text that holds every word as a substring. Either way all the words are in one text."""
+    answers = Response.objects.filter(iteration=iteration)
+    if connections[pairs.db].vendor == "postgresql":
+        query = SearchQuery(text, config=SEARCH_CONFIG, search_type="websearch")
+        questions = Instruction.objects.annotate(words=SearchVector("question", config=SEARCH_CONFIG))
+        questions = questions.filter(words=query)
+        answers = answers.annotate(words=SearchVector("text", config=SEARCH_CONFIG)).filter(words=query)
+    else:
+        words = text.split()
+        questions = Instruction.objects.filter(*[Q(question__icontains=word) for word in words])
+        answers = answers.filter(*[Q(text__icontains=word) for word in words])
+    return pairs.filter(Q(instruction__in=questions) | Q(chosen__in=answers) | Q(rejected__in=answers))
 
 
 def filter_pairs(iteration: Iteration, filters: dict):
@@ -113,6 +139,8 @@ def filter_pairs(iteration: Iteration, filters: dict):
         pairs = pairs.filter(score_gap__lte=filters["max_gap"])
     if filters["source"]:
         pairs = pairs.filter(instruction__source=filters["source"])
+    if (filters.get("q") or "").strip():
+        pairs = search_pairs(pairs, iteration, filters["q"].strip())
     return pairs
 
 

@@ -1,9 +1,25 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, register_converter
 
+from webapp.iteration_actions import ACTIONS
 from webapp.views import dashboard, iterations, pages, review, transfer
+
+
+class IterationActionConverter:
+    """Only the actions an iteration has: any other word in their place is a 404, not a page that refuses."""
+
+    regex = "|".join(ACTIONS)
+
+    def to_python(self, value):
+        return value
+
+    def to_url(self, value):
+        return value
+
+
+register_converter(IterationActionConverter, "action")
 
 urlpatterns = [
     path("", dashboard.index, name="home"),
@@ -14,7 +30,7 @@ urlpatterns = [
     path("iterations/", iterations.iteration_list, name="iterations"),
     path("iterations/new/", iterations.iteration_new, name="iteration-new"),
     path("iterations/<int:number>/", iterations.iteration_detail, name="iteration"),
-    path("iterations/<int:number>/<str:action>/", iterations.iteration_action, name="iteration-action"),
+    path("iterations/<int:number>/<action:action>/", iterations.iteration_action, name="iteration-action"),
     path("iterations/<int:number>/export/<str:fmt>/", transfer.iteration_export, name="iteration-export"),
     path("imports/", transfer.import_new, name="imports"),
     path("imports/<int:pk>/", transfer.import_detail, name="import"),

@@ -37,6 +37,8 @@ from collections import deque
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 
 from labeling.backends.base import Sampling
 from labeling.generate import Instruction as LabelingInstruction
@@ -113,7 +115,7 @@ def run_streaming(job: Job, command: list[str]) -> list[dict]:
     threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
     tail: deque[str] = deque(maxlen=30)
     curve: list[dict] = []
-    step = total = 0
+    step, total = 0, job.total  # a retry starts from the step count an earlier run learnt (see `train`)
     next_write = 0.0
     try:
         while True:
@@ -129,7 +131,7 @@ def run_streaming(job: Job, command: list[str]) -> list[dict]:
             elif line:
                 tail.append(line.rstrip())
             if line is None or time.monotonic() >= next_write:
-                Job.objects.filter(pk=job.pk).update(total=max(total, step), log=curve)
+                Job.objects.filter(pk=job.pk).update(total=Greatest(Value(max(total, step)), F("done")), log=curve)
                 job.progress(step)
                 if not Iteration.objects.filter(pk=job.iteration_id, status=IterationStatus.TRAINING).exists():
                     raise Stopped
@@ -158,7 +160,9 @@ def train(job: Job) -> None:
 
     iteration = job.iteration
     dpo = dpo_settings(iteration)  # a bad setting fails here, before any work
-    job.start(total=0)  # the child reports the number of steps once the trainer knows it
+    # The child reports the number of steps once the trainer knows it; a retry keeps what an earlier run learnt
+    # (the job was created with the number of instructions as its total).
+    job.start(total=job.total if job.started_at else 0)
     release_models()
     name = checkpoint_name(iteration)
     final = Path(settings.MODELS_DIR) / name

@@ -1,7 +1,6 @@
 """Iteration pages: everyone who may review can watch; only staff create, launch, approve, resume, cancel."""
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
@@ -9,7 +8,7 @@ from django_htmx.http import HttpResponseStopPolling
 from webapp import lifecycle
 from webapp.charts import as_data, training_charts
 from webapp.forms import IterationForm
-from webapp.iteration_actions import ACTIONS, LABELS, offered, run_action
+from webapp.iteration_actions import LABELS, offered, run_action
 from webapp.metric_names import figures
 from webapp.models import Iteration, Job, JobKind
 from webapp.permissions import reviewer_required, staff_required
@@ -24,7 +23,11 @@ def iteration_list(request):
 
 @staff_required
 def iteration_new(request):
-    form = IterationForm(request.POST or None)
+    """A new draft; the form starts from the settings of iteration `?from=N`, else of the latest one."""
+    number = request.GET.get("from", "")
+    iterations = Iteration.objects.order_by("-number")
+    previous = get_object_or_404(Iteration, number=number) if number.isdigit() else iterations.first()
+    form = IterationForm(request.POST or None, previous=previous)
     if request.method == "POST" and form.is_valid():
         iteration = form.save(request.user)
         messages.success(request, f"{iteration} created as a draft on {iteration.instructions.count()} instructions.")
@@ -43,7 +46,9 @@ def iteration_detail(request, number):
         "actions": [(action, LABELS[action]) for action in offered(iteration)],
     }
     if request.htmx:
-        response = render(request, "iterations/progress.html", context)
+        # The iteration page polls its status with the buttons it allows; the dashboard, the status alone.
+        fragment = "iterations/detail.html#live" if request.htmx.target == "live" else "iterations/progress.html"
+        response = render(request, fragment, context)
         # The page polls while the iteration works; a finished one tells HTMX to stop.
         return response if context["active"] else HttpResponseStopPolling(response.content)
     train_jobs = Job.objects.filter(iteration=iteration, kind=JobKind.TRAIN).order_by("chunk")
@@ -57,7 +62,5 @@ def iteration_detail(request, number):
 @staff_required
 def iteration_action(request, number, action):
     iteration = get_object_or_404(Iteration, number=number)
-    if action not in ACTIONS:
-        raise PermissionDenied("unknown action")
     run_action(request, iteration, action)
     return redirect("iteration", number=number)

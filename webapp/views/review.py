@@ -13,7 +13,7 @@ from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
-from webapp import selectors
+from webapp import limits, selectors
 from webapp.models import CLAIM_DECISIONS, Claim, Iteration, PreferencePair, Review
 from webapp.permissions import reviewer_required
 from webapp.review import CannotUndo, ReviewClosed, record_review, set_excluded, undo_review
@@ -27,12 +27,17 @@ class PairFilter(forms.Form):
     excluded = forms.ChoiceField(choices=YES_NO, required=False)
     min_gap = forms.IntegerField(required=False, min_value=1)
     max_gap = forms.IntegerField(required=False, min_value=1)
-    source = forms.CharField(required=False, max_length=100)
+    source = forms.CharField(required=False, max_length=100, widget=forms.Select)  # a gone source matches nothing
+    q = forms.CharField(required=False, max_length=200, label="Search", help_text="words of the question or answers")
     sort = forms.ChoiceField(
         choices=[("-gap", "largest gap first"), ("gap", "smallest gap first"), ("-id", "newest"), ("id", "oldest")],
         required=False,
     )
     after = forms.RegexField(r"^\d+\.\d+$", required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["source"].widget.choices = [("", "any")] + [(s, s) for s in selectors.instruction_sources()]
 
 
 @reviewer_required
@@ -66,7 +71,10 @@ def _record(request, claims) -> Review | HttpResponse:
         if posted := _posted_decision(request):
             decision, claim_id = posted
             claim = get_object_or_404(claims.select_related("response"), pk=claim_id)
-            return record_review(claim, request.user, decision, request.POST.get("note", ""))
+            note = request.POST.get("note", "")
+            if error := limits.too_long("The note", note, limits.NOTE):
+                return HttpResponseBadRequest(f"{error}: shorten it and decide again.", content_type="text/plain")
+            return record_review(claim, request.user, decision, note)
     except (ReviewClosed, CannotUndo) as exc:
         return HttpResponse(str(exc), status=409, content_type="text/plain")
     return HttpResponseBadRequest(f"press one of {', '.join(CLAIM_DECISIONS)} on a claim, or undo")

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -16,7 +17,13 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, retrain, evaluate, seed, **options):
-        from training.shapes_models import build_shapes_models  # torch: only when the command runs
+        from training.shapes_models import LABELER, POLICY, RECORD_FILE, build_shapes_models  # torch: when it runs
+
+        # A checkpoint's record is written last, so its presence means the checkpoint is whole.
+        present = [name for name in (LABELER, POLICY) if (Path(settings.MODELS_DIR) / name / RECORD_FILE).exists()]
+        if len(present) == 2 and not (retrain or evaluate or seed):
+            self.stdout.write(f"shapes models: {', '.join(present)} already under {settings.MODELS_DIR}; kept")
+            return
 
         def report(record: dict) -> None:
             if "heldout" in record:

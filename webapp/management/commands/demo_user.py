@@ -14,11 +14,12 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="demo")
 
     def handle(self, *args, username, **options):
-        user, _ = get_user_model().objects.get_or_create(username=username)
+        user, created = get_user_model().objects.get_or_create(username=username)
         password = secrets.token_urlsafe(12)
         user.set_password(password)
         user.is_staff = user.is_superuser = True
         user.save()
         reviewers, _ = Group.objects.get_or_create(name=REVIEWER_GROUP)
         user.groups.add(reviewers)
-        self.stdout.write(f"demo login: username {username}  password {password}")
+        again = "" if created else " (a new password: the earlier one no longer works)"
+        self.stdout.write(f"demo login: username {username}  password {password}{again}")

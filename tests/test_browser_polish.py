@@ -1,0 +1,86 @@
+"""First-use details in a real Chromium (tests/browser.py): the pair list on a phone, the Cancel button going
+when the iteration stops, the styled 404 page."""
+
+from django.urls import reverse
+
+from tests.browser import BROWSER_MARKS, log_in
+from tests.factories import IterationFactory, JobFactory
+from tests.review_data import reviewing_iteration
+from webapp.models import Iteration, IterationStatus, JobKind, JobState
+
+pytestmark = BROWSER_MARKS
+
+
+def test_the_pair_list_is_usable_on_a_phone(browser, live_server, alice):
+    iteration = reviewing_iteration(*[[[0.9, 0.9], [0.9, 0.2]] for _ in range(4)])
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 375, "height": 740}, is_mobile=True)
+    page = context.new_page()
+    try:
+        log_in(page, "alice")
+        page.goto(reverse("review-pairs"))
+        rows = page.locator("table.pairs tr[data-pair]")
+        assert rows.count() == 4
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375  # nothing runs off the side
+        first = rows.first.bounding_box()
+        assert first["x"] >= 0 and first["x"] + first["width"] <= 375
+        assert page.locator("table.pairs td[data-label='Question']").first.is_visible()
+        # Each row is a card whose cells name their column.
+        label = page.eval_on_selector(
+            "table.pairs td[data-label='Gap']", "td => getComputedStyle(td, '::before').content"
+        )
+        assert label == '"Gap: "'
+        page.fill("input[name=q]", "unicorn")
+        page.select_option("select[name=source]", "test")
+        page.click(".filters button")
+        page.wait_for_selector("text=No pairs match.")
+        page.fill("input[name=q]", "")
+        page.click(".filters button")
+        page.wait_for_selector("table.pairs tr[data-pair]")
+        rows.first.locator("a").click()
+        page.wait_for_url(f"**/review/{iteration.number}/pairs/**")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    finally:
+        context.close()
+
+
+def test_the_cancel_button_disappears_when_the_iteration_stops(page, bob):
+    iteration = IterationFactory(status=IterationStatus.LABELING)
+    job = JobFactory(iteration=iteration, kind=JobKind.LABEL, done=2, total=10, state=JobState.RUNNING)
+    log_in(page, "bob")
+    page.goto(reverse("iteration", args=[iteration.number]))
+    cancel = "#live button:text('Cancel')"
+    assert page.is_visible(cancel)
+    type(job).objects.filter(pk=job.pk).update(done=10, state=JobState.SUCCEEDED)
+    Iteration.objects.filter(pk=iteration.pk).update(status=IterationStatus.DONE)
+    page.wait_for_selector("[data-status='done']")
+    assert page.locator(cancel).count() == 0
+
+
+def test_cancelling_leaves_resume_in_place_of_cancel(page, bob):
+    iteration = IterationFactory(status=IterationStatus.LABELING)
+    log_in(page, "bob")
+    page.goto(reverse("iteration", args=[iteration.number]))
+    Iteration.objects.filter(pk=iteration.pk).update(status=IterationStatus.FAILED, error="label chunk 0: boom")
+    page.wait_for_selector("[data-status='failed']")
+    assert page.locator("#live button:text('Cancel')").count() == 0
+    assert page.is_visible("#live button:text('Resume')")
+    assert page.inner_text("[data-error-reason]") == "label chunk 0: boom"
+
+
+def test_a_missing_page_is_the_styled_404(page, bob, settings):
+    settings.DEBUG = False
+    settings.STORAGES = settings.STORAGES | {
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    }
+    IterationFactory(number=1)
+    log_in(page, "bob")
+    blocked = []
+    page.on(
+        "console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None
+    )
+    response = page.goto("/iterations/1/bogus/")
+    assert response.status == 404
+    assert page.inner_text("h1") == "Not found"
+    assert page.eval_on_selector("header", "h => getComputedStyle(h).display") == "flex"  # the site's stylesheet
+    assert blocked == []
+    assert page.eval_on_selector("link[rel=icon]", "l => l.href").endswith("/static/webapp/favicon.svg")

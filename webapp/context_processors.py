@@ -1,0 +1,10 @@
+"""What every template may ask about the signed-in user's role, so pages offer only what the user may open."""
+
+from django.utils.functional import SimpleLazyObject
+
+from webapp.permissions import can_review
+
+
+def roles(request):
+    """`can_review`, looked up (one query) only by a template that asks."""
+    return {"can_review": SimpleLazyObject(lambda: can_review(request.user))}
