@@ -586,7 +586,9 @@ class InstructionImport(models.Model):
     total = models.PositiveIntegerField(default=0, help_text="Lines of the JSONL; done counts those checked")
     created = models.PositiveIntegerField(default=0, help_text="Instructions it created")
     skipped = models.PositiveIntegerField(default=0, help_text="Instructions that were there already")
-    error = models.TextField(blank=True, help_text="Why it failed: the line or zip member at fault")
+    error = models.TextField(
+        validators=[MaxLengthValidator(limits.ERROR)], blank=True, help_text="Why it failed: the line or zip member"
+    )
     worker = models.CharField(max_length=255, blank=True, help_text="The Celery worker that ran it last")
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     uploaded_at = models.DateTimeField(auto_now_add=True)

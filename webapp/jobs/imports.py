@@ -10,6 +10,7 @@ import time
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from webapp import limits
 from webapp.archives import ArchiveError, unpacked
 from webapp.importing import ImportFailed, ImportResult, import_instructions, read_jsonl
 from webapp.models import ImportState, InstructionImport
@@ -84,5 +85,5 @@ def fail_import(import_id: int, error: BaseException | str) -> None:
     if isinstance(error, BaseException):
         error = f"{type(error).__name__}: {error}"
     failed = InstructionImport.objects.filter(pk=import_id).exclude(state__in=FINAL)
-    if failed.update(state=ImportState.FAILED, phase="", error=error, finished_at=timezone.now()):
+    if failed.update(state=ImportState.FAILED, phase="", error=error[: limits.ERROR], finished_at=timezone.now()):
         _delete_files(InstructionImport.objects.get(pk=import_id))
