@@ -3,10 +3,11 @@
 from django import forms
 from django.db import transaction
 
+from webapp import audit
 from webapp.config import DEFAULT_CONFIG
 from webapp.dispatch import enqueue_import
 from webapp.iterations import create_iteration
-from webapp.models import Instruction, InstructionImport, Iteration, Split
+from webapp.models import AuditAction, Instruction, InstructionImport, Iteration, Split
 
 
 class ModelNamesForm(forms.ModelForm):
@@ -118,12 +119,16 @@ class ImportForm(forms.ModelForm):
         }
 
     def save(self, user):
-        """Store the files and send the import to a CPU worker, once both are saved."""
+        """Store the files and send the import to a CPU worker, once both are saved and on the audit trail."""
         upload = super().save(commit=False)
         upload.jsonl_name = self.cleaned_data["jsonl"].name[:255]
         upload.images_name = self.cleaned_data["images"].name[:255]
         upload.uploaded_by = user
         with transaction.atomic():
             upload.save()
+            audit.record(
+                AuditAction.UPLOAD, target=str(upload), jsonl=upload.jsonl_name, images=upload.images_name,
+                source=upload.source,
+            )  # fmt: skip
             enqueue_import(upload)
         return upload
