@@ -3,6 +3,7 @@
 Reviews are made only on the review pages (`webapp.review.record_review` re-scores the answer and rebuilds the
 pairs with them), and every iteration status changes only through the lifecycle: the admin launches,
 approves, cancels and resumes iterations through the same door as the staff pages (`webapp.iteration_actions`).
+A draft's edits and an iteration's deletion go on the audit trail, which is browsable here and read-only.
 """
 
 from django.contrib import admin
