@@ -16,9 +16,10 @@ from pathlib import Path
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from webapp import limits
+from webapp import audit, limits
+from webapp.actors import Actor
 from webapp.images import ImageError, ValidImage, store_image, validate_image
-from webapp.models import Instruction, Split
+from webapp.models import AuditAction, Instruction, Split
 
 
 class ImportFailed(ValueError):
@@ -127,8 +128,13 @@ def import_instructions(
     default_source: str = "user",
     progress: Callable[[str, int, int], None] | None = None,
     commit_with: Callable[[ImportResult], None] | None = None,
+    origin: str = "",
+    actor: Actor | None = None,
 ):
     """Check every line, then write all rows and images in one transaction; returns an ImportResult.
+
+    The import is put on the audit trail in that transaction, naming `origin` (the file, or the upload) and
+    `actor` (default: the request's user, else the command line).
 
     `progress(phase, done, total)` hears of each line checked ("checking"), then once that writing starts
     ("writing"; rows written inside the transaction are invisible to others until it commits).
@@ -164,6 +170,10 @@ def import_instructions(
                 )
                 created += was_created
             result = ImportResult(created=created, skipped=len(rows) - created)
+            audit.record(
+                AuditAction.IMPORT, target=origin, actor=actor, created=result.created, skipped=result.skipped,
+                source=default_source,
+            )  # fmt: skip
             if commit_with:
                 commit_with(result)
     except BaseException:

@@ -14,10 +14,13 @@ from collections import Counter
 from django.db import transaction
 
 from labeling.combine import ScoredResponse, combine_pairs, make_pairs
+from webapp import audit
+from webapp.actors import actor_for
 from webapp.config import config
 from webapp.models import (
     CLAIM_DECISIONS,
     VERDICT_ROW,
+    AuditAction,
     Claim,
     Decision,
     Iteration,
@@ -81,11 +84,20 @@ def undo_review(review: Review, reviewer) -> Review:
 
 
 def set_excluded(pair: PreferencePair, user, excluded: bool) -> None:
-    """Exclude a pair from training (or include it again); the flag survives rebuilds of its instruction."""
+    """Exclude a pair from training (or include it again); the flag survives rebuilds of its instruction. The
+    change is on the audit trail (reviews are their own)."""
     with transaction.atomic():
-        _lock_open(pair.iteration_id)
+        iteration = _lock_open(pair.iteration_id)
         pair.excluded, pair.excluded_by = excluded, (user if excluded else None)
         PreferencePair.objects.filter(pk=pair.pk).update(excluded=pair.excluded, excluded_by=pair.excluded_by)
+        audit.record(
+            AuditAction.EXCLUDE if excluded else AuditAction.INCLUDE,
+            iteration=iteration,
+            target=f"pair {pair.pk}",
+            actor=actor_for(user),
+            chosen=pair.chosen_id,
+            rejected=pair.rejected_id,
+        )
 
 
 def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
