@@ -8,13 +8,20 @@ import secrets
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
+from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.urls import reverse
+from django.utils import timezone
+
+from tests.review_data import reviewing_iteration
 
 ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery staple"  # tests/factories.py
 DOCKER = ROOT / "docker"
 POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
@@ -151,6 +158,42 @@ def test_every_response_carries_the_security_headers(client, alice):
         assert response["X-Content-Type-Options"] == "nosniff"
         assert response["X-Frame-Options"] == "DENY"
         assert response["Referrer-Policy"] == "same-origin"
+        assert "camera=()" in response["Permissions-Policy"] and "geolocation=()" in response["Permissions-Policy"]
+
+
+@pytest.mark.django_db
+def test_what_a_logged_in_user_is_shown_is_never_cached(client, alice, media_root):
+    iteration = reviewing_iteration([[0.9, 0.8], [0.9, 0.45]])
+    instruction = iteration.instructions.get()
+    (Path(media_root) / instruction.image.name).parent.mkdir(parents=True)
+    (Path(media_root) / instruction.image.name).write_bytes(b"not looked at")
+    client.force_login(alice)
+    pages = [reverse("home"), reverse("review-pairs"), reverse("iteration", args=[iteration.number]), "/no-such-page/"]
+    pages.append("/" + settings.MEDIA_URL + instruction.image.name)
+    for path in pages:
+        response = client.get(path)
+        assert response.status_code in (200, 404), path
+        assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"], path
+
+
+def test_a_session_ends_at_browser_close_and_after_an_idle_hour(settings):
+    assert settings.SESSION_EXPIRE_AT_BROWSER_CLOSE is True
+    assert settings.SESSION_COOKIE_AGE == 3600
+
+
+@pytest.mark.django_db
+def test_each_request_renews_the_session_and_an_idle_one_is_logged_out(client, alice):
+    response = client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
+    cookie = response.cookies[settings.SESSION_COOKIE_NAME]
+    assert cookie["expires"] == "" and cookie["max-age"] == ""  # a browser-session cookie
+    session = Session.objects.get()
+    Session.objects.update(expire_date=timezone.now() + timedelta(minutes=1))  # nearly idle for an hour
+    assert client.get(reverse("home")).status_code == 200
+    renewed = Session.objects.get(pk=session.pk).expire_date
+    assert renewed > timezone.now() + timedelta(minutes=59)
+    Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))  # idle past the hour
+    response = client.get(reverse("home"))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
 
 
 @pytest.mark.django_db
