@@ -1,10 +1,12 @@
 """All settings, read from the environment. Out of the box: SQLite and a file-based broker under var/.
 
-Production sets DEBUG=0, SECRET_KEY (or SECRET_KEY_FILE), ALLOWED_HOSTS, DATABASE_URL=postgres://…
-and CELERY_BROKER_URL=redis://…; see docker/.env.example.
+DEBUG is off unless DEBUG=1 says otherwise (`make demo` and the tests set it), so a server started without it
+shows no debug pages and needs SECRET_KEY (or SECRET_KEY_FILE) and ALLOWED_HOSTS. Production also sets
+DATABASE_URL=postgres://… and CELERY_BROKER_URL=redis://…; see docker/app.env.example.
 """
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -15,7 +17,7 @@ from webapp.env import env_bool, env_int, env_list, env_path, env_secret, env_st
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("VAR_DIR", BASE_DIR / "var")
 
-DEBUG = env_bool("DEBUG", True)
+DEBUG = env_bool("DEBUG", False)
 
 
 def _secret_key() -> str:
@@ -50,6 +52,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "axes",
     "webapp",
 ]
 
@@ -67,6 +70,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "webapp.security.PrivatePagesMiddleware",
+    # Last: turns a login refused by the lockout into its page (AXES_LOCKOUT_TEMPLATE).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -108,6 +114,32 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL;",
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Login throttling (django-axes), on the site's login and the admin's: after LOGIN_FAILURE_LIMIT failed logins
+# for one username, or from one address, every login for it (the right password too) is refused for
+# LOGIN_LOCKOUT_MINUTES, or until staff delete its access attempt in the admin (Axes › Access attempts).
+# Failed and successful logins are logged (logger "axes") and kept as access logs in the admin.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: a username, or an address
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_SENSITIVE_PARAMETERS = []  # the logs name the username and the address (never the password)
+AXES_LOCKOUT_CALLABLE = "webapp.logins.locked_out"
+AXES_CLIENT_IP_CALLABLE = "webapp.logins.client_address"
+# Behind the proxy every request comes from the proxy's address: name the header it sets to the client's own
+# (e.g. X-Real-IP; it must overwrite a client's). Unset, the connection's address (REMOTE_ADDR) is used.
+CLIENT_ADDRESS_HEADER = env_str("CLIENT_ADDRESS_HEADER", "")
+
+# Sessions end after SESSION_IDLE_MINUTES without a request (each request renews the cookie) and when the
+# browser closes.
+SESSION_COOKIE_AGE = env_int("SESSION_IDLE_MINUTES", 60) * 60
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -198,6 +230,11 @@ X_FRAME_OPTIONS = "DENY"
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
     "form-action 'self'; base-uri 'none'; object-src 'none'"
+)
+# Browser features no page uses, switched off for this site and anything it might embed.
+PERMISSIONS_POLICY = (
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), bluetooth=(), hid=(), "
+    "midi=(), magnetometer=(), gyroscope=(), accelerometer=(), display-capture=()"
 )
 
 LOGGING = {
