@@ -9,6 +9,9 @@ Formats (labeling/formats.py): `trl` is a `datasets` folder (save_to_disk), or o
 path ends in .parquet; `jsonl` is TRL rows whose images are paths relative to the JSONL's folder, the image
 files written there as images/<sha256[:2]>/<sha256>.<ext>; `rlaifv` is the RLAIF-V parquet layout. The output
 is written under a temporary name and renamed into place, so a failed export leaves no half-written file.
+An imported pair keeps the metadata of the row it came from (ds_name, idx, origin_dataset, origin_split,
+image_path); a pair made here is described as ours (ds_name "RLAIF-V-Studio", idx its id, origin_split the
+iteration's models).
 """
 
 import json
@@ -80,16 +83,19 @@ def _records(iteration: Iteration, pairs: list[ExportedPair]) -> Iterator[Rlaifv
                 image = file.read()
         except FileNotFoundError:
             raise ExportFailed(f"pair {exported.pair.pk}: image {instruction.image.name} is missing") from None
+        made_here = {
+            "image_path": instruction.image.name,
+            "ds_name": DS_NAME,
+            "origin_dataset": instruction.source,
+            "origin_split": origin_split,
+            "idx": str(exported.pair.pk),
+        }
         yield RlaifvRecord(
             image=image,
             question=instruction.question,
             chosen=exported.chosen,
             rejected=exported.rejected,
-            image_path=instruction.image.name,
-            ds_name=DS_NAME,
-            origin_dataset=instruction.source,
-            origin_split=origin_split,
-            idx=str(exported.pair.pk),
+            **(exported.pair.origin or made_here),
         )
 
 
