@@ -20,6 +20,9 @@ DEFAULT_CONFIG = {
     "chunk_size": None,  # None: settings.CHUNK_SIZE
     "generate_batch": 8,
     "label_batch": 512,
+    # DPO: the reference trains the projector and the language model and runs the vision tower frozen
+    # (training.dpo.DPOSettings; its other fields are config keys too, at the paper's defaults)
+    "train_vision_tower": False,
 }
 
 # How an iteration turns answers into pairs: `rlaifv` (divide and conquer with a labeler) or `self_reward`

@@ -9,6 +9,9 @@ Formats (labeling/formats.py): `trl` is a `datasets` folder (save_to_disk), or o
 path ends in .parquet; `jsonl` is TRL rows whose images are paths relative to the JSONL's folder, the image
 files written there as images/<sha256[:2]>/<sha256>.<ext>; `rlaifv` is the RLAIF-V parquet layout. The output
 is written under a temporary name and renamed into place, so a failed export leaves no half-written file.
+An imported pair keeps the metadata of the row it came from (ds_name, idx, origin_dataset, origin_split,
+image_path); a pair made here is described as ours (ds_name "RLAIF-V-Studio", idx its id, origin_split the
+iteration's models).
 
 `export_download` gives the same data as a stream of bytes for the browser: pairs are read PAIR_CHUNK at a
 time and each batch of rows is sent as soon as it is written. `trl` streams the parquet file (the command's
@@ -118,16 +121,19 @@ def _records(iteration: Iteration, pairs: Iterable[ExportedPair], tally: ExportR
                 image = file.read()
         except FileNotFoundError:
             raise ExportFailed(f"pair {exported.pair.pk}: image {instruction.image.name} is missing") from None
+        made_here = {
+            "image_path": instruction.image.name,
+            "ds_name": DS_NAME,
+            "origin_dataset": instruction.source,
+            "origin_split": origin_split,
+            "idx": str(exported.pair.pk),
+        }
         yield RlaifvRecord(
             image=image,
             question=instruction.question,
             chosen=exported.chosen,
             rejected=exported.rejected,
-            image_path=instruction.image.name,
-            ds_name=DS_NAME,
-            origin_dataset=instruction.source,
-            origin_split=origin_split,
-            idx=str(exported.pair.pk),
+            **(exported.pair.origin or made_here),
         )
         tally.written += 1
 

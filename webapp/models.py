@@ -369,6 +369,12 @@ class PreferencePair(models.Model):
     excluded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    origin = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="An imported pair's RLAIF-V row metadata (ds_name, idx, origin_dataset, origin_split, image_path), "
+        "exported again unchanged; empty for pairs made here",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

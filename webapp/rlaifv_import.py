@@ -9,7 +9,9 @@ Instructions are idempotent (unique source + image + question): importing a file
 source is `--source`, else the row's `origin_dataset`, else its `ds_name`. Rows with chosen and rejected
 become one new iteration (next number, policy `imported:<file name>`, labeler `imported`, status
 reviewing) holding a Response per distinct answer of an instruction (seeds 0, 1, 2, … in row order) and
-the pairs with score_gap=1: the dataset carries no scores, only which answer won. A file whose pairs were
+the pairs with score_gap=1: the dataset carries no scores, only which answer won. Each pair keeps its row's
+metadata (ds_name, idx, origin_dataset, origin_split, image_path) in `PreferencePair.origin`, which an
+export in the RLAIF-V layout writes back unchanged. A file whose pairs were
 imported before is refused, recognised by its SHA-256 in the iteration's config: a second copy of the same
 pairs would silently double their weight in training. The import, and the iteration it creates, are on the
 audit trail.
@@ -23,7 +25,7 @@ from pathlib import Path
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from labeling.formats import FormatError, RlaifvRecord, read_rlaifv
+from labeling.formats import FormatError, RlaifvRecord, read_rlaifv, rlaifv_metadata
 from webapp import audit, limits
 from webapp.images import ImageError, store_image, validate_image
 from webapp.iterations import create_iteration
@@ -115,7 +117,10 @@ def _import_rows(path: Path, digest: str, source: str | None, written: list[str]
         iteration = iteration or _new_iteration(path, digest)
         chosen, rejected = answer(instruction, record.chosen), answer(instruction, record.rejected)
         _, made = PreferencePair.objects.get_or_create(
-            iteration=iteration, chosen=chosen, rejected=rejected, defaults={"instruction": instruction, "score_gap": 1}
+            iteration=iteration,
+            chosen=chosen,
+            rejected=rejected,
+            defaults={"instruction": instruction, "score_gap": 1, "origin": rlaifv_metadata(record)},
         )
         pairs += made
     if iteration:
