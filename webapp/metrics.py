@@ -13,6 +13,7 @@ from django.core.cache import cache
 from django.db.models import Count, F, Q, Sum
 
 from labeling.audit import wilson_interval
+from labeling.calibration import accepts
 from webapp.models import Claim, Decision, Iteration, IterationStatus, Job, PreferencePair, Response, Review
 from webapp.progress import StageProgress
 
@@ -139,11 +140,18 @@ def _agreement(iteration_ids: list[int]) -> dict[int, Agreement]:
             claim__verdicts__labeler=F("claim__response__iteration__labeler"),
         )
         .order_by("claim", "created_at", "pk")
-        .values_list("claim", "claim__response__iteration", "decision", "claim__verdicts__accepted")
+        .values_list(
+            "claim",
+            "claim__response__iteration",
+            "decision",
+            "claim__verdicts__p_yes",
+            "claim__verdicts__p_no",
+            "claim__response__iteration__margin",
+        )
     )
     latest = {claim: rest for claim, *rest in rows}
     counts = defaultdict(lambda: [0, 0])
-    for iteration_id, decision, accepted in latest.values():
-        counts[iteration_id][0] += (decision == Decision.CORRECT) == accepted
+    for iteration_id, decision, p_yes, p_no, margin in latest.values():
+        counts[iteration_id][0] += (decision == Decision.CORRECT) == accepts(p_yes, p_no, margin)
         counts[iteration_id][1] += 1
     return {iteration_id: Agreement(agree, n) for iteration_id, (agree, n) in counts.items()}
