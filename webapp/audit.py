@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef, Subquery
 
 from labeling.audit import STRATIFIED, Estimate, Stratum, draw, stratified_estimate, uniform_estimate
 from labeling.calibration import accepts
@@ -76,35 +76,66 @@ class AuditResult:
 
 
 def audit_result(sample: AuditSample) -> AuditResult:
-    """The labeler's error rate over the whole iteration as the sample's audit reviews estimate it: a claim
-    counts once its latest standing audit review decided it, against the labeler's verdict under the
-    iteration's margin."""
-    iteration = sample.iteration
-    items = dict(AuditItem.objects.filter(sample=sample).values_list("claim", "stratum"))
-    decided = dict(
-        Review.objects.standing().filter(audit=sample).order_by("created_at", "pk").values_list("claim", "decision")
-    )
-    judged = Verdict.objects.filter(labeler=iteration.labeler, claim__in=list(decided))
-    verdicts = {claim: (p_yes, p_no) for claim, p_yes, p_no in judged.values_list("claim", "p_yes", "p_no")}
-    reviewed, errors = Counter(), Counter()
-    for claim, decision in decided.items():
-        if decision == Decision.UNSURE or claim not in verdicts:
-            continue
-        reviewed[items[claim]] += 1
-        errors[items[claim]] += accepts(*verdicts[claim], iteration.margin) != (decision == Decision.CORRECT)
-    unsure = sum(decision == Decision.UNSURE for decision in decided.values())
-    if sample.design == STRATIFIED:
-        estimate = stratified_estimate(
-            [Stratum(population, reviewed[band], errors[band]) for band, population in enumerate(sample.populations)]
+    return audit_results([sample])[sample.pk]
+
+
+def audit_results(samples: list[AuditSample]) -> dict[int, AuditResult]:
+    """By sample: the labeler's error rate over its whole iteration as the sample's audit reviews estimate it, in
+    three queries for any number of samples. A claim counts once its latest standing audit review decided it,
+    against the labeler's verdict under the iteration's margin."""
+    if not samples:
+        return {}
+    strata = {
+        (sample, claim): stratum
+        for sample, claim, stratum in AuditItem.objects.filter(sample__in=samples).values_list(
+            "sample", "claim", "stratum"
         )
-    else:
-        estimate = uniform_estimate(errors[0], reviewed[0], sample.populations[0])
-    return AuditResult(sample, estimate, len(items), unsure)
+    }
+    decided = {}
+    reviews = Review.objects.standing().filter(audit__in=samples).order_by("created_at", "pk")
+    for sample, claim, decision in reviews.values_list("audit", "claim", "decision"):
+        decided[sample, claim] = decision  # the latest wins
+    verdicts = Verdict.objects.filter(
+        claim__in={claim for _, claim in decided}, labeler=F("claim__response__iteration__labeler")
+    )
+    accepted = {
+        claim: accepts(p_yes, p_no, margin)
+        for claim, p_yes, p_no, margin in verdicts.values_list(
+            "claim", "p_yes", "p_no", "claim__response__iteration__margin"
+        )
+    }
+    reviewed, errors, unsure = Counter(), Counter(), Counter()
+    for (sample, claim), decision in decided.items():
+        if decision == Decision.UNSURE:
+            unsure[sample] += 1
+        elif claim in accepted:
+            reviewed[sample, strata[sample, claim]] += 1
+            errors[sample, strata[sample, claim]] += accepted[claim] != (decision == Decision.CORRECT)
+    drawn = Counter(sample for sample, _ in strata)
+    results = {}
+    for sample in samples:
+        bands = [
+            Stratum(population, reviewed[sample.pk, band], errors[sample.pk, band])
+            for band, population in enumerate(sample.populations)
+        ]
+        estimate = (
+            stratified_estimate(bands)
+            if sample.design == STRATIFIED
+            else uniform_estimate(bands[0].errors, bands[0].reviewed, bands[0].population)
+        )
+        results[sample.pk] = AuditResult(sample, estimate, drawn[sample.pk], unsure[sample.pk])
+    return results
 
 
-def audit_results(iterations: list[Iteration]) -> dict[int, AuditResult]:
-    """Each iteration's latest audit, for those that have one."""
-    latest = {}
-    for sample in AuditSample.objects.filter(iteration__in=iterations).select_related("iteration").order_by("pk"):
-        latest[sample.iteration_id] = sample
-    return {iteration_id: audit_result(sample) for iteration_id, sample in latest.items()}
+def latest_audits(iterations: list[Iteration]) -> dict[int, AuditResult]:
+    """Each iteration's latest audit, for those that have one; `iterations` annotated with `latest_audit` (see
+    `with_latest_audit`), so iterations never audited cost no query."""
+    ids = [it.latest_audit for it in iterations if it.latest_audit is not None]
+    samples = list(AuditSample.objects.filter(pk__in=ids)) if ids else []
+    return {result.sample.iteration_id: result for result in audit_results(samples).values()}
+
+
+def with_latest_audit(iterations):
+    """Iterations (a queryset) annotated with the id of their latest audit sample (`latest_audit`, or None)."""
+    latest = AuditSample.objects.filter(iteration=OuterRef("pk")).order_by("-pk").values("pk")[:1]
+    return iterations.annotate(latest_audit=Subquery(latest))

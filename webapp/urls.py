@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
 from webapp.iteration_actions import ACTIONS
-from webapp.views import dashboard, iterations, pages, review, transfer
+from webapp.views import audit, calibration, dashboard, iterations, pages, review, transfer
 
 
 class IterationActionConverter:
@@ -26,10 +26,14 @@ urlpatterns = [
     path("review/pairs/", review.pair_list, name="review-pairs"),
     path("review/<int:number>/pairs/<int:left>-<int:right>/", review.pair_detail, name="review-pair"),
     path("review/<int:number>/spot-check/", review.spot_check, name="review-queue"),
+    path("review/<int:number>/audit/", audit.audit, name="review-audit"),
+    path("review/<int:number>/audit/start/", audit.audit_start, name="review-audit-start"),
     path("media/images/<str:shard>/<str:name>", pages.instruction_image, name="instruction-image"),
     path("iterations/", iterations.iteration_list, name="iterations"),
     path("iterations/new/", iterations.iteration_new, name="iteration-new"),
     path("iterations/<int:number>/", iterations.iteration_detail, name="iteration"),
+    path("iterations/<int:number>/calibration/", calibration.calibration_page, name="iteration-calibration"),
+    path("iterations/<int:number>/calibration/apply/", calibration.margin_apply, name="iteration-margin"),
     path("iterations/<int:number>/<action:action>/", iterations.iteration_action, name="iteration-action"),
     path("iterations/<int:number>/export/<str:fmt>/", transfer.iteration_export, name="iteration-export"),
     path("imports/", transfer.import_new, name="imports"),
