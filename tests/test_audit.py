@@ -207,3 +207,30 @@ def test_a_second_labelers_disagreements_come_first_and_their_agreement_is_count
     assert (agreement.second, agreement.agree, agreement.n) == ("other-labeler", 2, 3)
     ReviewFactory(claim=claims[1], decision=Decision.CORRECT, iteration=iteration)
     assert first not in spot_check_queue(iteration)
+
+
+def test_the_label_stage_runs_the_second_labeler_too(settings, tiny_models_dir, media_root):
+    from PIL import Image
+
+    from tests.factories import ClaimFactory, InstructionFactory, IterationFactory, JobFactory, ResponseFactory
+    from webapp.jobs import rlaifv
+    from webapp.models import JobKind, JobState, ResponseStatus, Verdict
+
+    settings.MODELS_DIR = str(tiny_models_dir)
+    iteration = IterationFactory(
+        labeler="tiny-llava", status=IterationStatus.LABELING, config={"second_labeler": "coin-flip"}
+    )
+    instruction = InstructionFactory()
+    path = media_root / instruction.image.name
+    path.parent.mkdir(parents=True)
+    Image.new("RGB", (64, 48), (200, 80, 40)).save(path)
+    response = ResponseFactory(iteration=iteration, instruction=instruction, status=ResponseStatus.DIVIDED)
+    for index in range(3):
+        ClaimFactory(response=response, index=index, question=f"Is there a cat number {index}?")
+    job = JobFactory(iteration=iteration, kind=JobKind.LABEL, chunk=0, instruction_ids=[instruction.pk])
+    rlaifv.label(job)
+    job.refresh_from_db()
+    assert (job.state, job.done, job.total) == (JobState.SUCCEEDED, 6, 6)
+    labelers = sorted(Verdict.objects.filter(claim__response=response).values_list("labeler", flat=True))
+    assert labelers == ["coin-flip"] * 3 + ["tiny-llava"] * 3
+    assert labeler_agreement(iteration).n == 3
