@@ -39,6 +39,18 @@ def config(iteration: Iteration) -> dict:
     return merged
 
 
+def second_labeler(iteration: Iteration) -> str | None:
+    """The optional second labeler (config "second_labeler"): it judges every claim too, and the claims on which
+    the two labelers disagree go first in the spot-check queue. Scores and pairs follow the first alone."""
+    name = (iteration.config or {}).get("second_labeler") or None
+    return None if name == iteration.labeler else name
+
+
+def labelers(iteration: Iteration) -> list[str]:
+    """The labelers the label stage runs: the iteration's, then the second one if it has one."""
+    return [iteration.labeler, *filter(None, [second_labeler(iteration)])]
+
+
 def strategy(iteration: Iteration) -> str:
     name = (iteration.config or {}).get("strategy", "rlaifv")
     if name not in STRATEGIES:

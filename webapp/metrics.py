@@ -6,25 +6,16 @@ claims a human decided (latest decisive review) against the labeler's verdict on
 serves the most uncertain claims first, so it understates the agreement on claims at large.
 """
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.core.cache import cache
 from django.db.models import Count, F, Q, Sum
 
+from labeling.audit import wilson_interval
+from labeling.calibration import accepts
 from webapp.models import Claim, Decision, Iteration, IterationStatus, Job, PreferencePair, Response, Review
 from webapp.progress import StageProgress
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (95% for z = 1.96); sound for small n and rates near 0 or 1."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)
@@ -149,11 +140,18 @@ def _agreement(iteration_ids: list[int]) -> dict[int, Agreement]:
             claim__verdicts__labeler=F("claim__response__iteration__labeler"),
         )
         .order_by("claim", "created_at", "pk")
-        .values_list("claim", "claim__response__iteration", "decision", "claim__verdicts__accepted")
+        .values_list(
+            "claim",
+            "claim__response__iteration",
+            "decision",
+            "claim__verdicts__p_yes",
+            "claim__verdicts__p_no",
+            "claim__response__iteration__margin",
+        )
     )
     latest = {claim: rest for claim, *rest in rows}
     counts = defaultdict(lambda: [0, 0])
-    for iteration_id, decision, accepted in latest.values():
-        counts[iteration_id][0] += (decision == Decision.CORRECT) == accepted
+    for iteration_id, decision, p_yes, p_no, margin in latest.values():
+        counts[iteration_id][0] += (decision == Decision.CORRECT) == accepts(p_yes, p_no, margin)
         counts[iteration_id][1] += 1
     return {iteration_id: Agreement(agree, n) for iteration_id, (agree, n) in counts.items()}

@@ -7,13 +7,19 @@ previous decision standing: nothing to recompute. An undo is a review too, appen
 reviewer's own decisions, which then no longer counts, so the claim's verdict, the score and the pairs return
 to what they were before it. Reviews are taken only while the iteration waits at its review gate: before it
 the pairs do not exist yet, after it they have been trained on.
+
+Staff may also change the verdict rule's margin there (`apply_margin`): every answer is re-scored and every
+pair rebuilt under it, reviews still winning over the labeler, and the change is recorded on the iteration.
 """
 
 from collections import Counter
+from dataclasses import asdict
 
 from django.db import transaction
+from django.utils import timezone
 
-from labeling.combine import ScoredResponse, combine_pairs, make_pairs
+from labeling.calibration import PairChanges, pair_changes
+from labeling.combine import Pair, ScoredResponse, combine_pairs, make_pairs
 from webapp import audit
 from webapp.actors import actor_for
 from webapp.config import config
@@ -21,6 +27,8 @@ from webapp.models import (
     CLAIM_DECISIONS,
     VERDICT_ROW,
     AuditAction,
+    AuditItem,
+    AuditSample,
     Claim,
     Decision,
     Iteration,
@@ -51,14 +59,17 @@ def _lock_open(iteration_id: int) -> Iteration:
     return iteration
 
 
-def record_review(claim: Claim, reviewer, decision: str, note: str = "") -> Review:
-    """Append a review; when it is decisive, re-score the claim's response and rebuild its instruction's pairs."""
+def record_review(claim: Claim, reviewer, decision: str, note: str = "", audit: AuditSample | None = None) -> Review:
+    """Append a review; when it is decisive, re-score the claim's response and rebuild its instruction's pairs.
+    `audit`: the audit sample whose page it was made on (the claim must be one of its drawn claims)."""
     if decision not in CLAIM_DECISIONS:
         raise ValueError(f"unknown decision {decision!r}: one of {', '.join(CLAIM_DECISIONS)} (undo_review undoes)")
+    if audit is not None and not AuditItem.objects.filter(sample=audit, claim=claim).exists():
+        raise ValueError(f"claim {claim.pk} was not drawn in audit sample {audit.pk}")
     response = claim.response
     with transaction.atomic():
         iteration = _lock_open(response.iteration_id)
-        review = Review.objects.create(claim=claim, reviewer=reviewer, decision=decision, note=note)
+        review = Review.objects.create(claim=claim, reviewer=reviewer, decision=decision, note=note, audit=audit)
         if decision != Decision.UNSURE:
             rebuild_pairs(iteration, response.instruction_id)
     return review
@@ -114,7 +125,7 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
         .only("pk", "instruction_id", "text", "score")
         .order_by("pk")
     )
-    claims = with_labeler_verdict(Claim.objects.filter(response__in=responses), iteration.labeler)
+    claims = with_labeler_verdict(Claim.objects.filter(response__in=responses), iteration.labeler, iteration.margin)
     claims = list(claims.values_list(*VERDICT_ROW))
     if not claims:
         return
@@ -134,15 +145,87 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
         length_balance=cfg["length_balance"],
         length_ratio=iteration_length_ratio(iteration) if cfg["length_balance"] else None,
     )
-    _replace_pairs(iteration, instruction_id, pairs)
+    _replace_pairs(iteration, [instruction_id], pairs)
 
 
-def _replace_pairs(iteration: Iteration, instruction_id: int, pairs) -> None:
-    """Make the stored pairs equal `pairs`, keeping the row (its id and exclusion) of two answers still paired."""
-    old = {
-        frozenset((p.chosen_id, p.rejected_id)): p
-        for p in PreferencePair.objects.filter(iteration=iteration, instruction_id=instruction_id)
-    }
+class BadMargin(ValueError):
+    """A margin outside [−1, 1], where p_yes − p_no lives."""
+
+
+def apply_margin(iteration_id: int, user, margin: float) -> PairChanges:
+    """Make `margin` the iteration's verdict rule (accepted when p_yes > p_no + margin), re-score every answer and
+    rebuild every pair under it, and record who changed it from what, when, and what it did to the pairs."""
+    if not -1.0 <= margin <= 1.0:
+        raise BadMargin(f"a margin is between -1 and 1 (p_yes − p_no lies there), not {margin}")
+    with transaction.atomic():
+        iteration = _lock_open(iteration_id)
+        old = list(PreferencePair.objects.filter(iteration=iteration).values_list("chosen", "rejected", "score_gap"))
+        previous = iteration.margin
+        Iteration.objects.filter(pk=iteration.pk).update(margin=margin)
+        iteration.margin = margin
+        pairs = rebuild_all_pairs(iteration)
+        changes = pair_changes(old, [(p.chosen_id, p.rejected_id, p.score_gap) for p in pairs])
+        record = {
+            "margin": margin,
+            "previous": previous,
+            "by": user.get_username(),
+            "at": timezone.now().isoformat(),
+            "pairs": asdict(changes),
+        }
+        audit.record(
+            AuditAction.MARGIN, iteration=iteration, target=f"margin {margin}", previous=previous, pairs=record["pairs"]
+        )
+        metrics = iteration.metrics or {}
+        iteration.metrics = metrics | {"margins": [*metrics.get("margins", []), record]}
+        iteration.save(update_fields=["metrics"])
+    return changes
+
+
+def pairs_under(iteration: Iteration, margin: float | None = None) -> list[Pair]:
+    """The iteration's pairs as `rebuild_all_pairs` would make them under `margin` (None: its own): the "what if"
+    of a margin."""
+    return _scored_pairs(iteration, margin)[1]
+
+
+def rebuild_all_pairs(iteration: Iteration) -> list[Pair]:
+    """`rebuild_pairs` for every instruction at once. Call in a transaction, the iteration locked."""
+    responses, pairs = _scored_pairs(iteration, None)
+    changed = [r for r in responses if r.score != -r.n_rejected]
+    for r in changed:
+        r.score = -r.n_rejected
+    Response.objects.bulk_update(changed, ["score"], batch_size=500)
+    _replace_pairs(iteration, _claimed_instructions(iteration), pairs)
+    return pairs
+
+
+def _claimed_instructions(iteration: Iteration):
+    """The iteration's instructions whose labeled answers have claims (a subquery): those that pairs follow from
+    verdicts; the others' pairs (imported ones) are the only preference known and are left alone."""
+    labeled = Claim.objects.filter(response__iteration=iteration, response__status=ResponseStatus.LABELED)
+    return labeled.values("response__instruction")
+
+
+def _scored_pairs(iteration: Iteration, margin: float | None) -> tuple[list[Response], list[Pair]]:
+    """The labeled answers of instructions with claims, scored from effective verdicts under `margin`, and their
+    pairs: the combine stage's k, seed and r, as `rebuild_pairs` makes them."""
+    labeled = Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED)
+    responses = list(response_scores(labeled.filter(instruction__in=_claimed_instructions(iteration)), margin))
+    cfg = config(iteration)
+    pairs = make_pairs(
+        [ScoredResponse(r.pk, r.instruction_id, r.text, r.n_rejected) for r in responses],
+        k=cfg["pairs_per_instruction"],
+        seed=cfg["seed"],
+        length_balance=cfg["length_balance"],
+        length_ratio=iteration_length_ratio(iteration) if cfg["length_balance"] else None,
+    )
+    return responses, pairs
+
+
+def _replace_pairs(iteration: Iteration, instruction_ids, pairs) -> None:
+    """Make the stored pairs of these instructions equal `pairs`, keeping the row (its id and exclusion) of two
+    answers still paired."""
+    stored = PreferencePair.objects.filter(iteration=iteration, instruction_id__in=instruction_ids)
+    old = {frozenset((p.chosen_id, p.rejected_id)): p for p in stored}
     keep, create = [], []
     for pair in pairs:
         row = old.pop(frozenset((pair.chosen_id, pair.rejected_id)), None)
@@ -150,7 +233,7 @@ def _replace_pairs(iteration: Iteration, instruction_id: int, pairs) -> None:
             create.append(
                 PreferencePair(
                     iteration=iteration,
-                    instruction_id=instruction_id,
+                    instruction_id=pair.instruction_id,
                     chosen_id=pair.chosen_id,
                     rejected_id=pair.rejected_id,
                     score_gap=pair.score_gap,

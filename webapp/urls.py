@@ -5,7 +5,7 @@ from django.urls import path, register_converter
 
 from webapp.ids import IdConverter
 from webapp.iteration_actions import ACTIONS
-from webapp.views import dashboard, iterations, pages, review, transfer
+from webapp.views import calibration, dashboard, iterations, labeler_audit, pages, review, transfer
 
 
 class IterationActionConverter:
@@ -30,10 +30,14 @@ urlpatterns = [
     path("review/pairs/", review.pair_list, name="review-pairs"),
     path("review/<id:number>/pairs/<id:left>-<id:right>/", review.pair_detail, name="review-pair"),
     path("review/<id:number>/spot-check/", review.spot_check, name="review-queue"),
+    path("review/<id:number>/audit/", labeler_audit.audit, name="review-audit"),
+    path("review/<id:number>/audit/start/", labeler_audit.audit_start, name="review-audit-start"),
     path("media/images/<str:shard>/<str:name>", pages.instruction_image, name="instruction-image"),
     path("iterations/", iterations.iteration_list, name="iterations"),
     path("iterations/new/", iterations.iteration_new, name="iteration-new"),
     path("iterations/<id:number>/", iterations.iteration_detail, name="iteration"),
+    path("iterations/<id:number>/calibration/", calibration.calibration_page, name="iteration-calibration"),
+    path("iterations/<id:number>/calibration/apply/", calibration.margin_apply, name="iteration-margin"),
     path("iterations/<id:number>/<action:action>/", iterations.iteration_action, name="iteration-action"),
     path("iterations/<id:number>/export/<str:fmt>/", transfer.iteration_export, name="iteration-export"),
     path("imports/", transfer.import_new, name="imports"),

@@ -17,7 +17,7 @@ from labeling.divide import divide as divide_answers
 from labeling.generate import Instruction as LabelingInstruction
 from labeling.generate import candidate_seeds, generate_candidates
 from training.evaluate import labeler_accuracy, pair_truth
-from webapp.config import config, splitter
+from webapp.config import config, labelers, splitter
 from webapp.engines import backend_for
 from webapp.jobs.base import clean_text, commit_chunk
 from webapp.models import (
@@ -109,25 +109,33 @@ class _ClaimImage:
 
 
 def label(job: Job) -> None:
+    """Each labeler of the iteration (its own, and a second one if it has one) judges the chunk's claims it has
+    not judged yet."""
     iteration, cfg = job.iteration, config(job.iteration)
-    claims = list(
-        Claim.objects.filter(response__iteration=iteration, response__instruction_id__in=job.instruction_ids)
-        .exclude(verdicts__labeler=iteration.labeler)
-        .select_related("response__instruction")
-        .order_by("response__instruction_id", "response_id", "index")
-    )
-    job.start(total=len(claims))
+    chunk = Claim.objects.filter(response__iteration=iteration, response__instruction_id__in=job.instruction_ids)
+    todo = [
+        (
+            name,
+            list(
+                chunk.exclude(verdicts__labeler=name)
+                .select_related("response__instruction")
+                .order_by("response__instruction_id", "response_id", "index")
+            ),
+        )
+        for name in labelers(iteration)
+    ]
+    job.start(total=sum(len(claims) for _, claims in todo))
     verdicts = []
-    if claims:
-        backend = backend_for(iteration.engine, iteration.labeler)
+    for name, claims in todo:
+        if not claims:
+            continue
+        backend = backend_for(iteration.engine, name)
         for batch in batched(claims, cfg["label_batch"]):
             results, stats = label_claims(backend, [_ClaimImage(c) for c in batch])
             log.info("%s: %d claims, %.0f%% saved by dedup", job, stats.claims, 100 * stats.share_saved)
             for claim, yn in zip(batch, results, strict=True):
                 p_yes, p_no = min(max(yn.p_yes, 0.0), 1.0), min(max(yn.p_no, 0.0), 1.0)
-                verdicts.append(
-                    Verdict(claim=claim, labeler=iteration.labeler, p_yes=p_yes, p_no=p_no, accepted=p_yes > p_no)
-                )
+                verdicts.append(Verdict(claim=claim, labeler=name, p_yes=p_yes, p_no=p_no, accepted=p_yes > p_no))
             job.progress(len(verdicts))
 
     def write():
@@ -192,6 +200,7 @@ def feedback_against_truth(iteration: Iteration, responses: list[Response], pair
     claims = with_labeler_verdict(
         Claim.objects.filter(response__iteration=iteration, response__instruction__in=list(truth)),
         iteration.labeler,
+        iteration.margin,
     ).filter(labeler_accepted__isnull=False)
     judgements = (
         (question, accepted, truth[instruction])

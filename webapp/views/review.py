@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from webapp import limits, selectors
 from webapp.ids import fits, parse_id
-from webapp.models import CLAIM_DECISIONS, Claim, Iteration, PreferencePair, Review
+from webapp.models import CLAIM_DECISIONS, AuditSample, Claim, Iteration, PreferencePair, Review
 from webapp.permissions import reviewer_required
 from webapp.review import CannotUndo, ReviewClosed, record_review, set_excluded, undo_review
 
@@ -77,8 +77,9 @@ def _posted_decision(request) -> tuple[str, int] | None:
     return None
 
 
-def _record(request, claims) -> Review | HttpResponse:
-    """Record the decision, or the undo, posted on one of `claims`: the new review, or an error response."""
+def record_posted(request, claims, audit: AuditSample | None = None) -> Review | HttpResponse:
+    """Record the decision, or the undo, posted on one of `claims`: the new review, or an error response.
+    `audit`: the audit sample whose page it was posted on."""
     try:
         if (undone := parse_id(request.POST.get("undo", ""))) is not None:
             reviews = Review.objects.filter(claim__in=claims, reviewer=request.user).select_related("claim__response")
@@ -89,7 +90,7 @@ def _record(request, claims) -> Review | HttpResponse:
             note = request.POST.get("note", "")
             if error := limits.too_long("The note", note, limits.NOTE):
                 return HttpResponseBadRequest(f"{error}: shorten it and decide again.", content_type="text/plain")
-            return record_review(claim, request.user, decision, note)
+            return record_review(claim, request.user, decision, note, audit=audit)
     except (ReviewClosed, CannotUndo) as exc:
         return HttpResponse(str(exc), status=409, content_type="text/plain")
     return HttpResponseBadRequest(f"press one of {', '.join(CLAIM_DECISIONS)} on a claim, or undo")
@@ -120,7 +121,7 @@ def pair_detail(request, number, left, right):
     if "exclude" in request.POST:
         answer = _exclude(request, iteration, left, right)
     else:
-        answer = _record(request, Claim.objects.filter(response__in=[left, right]))
+        answer = record_posted(request, Claim.objects.filter(response__in=[left, right]))
     if isinstance(answer, HttpResponse):
         return answer
     if not request.htmx:
@@ -138,7 +139,7 @@ def spot_check(request, number):
     iteration = get_object_or_404(Iteration, number=number)
     last = parse_id(request.GET.get("last", ""))
     if request.method == "POST":
-        answer = _record(request, Claim.objects.filter(response__iteration=iteration))
+        answer = record_posted(request, Claim.objects.filter(response__iteration=iteration))
         if isinstance(answer, HttpResponse):
             return answer
         if not request.htmx:
