@@ -21,6 +21,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from labeling.tiny_families.qwen_vl import build_qwen2_5_vl, build_qwen2_vl
 from labeling.tiny_parts import INIT_STD, make_tokenizer, seeded, set_generation_ids
 
 # `USER: <image> question\nASSISTANT:`; assistant turns end with eos. Newlines are written as {{ '\n' }}
@@ -130,6 +131,8 @@ def build_tiny_llava(path: Path):
 # tests (tests/test_families.py) and bench/gpu_check.py run over this registry.
 FAMILIES = {
     "tiny-llava": build_tiny_llava,
+    "tiny-qwen2-vl": build_qwen2_vl,
+    "tiny-qwen2.5-vl": build_qwen2_5_vl,
 }
 
 
