@@ -3,6 +3,9 @@ it loads the standard way, the prefix-cached yes/no equals a full forward, seede
 the batch, greedy decoding equals transformers' own, and a DPO step (full and LoRA) trains a checkpoint that
 reloads and generates."""
 
+import json
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -138,3 +141,25 @@ def test_one_dpo_step_trains_a_checkpoint_that_reloads_and_generates(family, lor
     trained = TransformersBackend(tmp_path / "out")
     request = GenerationRequest(images[1], "Describe the image.", seeds=(0, 1))
     assert all(text.strip() for text in trained.generate([request], SHORT)[0])
+
+
+def test_a_qwen2_vl_folder_laid_out_as_on_the_hub_loads_without_torchvision(tiny_models_dir, tmp_path, images):
+    """Qwen/Qwen2-VL-2B-Instruct's layout: the image processor in preprocessor_config.json (min/max pixels, the
+    processor class), the chat template in chat_template.json, no video processor config."""
+    tiny = tiny_models_dir / "tiny-qwen2-vl"
+    hub = tmp_path / "Qwen2-VL-2B-Instruct"
+    shutil.copytree(tiny, hub)
+    image_processor = json.loads((hub / "processor_config.json").read_text())["image_processor"]
+    size = image_processor.pop("size")
+    image_processor |= {"min_pixels": size["shortest_edge"], "max_pixels": size["longest_edge"]}
+    (hub / "preprocessor_config.json").write_text(json.dumps(image_processor | {"processor_class": "Qwen2VLProcessor"}))
+    (hub / "chat_template.json").write_text(json.dumps({"chat_template": (hub / "chat_template.jinja").read_text()}))
+    (hub / "processor_config.json").unlink()
+    (hub / "chat_template.jinja").unlink()
+
+    processor = load_processor(hub)
+    queries = [PolarQuery(image, "Is there a man in the image? Please answer yes or no.") for image in images]
+
+    assert type(processor).__name__ == "Qwen2VLProcessor"
+    assert image_token_counts(processor, images) == image_token_counts(load_processor(tiny), images)
+    assert TransformersBackend(hub).yes_no(queries) == TransformersBackend(tiny).yes_no(queries)
