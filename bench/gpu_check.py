@@ -1,10 +1,11 @@
 """The model families on a GPU: the vLLM engine against the transformers engine, and DPO in bf16.
 
 Usage (on a GPU worker, in its environment: requirements-gpu.txt or docker/Dockerfile.gpu):
-    python bench/gpu_check.py [--models DIR [--gpu-share 0.4]] [--families tiny-qwen2-vl tiny-gemma3 ...]
+    python bench/gpu_check.py [--families tiny-qwen2-vl tiny-gemma3 ...]
+    python bench/gpu_check.py --models $MODELS_DIR/Qwen2-VL-7B-Instruct ... --gpu-share 0.4
 
 For every family of `labeling.tiny_models.FAMILIES` (all of them run on vLLM), on its tiny checkpoint
-(built into a temporary folder) or on the folder of that name under `--models` (real weights, see README):
+(built into a temporary folder), or for each checkpoint folder given with `--models` (real weights, README):
 - yes/no: the vLLM engine's P(yes) / P(no) against the transformers engine's, both in bf16, on 3 images × 4
   questions: the largest difference must stay within TOLERANCE, and where the transformers engine's margin
   |P(yes) − P(no)| exceeds 2 × TOLERANCE both must give the same verdict;
@@ -139,7 +140,7 @@ def missing_requirement() -> str | None:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", type=Path, help="a MODELS_DIR holding folders named as the families")
+    parser.add_argument("--models", type=Path, nargs="+", help="checkpoint folders to check instead of the tiny ones")
     parser.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--gpu-share", type=float, default=0.1, help="share of GPU memory per vLLM engine")
     return parser
@@ -158,13 +159,13 @@ def main(argv=None) -> int:
     from labeling.tiny_models import build_tiny_models
 
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
-    models = args.models or work / "models"
-    if args.models is None:
-        build_tiny_models(models)
+    if args.models:
+        targets = {path.name: path for path in args.models}
+    else:
+        targets = {name: path for name, path in build_tiny_models(work / "models").items() if name in args.families}
     images = save_sample_images(work / "images", IMAGES)
     rows = []
-    for name in args.families:
-        path = models / name
+    for name, path in targets.items():
         try:
             reference = TransformersBackend(path, device="cuda", dtype=torch.bfloat16)
             candidate = VLLMBackend(
