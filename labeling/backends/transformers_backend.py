@@ -5,7 +5,7 @@ image's prompt prefix (`USER: <image>` and its image tokens) once and scores all
 in one batched forward on a copy of that prefix's KV cache. `generate` samples with one RNG per candidate
 seed (see `seeded_sampling`), so a seed gives the same text whatever else is in the batch.
 
-Both work on every family in `labeling.tiny_families` (LLaVA-1.5, Qwen2-VL, Qwen2.5-VL, Gemma 3,
+Both work on every family of `labeling.tiny_models.FAMILIES` (LLaVA-1.5, Qwen2-VL, Qwen2.5-VL, Gemma 3,
 LLaVA-OneVision, Idefics3): prompts are tokenised exactly as the processor does (each image placeholder
 replaced by the text the processor gives for that image: its tiles, its dynamic-resolution token count,
 Gemma's begin/end-of-image markers), per-token modality ids go with the prompt (Gemma's bidirectional
@@ -97,6 +97,18 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+def cache_rows(cache, rows: torch.Tensor):
+    """A cache holding `rows` of `cache`'s batch, each layer of the same kind (full or sliding window).
+
+    Layers replace their tensors rather than write into them, so copying the layer objects (not their
+    tensors) before selecting leaves `cache` as it was, for the next batch of questions.
+    """
+    copied = copy.copy(cache)
+    copied.layers = [copy.copy(layer) for layer in cache.layers]
+    copied.batch_select_indices(rows)
+    return copied
 
 
 def prefetched(fn: Callable, args: Iterable, ahead: int) -> Iterator:
@@ -324,12 +336,14 @@ class TransformersBackend:
         rows = []  # (image's place in the chunk, query index, question tail)
         for c, item in enumerate(chunk):
             rows += [(c, i, ids[shared:]) for i, ids in zip(item.indices, item.ids, strict=True)]
-        # Sliding-window layers (Gemma 3) count their window in cache slots, so padding between the prefix
-        # and a question would shift it: there, each batch holds questions of one length, unpadded.
-        for batch in self._batches(rows, key=lambda row: len(row[2]) if self.sliding_window else 0):
+        # Sliding-window layers (Gemma 3) count their window in cache slots, so padding between the prefix and
+        # a question longer than the window would shift it: such questions go in batches of one length, unpadded.
+        window = self.sliding_window
+        for batch in self._batches(
+            rows, key=lambda row: len(row[2]) if window and shared + len(row[2]) > window else 0
+        ):
             select = torch.tensor([c for c, _, _ in batch], device=self.device)
-            cache = copy.deepcopy(prefix_cache)  # the copy keeps each layer's kind (full or sliding window)
-            cache.batch_select_indices(select)
+            cache = cache_rows(prefix_cache, select)
             tails = self._batch([tail for _, _, tail in batch])
             mask = tails["attention_mask"]
             positions = starts[select][:, None] + (mask.cumsum(-1) - 1).clamp(min=0)
