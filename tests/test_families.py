@@ -24,11 +24,7 @@ pytestmark = pytest.mark.slow
 # Families whose processor gives every image the same number of tokens (fixed resolution).
 FIXED_RESOLUTION = {"tiny-llava", "tiny-gemma3"}
 SHORT = Sampling(temperature=0.7, top_p=0.9, max_new_tokens=8)
-QUESTIONS = [
-    "Is it true that there is a man in the image?",
-    "Is there a red cup on the table?",
-    "Does the image show a rocket?",
-]
+QUESTIONS = ["Is it true that there is a man in the image?", "Is there a red cup on the table?"]
 ONE_STEP = {"max_steps": 1, "global_batch_size": 1, "warmup_ratio": 0.0, "learning_rate": 1e-2, "lora_r": 4}
 
 
@@ -109,9 +105,11 @@ def test_a_seed_gives_the_same_text_whatever_shares_its_batch(engine, images):
 def test_greedy_decoding_equals_transformers_generate(engine, images):
     """Same tokens as the model's own `generate`: the engine's positions (M-RoPE too) and masks are right."""
     question = "Describe the image."
-    texts = engine.generate([GenerationRequest(image, question, (0,)) for image in images], Sampling(0, 1, 8))
+    square_and_portrait = [images[0], images[2]]
+    requests = [GenerationRequest(image, question, (0,)) for image in square_and_portrait]
+    texts = engine.generate(requests, Sampling(0, 1, 8))
 
-    for image, (text,) in zip(images, texts, strict=True):
+    for image, (text,) in zip(square_and_portrait, texts, strict=True):
         inputs = engine.processor(text=[engine._chat(question)], images=[load_image(image)], return_tensors="pt")
         output = engine.model.generate(**inputs, max_new_tokens=8, do_sample=False)
         expected = engine.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
