@@ -6,7 +6,7 @@ transformers' PIL image path). Images never need the video processor, so `load_p
 same processor class without it: same name, same image processor, tokenizer and chat template, same
 outputs for images, and `save_pretrained` writes the files a full processor reads back. Where torchvision
 is present (the GPU worker), or the family has no video processor, it is `AutoProcessor` unchanged. The
-engines, DPO and the tiny checkpoints' builders all load and make processors through here.
+transformers engine, DPO, self-reward and the tiny checkpoints' builders load and make processors here.
 """
 
 import json
@@ -40,18 +40,22 @@ def image_only(processor_class: type) -> type:
     return ImageOnly
 
 
-def processor_class_of(path) -> type:
-    """The processor class a checkpoint folder names, or the one its model type maps to."""
+def processor_class_of(path) -> type | None:
+    """The transformers processor class a checkpoint folder names, or the one its model type maps to; None
+    for a class transformers does not have (AutoProcessor then says what is wrong)."""
     for name in PROCESSOR_FILES:
         file = Path(path, name)
         if file.is_file():
             class_name = json.loads(file.read_text()).get("processor_class")
             if class_name:
-                return getattr(transformers, class_name)
-    return PROCESSOR_MAPPING[type(AutoConfig.from_pretrained(path))]
+                return getattr(transformers, class_name, None)
+    config_class = type(AutoConfig.from_pretrained(path))
+    return PROCESSOR_MAPPING[config_class] if config_class in PROCESSOR_MAPPING else None
 
 
-def needs_image_only(processor_class: type) -> bool:
+def needs_image_only(processor_class: type | None) -> bool:
+    if processor_class is None or not hasattr(processor_class, "get_attributes"):
+        return False
     return "video_processor" in processor_class.get_attributes() and not is_torchvision_available()
 
 
