@@ -46,6 +46,7 @@ def engine(family):
 
 
 def image_token_counts(processor, paths) -> list[int]:
+    """How many tokens each image's placeholder becomes (image tokens, markers and tile tags)."""
     counts = []
     for path in paths:
         ids = processor(text=[processor.image_token], images=[load_image(path)])["input_ids"][0]
