@@ -261,13 +261,15 @@ def restore_lora_dropout(model, p: float) -> None:
 def build_trainer(dataset, policy, out, settings: DPOSettings, callbacks=()):
     """TRL's DPOTrainer for `policy` (a local checkpoint folder) on `dataset`, set up as the reference trains."""
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
     from trl import DPOTrainer
+
+    from labeling.processors import load_processor
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by `accelerate launch`
     args = trl_config(settings, out, world_size)
     try:
-        processor = AutoProcessor.from_pretrained(policy)
+        processor = load_processor(policy)
         # Full fine-tuning keeps float32 master weights under bf16 autocast: a 5e-7 step vanishes in bf16
         # rounding. With LoRA only the adapter trains (PEFT keeps it in float32), so the frozen base is bf16.
         dtype = torch.bfloat16 if args.bf16 and settings.lora else torch.float32
@@ -329,14 +331,16 @@ def train_dpo(pairs, policy, out, settings: DPOSettings | None = None, report: C
 def merge_adapter(adapter, out):
     """Merge a saved LoRA adapter into its base model and save a full checkpoint (with the processor) at `out`."""
     from peft import PeftConfig, PeftModel
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
+
+    from labeling.processors import load_processor
 
     if not Path(adapter, "adapter_model.safetensors").is_file():  # PEFT would fall back to a pickled .bin
         raise OSError(f"{adapter}: no adapter_model.safetensors (adapters are loaded from safetensors only)")
     base_path = PeftConfig.from_pretrained(adapter).base_model_name_or_path
     base = AutoModelForImageTextToText.from_pretrained(base_path, use_safetensors=True)
     PeftModel.from_pretrained(base, adapter).merge_and_unload().save_pretrained(out)
-    AutoProcessor.from_pretrained(adapter).save_pretrained(out)
+    load_processor(adapter).save_pretrained(out)
     record = Path(adapter, RECORD_FILE)
     if record.exists():
         shutil.copy(record, Path(out, RECORD_FILE))
