@@ -1,4 +1,5 @@
-"""The dashboard (the home page): every iteration's progress, counts, scores and agreement, and trends across them.
+"""The dashboard (the home page): every iteration's progress, counts, scores and agreement, trends across them,
+and the evaluated iterations' strategies compared (webapp.comparison).
 
 Running iterations poll the iteration page's progress fragment (views/iterations.py), which stops the
 polling once the iteration leaves its active stages. Any signed-in user may look; one outside the reviewer
@@ -10,6 +11,7 @@ from django.shortcuts import render
 
 from webapp import lifecycle
 from webapp.charts import as_data, score_chart, trend_charts
+from webapp.comparison import compare
 from webapp.metrics import iteration_stats
 from webapp.models import Instruction, Iteration, IterationStatus
 
@@ -25,6 +27,7 @@ def index(request):
         # The loop goes on: a trained, evaluated iteration's checkpoint is the next one's default policy.
         "next_from": latest if latest and latest.status == IterationStatus.DONE and latest.checkpoint else None,
         "rows": list(zip(stats, scores, strict=True)),  # each iteration and its score histogram
+        "compared": compare([s.iteration for s in stats]),
         "active": set(lifecycle.ACTIVE),
         "trends": trends,
         "charts": trends + as_data([chart for chart in scores if chart]),
