@@ -141,3 +141,14 @@ def test_a_generator_must_be_a_model_name(client, bob):
         response = client.post(reverse("iteration-new"), FORM | {"strategy": "rlaifv", "other_settings": bad})
         assert response.status_code == 200 and message in response.content.decode()
     assert not Iteration.objects.exists()
+
+
+def test_a_drafts_generator_in_the_admin_must_be_a_model_name():
+    from webapp.forms import DraftForm
+
+    draft = IterationFactory()
+    fields = {"policy": "p", "labeler": "l", "splitter": "rule", "engine": "transformers"}
+    form = DraftForm(data=fields | {"config": '{"generator": "http://x/y"}'}, instance=draft)
+    assert not form.is_valid() and "not a URL" in str(form.errors["config"])
+    form = DraftForm(data=fields | {"config": '{"generator": " base "}'}, instance=draft)
+    assert form.is_valid() and form.cleaned_data["config"] == {"generator": "base"}
