@@ -25,9 +25,10 @@ DEFAULT_CONFIG = {
     "train_vision_tower": False,
 }
 
-# How an iteration turns answers into pairs: `rlaifv` (divide and conquer with a labeler) or `self_reward`
-# (the policy's own implicit reward ranks its answers; the paper's ablation).
-STRATEGIES = ("rlaifv", "self_reward")
+# How an iteration turns answers into pairs: `rlaifv` (divide and conquer with a labeler), `whole_response`
+# (the labeler judges each whole answer with one question; the paper's baseline to divide and conquer) or
+# `self_reward` (the policy's own implicit reward ranks its answers; the paper's ablation).
+STRATEGIES = ("rlaifv", "whole_response", "self_reward")
 
 RULE_SPLITTER = "rule"
 
@@ -72,6 +73,15 @@ class Splitter:
     @property
     def label(self) -> str:
         return self.method if self.model is None else f"{self.method}:{self.model}"
+
+
+def generator(iteration: Iteration) -> str:
+    """The model whose answers are the candidates: config["generator"], else the policy itself.
+
+    RLAIF-V samples the policy being trained (the paper's "deconfounded" candidates); another model's answers
+    are its ablation. The train stage always trains the policy.
+    """
+    return (iteration.config or {}).get("generator") or iteration.policy
 
 
 def splitter(iteration: Iteration) -> Splitter:

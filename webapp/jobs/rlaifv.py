@@ -16,8 +16,9 @@ from labeling.divide import QuestionAnswer
 from labeling.divide import divide as divide_answers
 from labeling.generate import Instruction as LabelingInstruction
 from labeling.generate import candidate_seeds, generate_candidates
+from labeling.shapes import question_is_true
 from training.evaluate import labeler_accuracy, pair_truth
-from webapp.config import config, labelers, splitter
+from webapp.config import config, generator, labelers, splitter
 from webapp.engines import backend_for
 from webapp.jobs.base import clean_text, commit_chunk
 from webapp.models import (
@@ -48,7 +49,7 @@ def generate(job: Job) -> None:
     sampling = Sampling(temperature=cfg["temperature"], top_p=cfg["top_p"], max_new_tokens=cfg["max_new_tokens"])
     rows, done = [], len(instructions) - len(todo)
     if todo:
-        backend = backend_for(iteration.engine, iteration.policy)
+        backend = backend_for(iteration.engine, generator(iteration))
         for batch in batched(todo, cfg["generate_batch"]):
             inputs = [LabelingInstruction(i.pk, Path(i.image.path), i.question) for i in batch]
             for c in generate_candidates(backend, inputs, n=cfg["n"], sampling=sampling, base_seed=cfg["seed"]):
@@ -147,7 +148,9 @@ def label(job: Job) -> None:
     commit_chunk(job, write)
 
 
-def combine(job: Job) -> None:
+def combine(job: Job, is_true=question_is_true) -> None:
+    """Scores and pairs of the whole iteration; `is_true` reads a claim's truth where it is known (see
+    `feedback_against_truth`)."""
     iteration, cfg = job.iteration, config(job.iteration)
     responses = list(response_scores(Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED)))
     job.start(total=len(responses))
@@ -161,7 +164,7 @@ def combine(job: Job) -> None:
     for r in responses:
         r.score = -r.n_rejected
     metrics = {"length_ratio": combined.length_ratio}
-    if feedback := feedback_against_truth(iteration, responses, pairs):
+    if feedback := feedback_against_truth(iteration, responses, pairs, is_true):
         metrics["feedback"] = feedback
 
     def write():
@@ -187,9 +190,10 @@ def combine(job: Job) -> None:
     commit_chunk(job, write)
 
 
-def feedback_against_truth(iteration: Iteration, responses: list[Response], pairs) -> dict | None:
+def feedback_against_truth(iteration: Iteration, responses: list[Response], pairs, is_true) -> dict | None:
     """Where instructions carry their true objects (the shapes world): how often the labeler was right about
-    the iteration's claims, and how many pairs prefer the answer with fewer wrong objects. None elsewhere."""
+    the iteration's claims (`is_true(question, objects)` is a claim's truth), and how many pairs prefer the
+    answer with fewer wrong objects. None elsewhere."""
     truth = dict(
         Instruction.objects.filter(iterations=iteration, objects_present__isnull=False).values_list(
             "pk", "objects_present"
@@ -210,6 +214,6 @@ def feedback_against_truth(iteration: Iteration, responses: list[Response], pair
     )
     texts = {r.pk: r.text for r in responses}
     known = [p for p in pairs if p.instruction_id in truth]
-    return labeler_accuracy(judgements) | pair_truth(
+    return labeler_accuracy(judgements, is_true) | pair_truth(
         (texts[p.chosen_id], texts[p.rejected_id], truth[p.instruction_id]) for p in known
     )

@@ -1,5 +1,5 @@
-"""The dashboard (the home page): every iteration's progress, counts, scores, agreement and audit estimate, and
-trends across them.
+"""The dashboard (the home page): every iteration's progress, counts, scores, agreement and audit estimate,
+trends across them, and the evaluated iterations' strategies compared (webapp.comparison).
 
 Running iterations poll the iteration page's progress fragment (views/iterations.py), which stops the
 polling once the iteration leaves its active stages. Any signed-in user may look; one outside the reviewer
@@ -11,6 +11,7 @@ from django.shortcuts import render
 
 from webapp import lifecycle
 from webapp.charts import as_data, score_chart, trend_charts
+from webapp.comparison import compare
 from webapp.labeler_audit import latest_audits, with_latest_audit
 from webapp.metrics import iteration_stats
 from webapp.models import Instruction, Iteration, IterationStatus
@@ -29,6 +30,7 @@ def index(request):
         "next_from": latest if latest and latest.status == IterationStatus.DONE and latest.checkpoint else None,
         # each iteration, its score histogram and its latest audit
         "rows": [(s, chart, audits.get(s.iteration.pk)) for s, chart in zip(stats, scores, strict=True)],
+        "compared": compare([s.iteration for s in stats]),
         "active": set(lifecycle.ACTIVE),
         "trends": trends,
         "charts": trends + as_data([chart for chart in scores if chart]),
