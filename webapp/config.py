@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from webapp.models import Iteration
+from labeling.engine_options import check_options, gpus_needed
+from webapp.models import Iteration, JobKind
 
 DEFAULT_CONFIG = {
     "n": 10,
@@ -30,6 +31,11 @@ DEFAULT_CONFIG = {
 STRATEGIES = ("rlaifv", "self_reward")
 
 RULE_SPLITTER = "rule"
+
+# The models an iteration loads, each with engine options of its own (config "engine_options": {role: {...}}):
+# the policy (generate, train, and its checkpoint in evaluate), the labeler (label, evaluate; a second labeler
+# too) and the splitter (the divide LLM).
+ROLES = ("policy", "labeler", "splitter")
 
 
 def config(iteration: Iteration) -> dict:
@@ -78,3 +84,61 @@ def splitter(iteration: Iteration) -> Splitter:
     if iteration.splitter == RULE_SPLITTER:
         return Splitter(RULE_SPLITTER, None)
     return Splitter("rlaifv", iteration.splitter)
+
+
+def check_engine_options(engine: str, value) -> dict:
+    """The config's "engine_options" ({role: options}) checked for `engine`; a ValueError names the problem."""
+    if not isinstance(value, dict):
+        raise ValueError('engine_options must be a JSON object by role, e.g. {"labeler": {"tensor_parallel_size": 4}}')
+    checked = {}
+    for role, options in value.items():
+        if role not in ROLES:
+            raise ValueError(f"engine_options has no role {role!r} (roles: {', '.join(ROLES)})")
+        try:
+            checked[role] = check_options(engine, options)
+        except ValueError as error:
+            raise ValueError(f"engine_options[{role}]: {error}") from None
+    return checked
+
+
+def engine_options(iteration: Iteration, role: str, engine: str | None = None) -> dict:
+    """A role's engine options: the worker's defaults for the engine (settings.ENGINE_OPTIONS), then the
+    iteration's own. `engine` is the one the model runs on when it is not the iteration's (evaluate on openai)."""
+    engine = engine or iteration.engine
+    own = ((iteration.config or {}).get("engine_options") or {}).get(role) or {}
+    return check_options(engine, settings.ENGINE_OPTIONS.get(engine, {}) | (own if engine == iteration.engine else {}))
+
+
+def roles_of(iteration: Iteration, kind: str) -> list[str]:
+    """The roles whose models a job of `kind` loads (none: a CPU job)."""
+    divider = ["splitter"] if splitter(iteration).model else []
+    if strategy(iteration) == "self_reward" and kind in (JobKind.DIVIDE, JobKind.LABEL):
+        return ["policy"] if kind == JobKind.LABEL else []  # the policy and its reference score; nothing divides
+    return {
+        JobKind.GENERATE: ["policy"],
+        JobKind.DIVIDE: divider,
+        JobKind.LABEL: ["labeler"],
+        JobKind.TRAIN: ["policy"],
+        JobKind.EVALUATE: ["policy", "labeler", *divider],
+    }.get(kind, [])
+
+
+def gpus_for(iteration: Iteration, kind: str) -> int:
+    """The GPUs a job of `kind` needs: the most any of its models is spread over (0: no GPU)."""
+    gpus = [gpus_needed(iteration.engine, engine_options(iteration, role)) for role in roles_of(iteration, kind)]
+    if kind in (JobKind.TRAIN, JobKind.EVALUATE) and gpus:
+        gpus.append(1)  # DPO and the checkpoint's answers run locally whatever the engine
+    return max(gpus, default=0)
+
+
+def engine_settings(iteration: Iteration) -> list[tuple[str, str, dict | str]]:
+    """For the iteration page: each role's model and its engine options, or what is wrong with them."""
+    models = {"policy": iteration.policy, "labeler": iteration.labeler, "splitter": splitter(iteration).model}
+    rows = []
+    for role in ROLES:
+        if models[role]:
+            try:
+                rows.append((role, models[role], engine_options(iteration, role)))
+            except ValueError as error:
+                rows.append((role, models[role], str(error)))
+    return rows
