@@ -109,23 +109,28 @@ def engine_options(iteration: Iteration, role: str, engine: str | None = None) -
     return check_options(engine, settings.ENGINE_OPTIONS.get(engine, {}) | (own if engine == iteration.engine else {}))
 
 
-def roles_of(iteration: Iteration, kind: str) -> list[str]:
-    """The roles whose models a job of `kind` loads (none: a CPU job)."""
-    divider = ["splitter"] if splitter(iteration).model else []
+def models_of(iteration: Iteration, kind: str) -> list[tuple[str, str]]:
+    """The (role, model) pairs a job of `kind` loads, in the order it uses them (none: a CPU job)."""
+    policy = [("policy", iteration.policy)]
+    divider = [("splitter", splitter(iteration).model)] if splitter(iteration).model else []
     if strategy(iteration) == "self_reward" and kind in (JobKind.DIVIDE, JobKind.LABEL):
-        return ["policy"] if kind == JobKind.LABEL else []  # the policy and its reference score; nothing divides
+        return policy if kind == JobKind.LABEL else []  # the policy and its reference score; nothing divides
     return {
-        JobKind.GENERATE: ["policy"],
+        JobKind.GENERATE: policy,
         JobKind.DIVIDE: divider,
-        JobKind.LABEL: ["labeler"],
-        JobKind.TRAIN: ["policy"],
-        JobKind.EVALUATE: ["policy", "labeler", *divider],
+        JobKind.LABEL: [("labeler", name) for name in labelers(iteration)],
+        JobKind.TRAIN: policy,
+        JobKind.EVALUATE: [
+            ("policy", iteration.checkpoint or iteration.policy),
+            *divider,
+            ("labeler", iteration.labeler),
+        ],
     }.get(kind, [])
 
 
 def gpus_for(iteration: Iteration, kind: str) -> int:
     """The GPUs a job of `kind` needs: the most any of its models is spread over (0: no GPU)."""
-    gpus = [gpus_needed(iteration.engine, engine_options(iteration, role)) for role in roles_of(iteration, kind)]
+    gpus = [gpus_needed(iteration.engine, engine_options(iteration, role)) for role, _ in models_of(iteration, kind)]
     if kind in (JobKind.TRAIN, JobKind.EVALUATE) and gpus:
         gpus.append(1)  # DPO and the checkpoint's answers run locally whatever the engine
     return max(gpus, default=0)

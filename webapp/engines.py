@@ -81,6 +81,17 @@ def backend_for(
     return POOL.get(key, stage, size, load)
 
 
+class OnFirstUse:
+    """A backend loaded when a method is first called, so a stage that uses its models one after another (evaluate:
+    answer, divide, judge) holds each alone: every phase is a stage of its own to the pool."""
+
+    def __init__(self, load):
+        self._load = load
+
+    def __getattr__(self, name):
+        return getattr(self._load(), name)
+
+
 def reward_models(policy: str, reference: str, stage: str = "label"):
     """A DPO-aligned policy and its reference, for self-reward scoring; loaded once per worker process."""
     from training.self_reward import load_models
