@@ -25,8 +25,9 @@ def labeling_iteration():
     ids = [[i.pk for i in instructions[n * 32 : (n + 1) * 32]] for n in range(6)]
     for n in range(3):
         started = now - timedelta(seconds=800 - 100 * n)
+        finished = started + timedelta(seconds=400)
         JobFactory(iteration=iteration, kind=JobKind.LABEL, chunk=n, instruction_ids=ids[n], total=320, done=320,
-                   state=JobState.SUCCEEDED, started_at=started, finished_at=started + timedelta(seconds=400))  # fmt: skip
+                   state=JobState.SUCCEEDED, started_at=started, finished_at=finished)  # fmt: skip
     running = JobFactory(iteration=iteration, kind=JobKind.LABEL, chunk=3, instruction_ids=ids[3], total=320,
                          done=160, state=JobState.RUNNING, started_at=now - timedelta(seconds=200))  # fmt: skip
     for n in (4, 5):

@@ -28,6 +28,8 @@ STAGE_UNITS = {
     JobKind.TRAIN: "steps",
     JobKind.EVALUATE: "answers",
 }
+# Before launch generate is sized in answers: its cost grows with n, which its jobs (counting instructions) hide.
+ESTIMATE_UNITS = STAGE_UNITS | {JobKind.GENERATE: "answers"}
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class StageEstimate:
 
     @property
     def units(self) -> str:
-        return STAGE_UNITS[self.kind]
+        return ESTIMATE_UNITS[self.kind]
 
     @property
     def duration(self) -> str:
@@ -136,7 +138,7 @@ def sizes(instructions: int, cfg: dict, claims_per_answer: float, heldout: int, 
     held-out answers."""
     answers = instructions * cfg["n"]
     return {
-        JobKind.GENERATE: instructions,
+        JobKind.GENERATE: answers,
         JobKind.DIVIDE: answers,
         JobKind.LABEL: answers * claims_per_answer,
         JobKind.COMBINE: answers,
