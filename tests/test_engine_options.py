@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from labeling.engine_options import backend_options, check_options, gpus_needed
@@ -153,3 +154,16 @@ def test_the_settings_refuse_bad_default_options_at_start_up():
     assert (
         "ENGINE_OPTIONS: engine option gpu_memory_utilization=2 must be a number above 0 and at most 1" in result.stderr
     )
+
+
+@pytest.mark.django_db
+def test_run_iteration_refuses_bad_engine_options_before_creating_anything():
+    InstructionFactory()
+    config = json.dumps({"engine_options": {"labeler": {"gpu_memory_utilization": 0}}})
+    with pytest.raises(
+        CommandError, match=r"--config: engine_options\[labeler\]: engine option gpu_memory_utilization=0"
+    ):
+        call_command(
+            "run_iteration", "--new", "--policy", "p", "--labeler", "l", "--engine", "vllm", "--config", config
+        )
+    assert not Iteration.objects.exists()
