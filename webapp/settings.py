@@ -183,7 +183,7 @@ IMPORT_MAX_MEMBERS = env_int("IMPORT_MAX_MEMBERS", 100_000)
 IMPORT_MAX_RATIO = env_int("IMPORT_MAX_RATIO", 200)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # Django's default: larger uploaded files are spooled to a temporary file
 
-# Celery: GPU work (generate, label, train) on queue "gpu", the rest on "cpu".
+# Celery: GPU work (generate, label, train) on queue "gpu" ("gpu-xN": models spread over N GPUs), the rest on "cpu".
 # Without CELERY_BROKER_URL the broker is a folder under var/, so the demo needs no server.
 _BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost/")
