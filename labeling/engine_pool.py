@@ -25,6 +25,12 @@ class Loaded:
     size: int  # bytes on the GPUs
 
 
+def held_bytes(backend, estimate: int) -> int:
+    """What a loaded engine holds: its own report (`memory_bytes()`) where it has one, else the estimate."""
+    report = getattr(backend, "memory_bytes", None)
+    return report() if callable(report) else estimate
+
+
 def shut_down(backend) -> None:
     """Release what a backend holds: its own `shutdown` (vLLM's engines), else nothing but its references."""
     shutdown = getattr(backend, "shutdown", None)
@@ -55,7 +61,9 @@ class EnginePool:
             return entry.backend
         self._make_room(stage, size, key)
         backend = load()
-        self.loaded[key] = Loaded(backend, stage, size)
+        self.loaded[key] = Loaded(backend, stage, held_bytes(backend, size))
+        if self.budget is not None and self.used > self.budget:
+            log.warning("%s holds more than estimated: the worker is at %.1f GiB", key, self.used / GIB)
         return backend
 
     def _make_room(self, stage: str, size: int, key) -> None:
@@ -83,5 +91,4 @@ class EnginePool:
             entry = self.loaded.pop(key)
             log.info("shutting down %s (%s, %.1f GiB)", key, entry.stage, entry.size / GIB)
             shut_down(entry.backend)
-            del entry
         self.free()

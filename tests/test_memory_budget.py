@@ -135,6 +135,18 @@ def test_a_model_alone_over_the_budget_is_refused_before_it_loads():
     assert gpu.events == []
 
 
+def test_what_an_engine_reports_holding_counts_over_its_estimate():
+    """Estimated at 10 GiB, the engine holds 50: the next stage's 20 GiB do not fit beside it in 60."""
+    pool = EnginePool(budget=60 * GIB)
+    gpu = FakeGPU(capacity=60 * GIB)
+    pool.get("policy", "generate", 10 * GIB, lambda: FakeEngine(gpu, "policy", 50 * GIB))
+
+    pool.get("labeler", "label", 20 * GIB, lambda: FakeEngine(gpu, "labeler", 20 * GIB))
+
+    assert gpu.events == [("load", "policy"), ("shutdown", "policy"), ("load", "labeler")]
+    assert pool.used == gpu.used == 20 * GIB
+
+
 def test_vllm_takes_its_share_of_every_gpu_it_spans():
     options = check_options("vllm", {"tensor_parallel_size": 4, "gpu_memory_utilization": 0.5})
 

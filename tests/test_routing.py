@@ -108,3 +108,7 @@ def test_the_multi_gpu_compose_file_runs_one_worker_per_gpu_group_on_the_main_ho
         assert service["environment"]["CELERY_BROKER_URL"] == "redis://:secret@10.0.0.5:6379/0"
         assert {"media:/data/media:rw", "models:/data/models:rw"} <= set(service["volumes"])
         assert service["environment"]["DEBUG"] == "0"  # app.env's production settings reach every worker
+
+
+def test_a_model_served_elsewhere_still_runs_on_a_gpu_worker_which_holds_the_api_tokens():
+    assert queues(engine="openai")["label"] == "gpu"

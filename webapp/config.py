@@ -129,11 +129,10 @@ def models_of(iteration: Iteration, kind: str) -> list[tuple[str, str]]:
 
 
 def gpus_for(iteration: Iteration, kind: str) -> int:
-    """The GPUs a job of `kind` needs: the most any of its models is spread over (0: no GPU)."""
-    gpus = [gpus_needed(iteration.engine, engine_options(iteration, role)) for role, _ in models_of(iteration, kind)]
-    if kind in (JobKind.TRAIN, JobKind.EVALUATE) and gpus:
-        gpus.append(1)  # DPO and the checkpoint's answers run locally whatever the engine
-    return max(gpus, default=0)
+    """The GPUs a job of `kind` needs: the most any of its models is spread over (0: it loads none). Model work
+    stays on GPU workers even when a server runs the model (openai): they hold the API tokens (models.env)."""
+    roles = [role for role, _ in models_of(iteration, kind)]
+    return max((max(gpus_needed(iteration.engine, engine_options(iteration, role)), 1) for role in roles), default=0)
 
 
 def engine_settings(iteration: Iteration) -> list[tuple[str, str, dict | str]]:
