@@ -136,10 +136,10 @@ def test_the_iteration_page_shows_each_models_options_and_queue(client, alice, s
 
     page = client.get(reverse("iteration", args=[1])).content.decode()
 
-    assert (
-        "labeler (llava-next-34b): <code>gpu_memory_utilization=0.85</code>, <code>tensor_parallel_size=4</code>"
-        in page
+    labeler = (
+        "<code>gpu_memory_utilization=0.85</code>, <code>max_num_seqs=128</code>, <code>tensor_parallel_size=4</code>"
     )
+    assert f"labeler (llava-next-34b): {labeler}" in page
     assert 'label <code data-queue="label">gpu-x4</code>' in page
     assert 'generate <code data-queue="generate">gpu</code>' in page
     assert 'divide <code data-queue="divide">cpu</code>' in page  # the rule splitter

@@ -142,7 +142,7 @@ def engine_settings(iteration: Iteration) -> list[tuple[str, str, dict | str]]:
     for role in ROLES:
         if models[role]:
             try:
-                rows.append((role, models[role], engine_options(iteration, role)))
+                rows.append((role, models[role], dict(sorted(engine_options(iteration, role).items()))))
             except ValueError as error:
                 rows.append((role, models[role], str(error)))
     return rows
