@@ -14,7 +14,7 @@ from pathlib import Path
 from django.conf import settings
 
 from labeling.backends import load_backend
-from labeling.engine_options import GIB, backend_options, memory_estimate, weights_bytes
+from labeling.engine_options import GIB, TRANSFORMERS_OVERHEAD, backend_options, memory_estimate, weights_bytes
 from labeling.engine_pool import EnginePool
 
 
@@ -67,7 +67,7 @@ def backend_for(
         kwargs |= {"base_url": settings.OPENAI_BASE_URL, "api_key": settings.OPENAI_API_KEY}
     size = memory_estimate(engine, options, text_model if engine == "vllm" and text_model else model, gpu_bytes())
     if engine == "transformers" and text_model:
-        size += int(weights_bytes(text_model) * 1.2)  # the divide LLM loads beside the VLM
+        size += int(weights_bytes(text_model) * TRANSFORMERS_OVERHEAD)  # the divide LLM loads beside the VLM
 
     def load():
         try:
@@ -97,7 +97,7 @@ def reward_models(policy: str, reference: str, stage: str = "label"):
     from training.self_reward import load_models
 
     policy, reference = resolve_model(policy), resolve_model(reference)
-    size = int((weights_bytes(policy) + weights_bytes(reference)) * 1.2)
+    size = int((weights_bytes(policy) + weights_bytes(reference)) * TRANSFORMERS_OVERHEAD)
     POOL.budget = budget_bytes()
     load = lambda: load_models(policy, reference, device=settings.TORCH_DEVICE)  # noqa: E731
     return POOL.get(("self_reward", policy, reference), stage, size, load)
