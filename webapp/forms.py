@@ -9,7 +9,7 @@ from django.db import transaction
 
 from labeling.backends.coin_flip import COIN_FLIP
 from webapp import audit, limits
-from webapp.config import DEFAULT_CONFIG, STRATEGIES
+from webapp.config import DEFAULT_CONFIG, STRATEGIES, check_engine_options
 from webapp.dispatch import enqueue_import
 from webapp.iterations import create_iteration
 from webapp.models import AuditAction, Instruction, InstructionImport, Iteration, Split
@@ -76,6 +76,16 @@ class DraftForm(ModelNamesForm):
             raise forms.ValidationError('Give the settings as a JSON object, e.g. {"n": 4}.')
         return checked_generator(value)
 
+    def clean(self):
+        cleaned = super().clean()
+        config = cleaned.get("config")
+        if isinstance(config, dict) and "engine_options" in config and cleaned.get("engine"):
+            try:
+                config["engine_options"] = check_engine_options(cleaned["engine"], config["engine_options"])
+            except ValueError as error:
+                self.add_error("config", f"{error}.")
+        return cleaned
+
 
 class IterationForm(ModelNamesForm):
     """A new draft iteration: models, sampling, pairing and DPO settings, and which instructions to run on."""
@@ -103,13 +113,21 @@ class IterationForm(ModelNamesForm):
     learning_rate = forms.FloatField(min_value=0.0, initial=5e-7)
     epochs = forms.IntegerField(min_value=1, max_value=100, initial=4)
     lora = forms.BooleanField(required=False, help_text="Train a LoRA adapter (r 64, α 16) instead of all weights")
+    engine_options = forms.JSONField(
+        required=False,
+        help_text="Per model, the engine's options over the workers' defaults, e.g. "
+        '{"policy": {"dtype": "bfloat16"}, '
+        '"labeler": {"tensor_parallel_size": 4, "gpu_memory_utilization": 0.85, "max_model_len": 4096}}. vLLM: dtype, '
+        "tensor_parallel_size, gpu_memory_utilization, max_model_len, max_num_seqs; transformers: dtype, device_map, "
+        "attn_implementation; both: gpus (the GPUs the model is spread over: its queue) and memory_gb",
+    )
     other_settings = forms.JSONField(
         required=False,
         help_text="More config keys as a JSON object (e.g. eval_temperature, sft_weight); the fields above win",
     )
 
     CONFIG_FIELDS = ["strategy", "n", "temperature", "top_p", "max_new_tokens", "seed", "pairs_per_instruction",
-                     "chunk_size", "beta", "learning_rate", "epochs", "lora"]  # fmt: skip
+                     "chunk_size", "beta", "learning_rate", "epochs", "lora", "engine_options"]  # fmt: skip
 
     class Meta:
         model = Iteration
@@ -170,6 +188,12 @@ class IterationForm(ModelNamesForm):
             raise forms.ValidationError(error + ".")
         return checked_generator(value)
 
+    def clean_engine_options(self):
+        value = self.cleaned_data["engine_options"]
+        if error := limits.too_long("The engine options' JSON", json.dumps(value), limits.SETTINGS):
+            raise forms.ValidationError(error + ".")
+        return value or None
+
     def instructions(self):
         chosen = Instruction.objects.filter(split=self.cleaned_data["split"])
         if self.cleaned_data.get("source"):
@@ -180,6 +204,13 @@ class IterationForm(ModelNamesForm):
         cleaned = super().clean()
         if "split" in cleaned and not self.instructions().exists():
             raise forms.ValidationError("No instructions match this source and split.")
+        if cleaned.get("engine_options") is not None and cleaned.get("engine"):
+            try:
+                cleaned["engine_options"] = check_engine_options(cleaned["engine"], cleaned["engine_options"])
+            except ValueError as error:
+                self.add_error("engine_options", f"{error}.")
+        if "engine_options" in (cleaned.get("other_settings") or {}):
+            self.add_error("other_settings", "Give the engine options in their own field.")
         return cleaned
 
     def save(self, user):

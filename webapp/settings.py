@@ -12,7 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from webapp.env import env_bool, env_int, env_list, env_path, env_secret, env_str
+from labeling.engine_options import check_options
+from webapp.env import env_bool, env_float, env_int, env_json, env_list, env_path, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("VAR_DIR", BASE_DIR / "var")
@@ -182,7 +183,7 @@ IMPORT_MAX_MEMBERS = env_int("IMPORT_MAX_MEMBERS", 100_000)
 IMPORT_MAX_RATIO = env_int("IMPORT_MAX_RATIO", 200)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # Django's default: larger uploaded files are spooled to a temporary file
 
-# Celery: GPU work (generate, label, train) on queue "gpu", the rest on "cpu".
+# Celery: GPU work (generate, label, train) on queue "gpu" ("gpu-xN": models spread over N GPUs), the rest on "cpu".
 # Without CELERY_BROKER_URL the broker is a folder under var/, so the demo needs no server.
 _BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost/")
@@ -249,6 +250,15 @@ OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "http://127.0.0.1:8001/v1")
 OPENAI_API_KEY = env_secret("OPENAI_API_KEY") or "none"
 CHUNK_SIZE = env_int("CHUNK_SIZE", 32)
 TORCH_DEVICE = env_str("TORCH_DEVICE", "cpu")
+# Engine options every iteration starts from, per engine, e.g. {"vllm": {"gpu_memory_utilization": 0.85}}
+# (labeling/engine_options.py lists them); an iteration's config key "engine_options" overrides them per role.
+ENGINE_OPTIONS = env_json("ENGINE_OPTIONS", {})
+try:
+    ENGINE_OPTIONS = {engine: check_options(engine, options) for engine, options in dict(ENGINE_OPTIONS).items()}
+except (TypeError, ValueError) as error:
+    raise ImproperlyConfigured(f"ENGINE_OPTIONS: {error}") from None
+# GiB of GPU memory a worker's loaded models may hold together. Unset: one stage's models at a time.
+GPU_MEMORY_BUDGET_GB = env_float("GPU_MEMORY_BUDGET_GB", None)
 # A job whose worker has not reported for this long is presumed dead and re-queued.
 STALE_JOB_SECONDS = env_int("STALE_JOB_SECONDS", 600)
 CELERY_BEAT_SCHEDULE = {

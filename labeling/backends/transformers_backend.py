@@ -149,15 +149,25 @@ class TransformersBackend:
     `batch_size` counts rows per forward: questions when labelling, candidates when sampling.
     """
 
-    def __init__(self, model_path, text_model_path=None, device="cpu", dtype=None, batch_size=32):
-        self.device = torch.device(device)
+    def __init__(
+        self, model_path, text_model_path=None, device="cpu", dtype=None, batch_size=32, device_map=None,
+        attn_implementation=None,
+    ):  # fmt: skip
+        """`device_map` (e.g. "auto") spreads the model over the worker's GPUs instead of putting it on `device`."""
         self.batch_size = batch_size
         self.processor = load_processor(model_path)
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         # Safetensors only: a pickled pytorch_model.bin could run code when loaded.
-        model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=dtype, use_safetensors=True)
-        self.model = model.to(self.device).eval()
+        model = AutoModelForImageTextToText.from_pretrained(
+            model_path,
+            dtype=dtype,
+            use_safetensors=True,
+            device_map=device_map,
+            attn_implementation=attn_implementation,
+        )
+        self.model = (model if device_map else model.to(device)).eval()
+        self.device = self.model.device  # with a device map, where its inputs go (the first layers' GPU)
         self.text_model_path = text_model_path
         self._text = None
         self.yes_ids = answer_token_ids(self.tokenizer, ["Yes", "yes"])

@@ -18,7 +18,7 @@ from labeling.generate import Instruction as LabelingInstruction
 from labeling.generate import candidate_seeds, generate_candidates
 from labeling.shapes import question_is_true
 from training.evaluate import labeler_accuracy, pair_truth
-from webapp.config import config, generator, labelers, splitter
+from webapp.config import config, engine_options, generator, labelers, splitter
 from webapp.engines import backend_for
 from webapp.jobs.base import clean_text, commit_chunk
 from webapp.models import (
@@ -49,7 +49,9 @@ def generate(job: Job) -> None:
     sampling = Sampling(temperature=cfg["temperature"], top_p=cfg["top_p"], max_new_tokens=cfg["max_new_tokens"])
     rows, done = [], len(instructions) - len(todo)
     if todo:
-        backend = backend_for(iteration.engine, generator(iteration))
+        backend = backend_for(
+            iteration.engine, generator(iteration), options=engine_options(iteration, "policy"), stage=job.kind
+        )
         for batch in batched(todo, cfg["generate_batch"]):
             inputs = [LabelingInstruction(i.pk, Path(i.image.path), i.question) for i in batch]
             for c in generate_candidates(backend, inputs, n=cfg["n"], sampling=sampling, base_seed=cfg["seed"]):
@@ -73,7 +75,10 @@ def divide(job: Job) -> None:
     )
     job.start(total=len(responses))
     how = splitter(iteration)
-    backend = backend_for(iteration.engine, iteration.policy, text_model=how.model) if how.model else None
+    backend = None
+    if how.model:
+        options = engine_options(iteration, "splitter")
+        backend = backend_for(iteration.engine, iteration.policy, how.model, options=options, stage=job.kind)
     results = divide_answers([QuestionAnswer(r.instruction.question, r.text) for r in responses], how.method, backend)
     claims = []
     for response, result in zip(responses, results, strict=True):
@@ -130,7 +135,7 @@ def label(job: Job) -> None:
     for name, claims in todo:
         if not claims:
             continue
-        backend = backend_for(iteration.engine, name)
+        backend = backend_for(iteration.engine, name, options=engine_options(iteration, "labeler"), stage=job.kind)
         for batch in batched(claims, cfg["label_batch"]):
             results, stats = label_claims(backend, [_ClaimImage(c) for c in batch])
             log.info("%s: %d claims, %.0f%% saved by dedup", job, stats.claims, 100 * stats.share_saved)
