@@ -390,6 +390,33 @@ class PreferencePair(models.Model):
         return f"pair {self.pk}: {self.chosen_id} ≻ {self.rejected_id}"
 
 
+class IterationCounts(models.Model):
+    """The dashboard's counts of one iteration, kept up to date by every writer (webapp/counts.py) rather than
+    counted on each request."""
+
+    iteration = models.OneToOneField(Iteration, primary_key=True, on_delete=models.CASCADE, related_name="counts")
+    responses = models.PositiveIntegerField(default=0)
+    scored = models.PositiveIntegerField(default=0, help_text="Answers with a score (after combine)")
+    rejected = models.PositiveIntegerField(default=0, help_text="Rejected claims of the scored answers")
+    claims = models.PositiveIntegerField(default=0)
+    pairs = models.PositiveIntegerField(default=0)
+    excluded = models.PositiveIntegerField(default=0, help_text="Pairs a reviewer excluded")
+    agree = models.PositiveIntegerField(default=0, help_text="Decided claims where the labeler agrees")
+    decided = models.PositiveIntegerField(default=0, help_text="Claims a reviewer decided that the labeler judged")
+    scores = models.JSONField(default=dict, blank=True, help_text="Score → answers with that score")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(scored__lte=F("responses")), name="counts_scored_le_responses"),
+            models.CheckConstraint(condition=Q(excluded__lte=F("pairs")), name="counts_excluded_le_pairs"),
+            models.CheckConstraint(condition=Q(agree__lte=F("decided")), name="counts_agree_le_decided"),
+        ]
+
+    def __str__(self):
+        return f"counts of iteration {self.iteration_id}"
+
+
 class JobKind(models.TextChoices):
     GENERATE = "generate"
     DIVIDE = "divide"

@@ -11,15 +11,18 @@ the pairs do not exist yet, after it they have been trained on.
 
 from collections import Counter
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from labeling.combine import ScoredResponse, combine_pairs, make_pairs
+from webapp import counts
 from webapp.config import config
 from webapp.models import (
     CLAIM_DECISIONS,
+    REVIEW_ROW,
     VERDICT_ROW,
     Claim,
     Decision,
+    Instruction,
     Iteration,
     IterationStatus,
     PreferencePair,
@@ -28,6 +31,7 @@ from webapp.models import (
     Review,
     effective_verdicts,
     response_scores,
+    standing_decisions,
     with_labeler_verdict,
 )
 
@@ -40,11 +44,21 @@ class CannotUndo(Exception):
     """The review named is an undo, is already undone, or is someone else's."""
 
 
-def _lock_open(iteration_id: int) -> Iteration:
-    """Lock the iteration for this transaction, so approving the gate or another review waits for it."""
-    iteration = Iteration.objects.select_for_update().filter(pk=iteration_id).first()
+def _lock_open(iteration_id: int, instruction_id: int) -> Iteration:
+    """Lock what a review changes, for this transaction: the instruction whose answers and pairs it rebuilds.
+
+    The iteration is only share-locked: reviews of other instructions run side by side, while approving the
+    gate (an UPDATE of the iteration) waits for the reviews in flight, and a review that waited for the
+    approval finds the gate closed. Two reviews of one instruction take turns, so neither rebuild is lost.
+    """
+    ensure_length_ratio(iteration_id)  # before the locks: computing it updates the iteration
+    suffix = " FOR SHARE" if connection.features.has_select_for_update else ""  # SQLite writes one at a time
+    iteration = next(
+        iter(Iteration.objects.raw(f"SELECT * FROM webapp_iteration WHERE id = %s{suffix}", [iteration_id])), None
+    )
     if iteration is None or iteration.status != IterationStatus.REVIEWING:
         raise ReviewClosed("reviews are taken only while the iteration is at its review gate")
+    list(Instruction.objects.select_for_update(no_key=True).filter(pk=instruction_id).values_list("pk"))
     return iteration
 
 
@@ -54,10 +68,10 @@ def record_review(claim: Claim, reviewer, decision: str, note: str = "") -> Revi
         raise ValueError(f"unknown decision {decision!r}: one of {', '.join(CLAIM_DECISIONS)} (undo_review undoes)")
     response = claim.response
     with transaction.atomic():
-        iteration = _lock_open(response.iteration_id)
+        iteration = _lock_open(response.iteration_id, response.instruction_id)
         review = Review.objects.create(claim=claim, reviewer=reviewer, decision=decision, note=note)
         if decision != Decision.UNSURE:
-            rebuild_pairs(iteration, response.instruction_id)
+            counts.add(iteration, rebuild_pairs(iteration, response.instruction_id, review.pk))
     return review
 
 
@@ -68,28 +82,35 @@ def undo_review(review: Review, reviewer) -> Review:
         raise CannotUndo("only the reviewer who made a decision can undo it")
     if review.decision == Decision.UNDO:
         raise CannotUndo("an undo cannot be undone: decide the claim again")
+    instruction_id = review.claim.response.instruction_id
     with transaction.atomic():
-        iteration = _lock_open(review.iteration_id)
+        iteration = _lock_open(review.iteration_id, instruction_id)
         if Review.objects.filter(undoes=review).exists():
             raise CannotUndo("this decision is already undone")
         undo = Review.objects.create(
             claim=review.claim, iteration=iteration, reviewer=reviewer, decision=Decision.UNDO, undoes=review
         )
         if review.decision != Decision.UNSURE:
-            rebuild_pairs(iteration, review.claim.response.instruction_id)
+            counts.add(iteration, rebuild_pairs(iteration, instruction_id, undo.pk))
     return undo
 
 
 def set_excluded(pair: PreferencePair, user, excluded: bool) -> None:
     """Exclude a pair from training (or include it again); the flag survives rebuilds of its instruction."""
     with transaction.atomic():
-        _lock_open(pair.iteration_id)
+        iteration = _lock_open(pair.iteration_id, pair.instruction_id)
+        was = PreferencePair.objects.filter(pk=pair.pk).values_list("excluded", flat=True).first()
         pair.excluded, pair.excluded_by = excluded, (user if excluded else None)
         PreferencePair.objects.filter(pk=pair.pk).update(excluded=pair.excluded, excluded_by=pair.excluded_by)
+        if was is not None and was != excluded:  # None: a rebuild removed the pair meanwhile
+            counts.add(iteration, counts.Tally(excluded=1 if excluded else -1))
 
 
-def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
+def rebuild_pairs(iteration: Iteration, instruction_id: int, latest: int | None = None) -> counts.Tally:
     """Re-score an instruction's responses from effective verdicts and rebuild its pairs. Call in a transaction.
+
+    Returns what that changed in the iteration's counts; `latest`, the review just appended, is the one whose
+    change in agreement with the labeler it counts.
 
     Plain queries (`effective_verdicts`) rather than `response_scores`: for one instruction's few claims,
     compiling the annotated query took longer than running it.
@@ -97,6 +118,7 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
     Responses without claims (imported pairs, self-reward iterations) have no verdicts to score by: their
     pairs are the only preference known and are left alone rather than rebuilt into nothing.
     """
+    change = counts.Tally()
     responses = list(
         Response.objects.filter(iteration=iteration, instruction_id=instruction_id, status=ResponseStatus.LABELED)
         .only("pk", "instruction_id", "text", "score")
@@ -105,13 +127,24 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
     claims = with_labeler_verdict(Claim.objects.filter(response__in=responses), iteration.labeler)
     claims = list(claims.values_list(*VERDICT_ROW))
     if not claims:
-        return
-    verdicts = effective_verdicts(claims).values()
+        return change
+    decisions = list(
+        Review.objects.filter(claim__in=[row[0] for row in claims])
+        .order_by("created_at", "pk")
+        .values_list(*REVIEW_ROW)
+    )
+    verdicts = effective_verdicts(claims, decisions).values()
+    if latest is not None:
+        labeler_accepted = {claim: accepted for claim, _, accepted, _ in claims}
+        change.decided_claims(standing_decisions(decisions), labeler_accepted)
+        before = [row for row in decisions if row[0] != latest]
+        change.decided_claims(standing_decisions(before), labeler_accepted, sign=-1)
     rejected = Counter(v.response_id for v in verdicts if v.accepted is False)
     for r in responses:
         r.n_rejected = rejected[r.pk]
     changed = [r for r in responses if r.score != -r.n_rejected]
     for r in changed:
+        change.score_moved(r.score, -r.n_rejected)
         r.score = -r.n_rejected
     Response.objects.bulk_update(changed, ["score"])
     cfg = config(iteration)
@@ -122,11 +155,12 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
         length_balance=cfg["length_balance"],
         length_ratio=iteration_length_ratio(iteration) if cfg["length_balance"] else None,
     )
-    _replace_pairs(iteration, instruction_id, pairs)
+    return change + _replace_pairs(iteration, instruction_id, pairs)
 
 
-def _replace_pairs(iteration: Iteration, instruction_id: int, pairs) -> None:
-    """Make the stored pairs equal `pairs`, keeping the row (its id and exclusion) of two answers still paired."""
+def _replace_pairs(iteration: Iteration, instruction_id: int, pairs) -> counts.Tally:
+    """Make the stored pairs equal `pairs`, keeping the row (its id and exclusion) of two answers still paired;
+    returns the change in the pair counts."""
     old = {
         frozenset((p.chosen_id, p.rejected_id)): p
         for p in PreferencePair.objects.filter(iteration=iteration, instruction_id=instruction_id)
@@ -150,13 +184,27 @@ def _replace_pairs(iteration: Iteration, instruction_id: int, pairs) -> None:
     PreferencePair.objects.filter(pk__in=[p.pk for p in old.values()]).delete()
     PreferencePair.objects.bulk_update(keep, ["chosen", "rejected", "score_gap"])
     PreferencePair.objects.bulk_create(create)
+    return counts.Tally(pairs=len(create) - len(old), excluded=-sum(p.excluded for p in old.values()))
+
+
+def ensure_length_ratio(iteration_id: int) -> None:
+    """Record the r of an iteration combined before the stage recorded it, in a transaction of its own: it
+    updates the iteration, which reviews in flight hold share-locked."""
+    if Iteration.objects.filter(
+        pk=iteration_id, status=IterationStatus.REVIEWING, metrics__has_key="length_ratio"
+    ).exists():
+        return
+    with transaction.atomic():
+        iteration = Iteration.objects.select_for_update().filter(pk=iteration_id).first()
+        if iteration is not None and iteration.status == IterationStatus.REVIEWING:
+            iteration_length_ratio(iteration)
 
 
 def iteration_length_ratio(iteration: Iteration) -> float | None:
     """The r the combine stage chose for the whole iteration (None: it kept no pair at any r).
 
-    An iteration combined before the stage recorded r gets it computed once, as the stage would, and stored.
-    Call with the iteration locked (inside record_review), so two reviews do not both compute it.
+    An iteration combined before the stage recorded r gets it computed once, as the stage would, and stored
+    (by `ensure_length_ratio`, with the iteration locked, so two reviews do not both compute it).
     """
     if "length_ratio" in (iteration.metrics or {}):
         return iteration.metrics["length_ratio"]

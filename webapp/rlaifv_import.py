@@ -23,7 +23,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from labeling.formats import FormatError, RlaifvRecord, read_rlaifv
-from webapp import limits
+from webapp import counts, limits
 from webapp.images import ImageError, store_image, validate_image
 from webapp.iterations import create_iteration
 from webapp.models import Instruction, Iteration, IterationStatus, PreferencePair, Response
@@ -119,6 +119,7 @@ def _import_rows(path: Path, digest: str, source: str | None, written: list[str]
         pairs += made
     if iteration:
         iteration.instructions.add(*{pk for pk, _ in answers})
+        counts.refresh(iteration)
     return RlaifvImportResult(created=created, existing=len(seen) - created, pairs=pairs, iteration=iteration)
 
 
