@@ -74,13 +74,14 @@ def _rejections(response_ids) -> dict[int, int | None]:
 
 
 def effective_pairs(iteration: Iteration, tally: ExportResult) -> Iterator[ExportedPair]:
-    """The iteration's non-excluded pairs ordered by effective verdicts, read PAIR_CHUNK at a time; `tally`
-    counts the ties dropped and the pairs flipped."""
+    """The iteration's non-excluded pairs ordered by effective verdicts, read PAIR_CHUNK at a time through a
+    server-side cursor (on PostgreSQL), so memory does not grow with the pairs; `tally` counts the ties dropped
+    and the pairs flipped."""
     pairs = iteration.pairs.filter(excluded=False).select_related("instruction", "chosen", "rejected").order_by("pk")
     rows = pairs.iterator(chunk_size=PAIR_CHUNK)
-    seen = set()
     while chunk := list(islice(rows, PAIR_CHUNK)):
         n_rejected = _rejections({p.chosen_id for p in chunk} | {p.rejected_id for p in chunk})
+        ordered = []
         for pair in chunk:
             chosen, rejected = pair.chosen, pair.rejected
             a, b = n_rejected[chosen.pk], n_rejected[rejected.pk]
@@ -92,9 +93,19 @@ def effective_pairs(iteration: Iteration, tally: ExportResult) -> Iterator[Expor
                 if a > b:
                     chosen, rejected = rejected, chosen
                     tally.flipped += 1
-            if (chosen.pk, rejected.pk) in seen:  # a flip can duplicate the pair stored the other way round
+            ordered.append((pair, chosen, rejected))
+        flipped = [(c.pk, r.pk) for pair, c, r in ordered if c.pk != pair.chosen_id]
+        # A flip can duplicate a pair stored the other way round, which is exported in its own right.
+        stored = set()
+        if flipped:
+            stored = set(
+                iteration.pairs.filter(excluded=False, chosen__in=[c for c, _ in flipped]).values_list(
+                    "chosen", "rejected"
+                )
+            )
+        for pair, chosen, rejected in ordered:
+            if chosen.pk != pair.chosen_id and (chosen.pk, rejected.pk) in stored:
                 continue
-            seen.add((chosen.pk, rejected.pk))
             yield ExportedPair(pair, chosen.text, rejected.text)
 
 
