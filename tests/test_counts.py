@@ -1,4 +1,5 @@
-"""The dashboard's counts are kept up to date by every writer and always equal a recount of the data."""
+"""The dashboard's counts are kept up to date by every writer and always equal a recount of the data; so are
+the instructions of each source, counted by triggers."""
 
 import random
 from collections import Counter
@@ -6,13 +7,24 @@ from dataclasses import asdict
 
 import pytest
 from django.core.management import call_command
+from django.db.models import Count
 
 from tests.factories import ClaimFactory, InstructionFactory, IterationFactory, JobFactory, ResponseFactory
 from tests.review_data import reviewing_iteration
 from webapp import counts
 from webapp.jobs import rlaifv
 from webapp.metrics import iteration_stats
-from webapp.models import Claim, Decision, IterationCounts, IterationStatus, JobKind, PreferencePair, Review
+from webapp.models import (
+    Claim,
+    Decision,
+    Instruction,
+    InstructionSource,
+    IterationCounts,
+    IterationStatus,
+    JobKind,
+    PreferencePair,
+    Review,
+)
 from webapp.review import record_review, set_excluded, undo_review
 
 pytestmark = pytest.mark.django_db
@@ -115,3 +127,20 @@ def test_a_tally_subtracts_and_adds_back():
     a = counts.Tally(responses=3, pairs=2, scores=Counter({0: 2, -1: 1}))
     b = counts.Tally(responses=1, pairs=2, scores=Counter({0: 1}))
     assert asdict((a - b) + b) == asdict(a)
+
+
+def sources() -> dict[str, int]:
+    return dict(InstructionSource.objects.filter(instructions__gt=0).values_list("name", "instructions"))
+
+
+def test_triggers_count_the_instructions_of_each_source_however_they_are_written():
+    InstructionFactory(source="coco")
+    Instruction.objects.bulk_create([InstructionFactory.build(source=s) for s in ["coco", "vqa", "vqa", "web"]])
+    assert sources() == {"coco": 2, "vqa": 2, "web": 1}
+    Instruction.objects.filter(source="vqa").update(source="coco")
+    Instruction.objects.filter(source="web").delete()
+    renamed = Instruction.objects.filter(source="coco").first()
+    renamed.source = "textvqa"
+    renamed.save()
+    grouped = Instruction.objects.values_list("source").annotate(n=Count("id")).order_by()
+    assert sources() == dict(grouped) == {"coco": 3, "textvqa": 1}

@@ -51,6 +51,21 @@ class Instruction(models.Model):
         return f"#{self.pk} {self.question[:60]}"
 
 
+class InstructionSource(models.Model):
+    """A source and how many instructions carry it, kept by triggers on webapp_instruction (migration
+    0015_instruction_source_counts): the dashboard and the pair list's filter read a handful of rows instead of
+    grouping every instruction."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    instructions = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.instructions})"
+
+
 class IterationStatus(models.TextChoices):
     DRAFT = "draft"
     GENERATING = "generating"

@@ -23,6 +23,7 @@ from webapp.models import (
     Decision,
     EffectiveVerdict,
     Instruction,
+    InstructionSource,
     Iteration,
     IterationStatus,
     PreferencePair,
@@ -105,7 +106,7 @@ def iteration_choice(number: int | None) -> IterationChoice:
 
 def instruction_sources() -> list[str]:
     """Every instruction source, for the pair list's source filter."""
-    return list(Instruction.objects.values_list("source", flat=True).distinct().order_by("source"))
+    return list(InstructionSource.objects.filter(instructions__gt=0).values_list("name", flat=True))
 
 
 def search_pairs(pairs, iteration: Iteration, text: str):

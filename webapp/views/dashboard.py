@@ -5,13 +5,12 @@ polling once the iteration leaves its active stages. Any signed-in user may look
 group sees it read-only (no links into the review and iteration pages, which would refuse them).
 """
 
-from django.db.models import Count
 from django.shortcuts import render
 
 from webapp import lifecycle
 from webapp.charts import as_data, score_chart, trend_charts
 from webapp.metrics import iteration_stats
-from webapp.models import Instruction, Iteration, IterationStatus
+from webapp.models import InstructionSource, Iteration, IterationStatus
 
 SHOWN = 20
 
@@ -28,6 +27,6 @@ def index(request):
         "active": set(lifecycle.ACTIVE),
         "trends": trends,
         "charts": trends + as_data([chart for chart in scores if chart]),
-        "sources": Instruction.objects.values("source").annotate(n=Count("id")).order_by("source"),
+        "sources": InstructionSource.objects.filter(instructions__gt=0),
     }
     return render(request, "dashboard/index.html", context)
