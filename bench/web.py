@@ -15,7 +15,8 @@ persistent connections) and logs in one session per reviewer over HTTP.
     for reference, the login page (the floor: a page with no data).
 (b) --reviewers simulated reviewers, each sending one request a second (a mix of the target endpoints) for
     --seconds; p50/p95 and errors. Targets: p95 < 100 ms, 0 errors.
-Then, per endpoint, the plans of the queries it runs (EXPLAIN): the indexes read and any sequential scan.
+Then, per endpoint, the plans of the queries it runs (EXPLAIN ANALYZE): the indexes read and the rows each
+scan returned (a sequential scan: the rows it read), and the SQL time.
 Prints the fill time first and the figures last. Ten million claims:
     .venv/bin/python bench/web.py --instructions 100000 --answers 10 --claims 10
 """
@@ -446,10 +447,10 @@ def plan_nodes(plan: dict):
         yield from plan_nodes(child)
 
 
-def explain(targets: Targets) -> dict[str, list[str]]:
-    """Per endpoint, how PostgreSQL reads each table for the page's queries (EXPLAIN of every SELECT it ran):
-    the index it scans, or a sequential scan with the rows it expects to read. Run after the timed parts (an
-    override here records a review)."""
+def explain(targets: Targets) -> dict[str, tuple[float, list[str]]]:
+    """Per endpoint, how PostgreSQL reads each table for the page's queries (EXPLAIN ANALYZE of every SELECT it
+    ran): the index it scans, or a sequential scan with the rows it read; and the queries' total execution time.
+    Run after the timed parts (an override here records a review)."""
     from django.contrib.auth.models import User
     from django.db import connection
     from django.test import Client as DjangoClient
@@ -465,21 +466,24 @@ def explain(targets: Targets) -> dict[str, list[str]]:
                 client.get(path)
             else:
                 client.post(path, form, HTTP_HX_REQUEST="true")
-        reads = {}
+        reads, total = {}, 0.0
         for query in queries.captured_queries:
             if not query["sql"].startswith("SELECT") or "django_session" in query["sql"]:
                 continue
             with connection.cursor() as cursor:
-                cursor.execute("EXPLAIN (FORMAT JSON) " + query["sql"])
+                cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query["sql"])
                 value = cursor.fetchone()[0]
             (plan,) = json.loads(value) if isinstance(value, str) else value
+            total += plan["Execution Time"]
             for node in plan_nodes(plan["Plan"]):
-                table = node.get("Relation Name")
+                loops = node.get("Actual Loops", 1)
                 if node.get("Index Name"):
-                    reads[node["Index Name"]] = None
-                elif table:
-                    reads[f"seq scan {table} (~{node['Plan Rows']} rows)"] = None
-        plans[endpoint] = list(reads)
+                    reads[node["Index Name"]] = reads.get(node["Index Name"], 0) + node["Actual Rows"] * loops
+                elif node.get("Relation Name"):
+                    read = (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * loops
+                    name = f"seq scan {node['Relation Name']}"
+                    reads[name] = reads.get(name, 0) + read
+        plans[endpoint] = (total, [f"{name} ({rows:.0f})" for name, rows in reads.items()])
     return plans
 
 
@@ -525,9 +529,10 @@ def main():
             f"  {endpoint:18s} p50 {statistics.median(times):6.1f} ms   p95 {percentile(times, 95):6.1f} ms"
             f"   server CPU {cpu_ms:5.1f} ms/request   errors {errors}"
         )
-    print("plans (EXPLAIN of each SELECT a request runs; the indexes read, and the sequential scans):")
-    for endpoint, reads in plans.items():
-        print(f"  {endpoint:18s} {', '.join(reads) or '-'}")
+    print("plans (EXPLAIN ANALYZE of each SELECT a request runs: its SQL time, each index or sequential scan and the")
+    print("rows it returned or read):")
+    for endpoint, (ms, reads) in plans.items():
+        print(f"  {endpoint:18s} {ms:5.1f} ms: {', '.join(reads) or '-'}")
     all_times = [ms for times, _ in many.values() for ms in times]
     errors = sum(e[0] for _, e in many.values())
     print(f"(b) {args.reviewers} reviewers x 1 request/s for {args.seconds} s: {total} requests")
