@@ -86,7 +86,7 @@ def combine_pairs(
 ) -> Combined:
     """make_pairs, also returning the r it applied, so the caller can record it for later rebuilds."""
     responses = list(responses)
-    pairs, ratio = sample_pairs(candidate_pairs(responses), k=k, seed=seed), None
+    pairs, ratio = sample_pairs(candidate_pairs(responses), k=k, seed=seed, positions=positions(responses)), None
     if length_balance:
         pairs, ratio = _balance(pairs, responses, length_ratio)
     return Combined(sorted(pairs, key=lambda p: (p.instruction_id, p.chosen_id, p.rejected_id)), ratio)
@@ -117,10 +117,23 @@ def candidate_pairs(responses: Iterable[ScoredResponse]) -> list[Pair]:
     return pairs
 
 
-def sample_pairs(candidates: Iterable[Pair], k: int = PAIRS_PER_INSTRUCTION, seed: int = 0) -> list[Pair]:
+def positions(responses: Iterable[ScoredResponse]) -> dict:
+    """Each response's place among its instruction's responses, in id order: what a pair's draw is seeded by,
+    so two runs that store the same answers under other ids (another worker count, another database) draw the
+    same pairs."""
+    by_instruction = defaultdict(list)
+    for response in responses:
+        by_instruction[response.instruction_id].append(response.id)
+    return {rid: n for ids in by_instruction.values() for n, rid in enumerate(sorted(ids))}
+
+
+def sample_pairs(
+    candidates: Iterable[Pair], k: int = PAIRS_PER_INSTRUCTION, seed: int = 0, positions: dict | None = None
+) -> list[Pair]:
     """At most k pairs per instruction, drawn uniformly without replacement.
 
-    Each unordered pair of answers gets a random priority seeded from (seed, instruction, its two answers), and
+    Each unordered pair of answers gets a random priority seeded from (seed, instruction, its two answers'
+    `positions` — their ids when none are given), and
     an instruction keeps its k candidates of highest priority. So a pair's draw depends only on its own priority
     and which candidates outrank it: not on input order, not on other instructions, and not on which way round
     a pair is ordered. A review that flips one pair's order keeps every pair; one that makes a tie swaps in at
@@ -134,14 +147,15 @@ def sample_pairs(candidates: Iterable[Pair], k: int = PAIRS_PER_INSTRUCTION, see
     for instruction_id in sorted(by_instruction):
         group = by_instruction[instruction_id]
         if len(group) > k:
-            group = sorted(group, key=lambda p: _priority(seed, p))[:k]
+            group = sorted(group, key=lambda p: _priority(seed, p, positions))[:k]
         sampled.extend(group)
     return sampled
 
 
-def _priority(seed: int, pair: Pair) -> bytes:
+def _priority(seed: int, pair: Pair, positions: dict | None) -> bytes:
     """A pair's seeded random rank (smaller first), the same whichever of its answers is chosen."""
-    low, high = sorted((pair.chosen_id, pair.rejected_id))
+    place = positions.get if positions is not None else (lambda rid: rid)
+    low, high = sorted((place(pair.chosen_id), place(pair.rejected_id)))
     return hashlib.blake2b(repr((seed, pair.instruction_id, low, high)).encode(), digest_size=8).digest()
 
 

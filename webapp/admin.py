@@ -3,11 +3,13 @@
 Reviews are made only on the review pages (`webapp.review.record_review` re-scores the answer and rebuilds the
 pairs with them), and every iteration status changes only through the lifecycle: the admin launches,
 approves, cancels and resumes iterations through the same door as the staff pages (`webapp.iteration_actions`).
+A draft's edits and an iteration's deletion go on the audit trail, which is browsable here and read-only.
 """
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import redirect
@@ -16,9 +18,22 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from webapp import audit
 from webapp.forms import DraftForm, IterationForm
 from webapp.iteration_actions import ACTIONS, LABELS, offered, run_action
-from webapp.models import Claim, Instruction, Iteration, IterationStatus, Job, PreferencePair, Response, Review, Verdict
+from webapp.models import (
+    AuditAction,
+    AuditEvent,
+    Claim,
+    Instruction,
+    Iteration,
+    IterationStatus,
+    Job,
+    PreferencePair,
+    Response,
+    Review,
+    Verdict,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -104,7 +119,8 @@ class IterationAdmin(admin.ModelAdmin):
         return super().save_form(request, form, change)
 
     def save_model(self, request, obj, form, change):
-        """A new iteration is saved already; a draft's edits are written only while it is still a draft."""
+        """A new iteration is saved already; a draft's edits are written only while it is still a draft, and put
+        on the audit trail (old and new values) in the admin's transaction."""
         if not change or not form.changed_data:
             return
         fields = {name: form.cleaned_data[name] for name in form.changed_data}
@@ -112,6 +128,20 @@ class IterationAdmin(admin.ModelAdmin):
             updated_at=timezone.now(), **fields
         ):
             self.message_user(request, f"{obj} was launched meanwhile: its settings were not changed.", "error")
+            return
+        changes = {name: [form.initial.get(name), value] for name, value in fields.items()}
+        audit.record(AuditAction.EDIT, iteration=obj, target=str(obj), changes=changes)
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            audit.record(AuditAction.DELETE, iteration=obj, target=str(obj), status=obj.status)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for iteration in queryset:
+                audit.record(AuditAction.DELETE, iteration=iteration, target=str(iteration), status=iteration.status)
+            super().delete_queryset(request, queryset)
 
     def save_related(self, request, form, formsets, change):
         if change:
@@ -197,3 +227,13 @@ class JobAdmin(ReadOnlyAdmin):
 
     list_display = ["id", "iteration", "kind", "chunk", "state", "done", "total", "started_at", "finished_at"]
     list_filter = ["kind", "state"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    """The audit trail: browsable, never added, changed or deleted here (nor anywhere: see the model)."""
+
+    list_display = ["created_at", "actor", "action", "iteration", "target", "address"]
+    list_filter = ["action", "user", "created_at"]
+    search_fields = ["actor", "target"]
+    date_hierarchy = "created_at"

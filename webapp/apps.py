@@ -5,3 +5,8 @@ class WebappConfig(AppConfig):
     name = "webapp"
     verbose_name = "RLAIF-V Studio"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from webapp.account_audit import connect
+
+        connect()

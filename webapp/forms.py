@@ -5,11 +5,11 @@ import json
 from django import forms
 from django.db import transaction
 
-from webapp import limits
+from webapp import audit, limits
 from webapp.config import DEFAULT_CONFIG, STRATEGIES
 from webapp.dispatch import enqueue_import
 from webapp.iterations import create_iteration
-from webapp.models import Instruction, InstructionImport, Iteration, Split
+from webapp.models import AuditAction, Instruction, InstructionImport, Iteration, Split
 
 # Config keys that describe where an imported iteration came from: a new iteration must not copy them (the
 # RLAIF-V import recognises a file imported before by its sha256).
@@ -159,12 +159,16 @@ class ImportForm(forms.ModelForm):
         }
 
     def save(self, user):
-        """Store the files and send the import to a CPU worker, once both are saved."""
+        """Store the files and send the import to a CPU worker, once both are saved and on the audit trail."""
         upload = super().save(commit=False)
         upload.jsonl_name = self.cleaned_data["jsonl"].name[:255]
         upload.images_name = self.cleaned_data["images"].name[:255]
         upload.uploaded_by = user
         with transaction.atomic():
             upload.save()
+            audit.record(
+                AuditAction.UPLOAD, target=str(upload), jsonl=upload.jsonl_name, images=upload.images_name,
+                source=upload.source,
+            )  # fmt: skip
             enqueue_import(upload)
         return upload

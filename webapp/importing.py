@@ -17,9 +17,10 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
 
 from labeling.batching import batched
-from webapp import limits
+from webapp import audit, limits
+from webapp.actors import Actor
 from webapp.images import ImageError, ValidImage, store_image, validate_image
-from webapp.models import Instruction, Split
+from webapp.models import AuditAction, Instruction, Split
 
 
 class ImportFailed(ValueError):
@@ -142,8 +143,13 @@ def import_instructions(
     default_source: str = "user",
     progress: Callable[[str, int, int], None] | None = None,
     commit_with: Callable[[ImportResult], None] | None = None,
+    origin: str = "",
+    actor: Actor | None = None,
 ):
     """Check every line, then write all rows and images in one transaction; returns an ImportResult.
+
+    The import is put on the audit trail in that transaction, naming `origin` (the file, or the upload) and
+    `actor` (default: the request's user, else the command line).
 
     `progress(phase, done, total)` hears of each line checked ("checking"), then once that writing starts
     ("writing"; rows written inside the transaction are invisible to others until it commits).
@@ -166,6 +172,10 @@ def import_instructions(
                 if store_image(image):
                     written.append(image.name)
             result = _write(rows)
+            audit.record(
+                AuditAction.IMPORT, target=origin, actor=actor, created=result.created, skipped=result.skipped,
+                source=default_source,
+            )  # fmt: skip
             if commit_with:
                 commit_with(result)
     except BaseException:

@@ -9,7 +9,8 @@ runs one writing transaction at a time (`transaction_mode` IMMEDIATE), so there 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from webapp.models import Iteration
+from webapp import audit
+from webapp.models import AuditAction, Iteration
 
 ATTEMPTS = 20
 
@@ -19,7 +20,8 @@ def next_number() -> int:
 
 
 def create_iteration(*, instructions, created_by=None, **fields) -> Iteration:
-    """A new iteration (a draft unless `fields` give a status) on `instructions`, numbered after the last one."""
+    """A new iteration (a draft unless `fields` give a status) on `instructions`, numbered after the last one;
+    its creation is on the audit trail, in the same transaction."""
     with transaction.atomic():
         for attempt in range(ATTEMPTS):
             number = next_number()
@@ -32,4 +34,13 @@ def create_iteration(*, instructions, created_by=None, **fields) -> Iteration:
                 if attempt == ATTEMPTS - 1 or not Iteration.objects.filter(number=number).exists():
                     raise
         iteration.instructions.set(instructions)
+        audit.record(
+            AuditAction.CREATE,
+            iteration=iteration,
+            target=str(iteration),
+            status=iteration.status,
+            policy=iteration.policy,
+            labeler=iteration.labeler,
+            instructions=iteration.instructions.count(),
+        )
     return iteration

@@ -5,6 +5,9 @@ Each automatic stage is a set of chunk Jobs (instructions split into chunks so m
 When the last job of a stage succeeds, the stage ends and the next one starts by itself; every move is a
 conditional UPDATE (`Iteration.advance`), so of two workers finishing the last chunks at once exactly one
 starts the next stage. Creating an iteration is `webapp.iterations.create_iteration`.
+
+The human moves (launch, approve, cancel, resume) are put on the audit trail in their own transaction; the
+moves the workers make by themselves are not.
 """
 
 from django.db import transaction
@@ -12,10 +15,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from labeling.batching import batched
-from webapp import limits
+from webapp import audit, limits
 from webapp.config import config
 from webapp.dispatch import enqueue
-from webapp.models import STAGE_OF_JOB, Iteration, IterationStatus, Job, JobKind, JobState
+from webapp.models import STAGE_OF_JOB, AuditAction, Iteration, IterationStatus, Job, JobKind, JobState
 
 S = IterationStatus
 JOB_OF_STAGE = {stage: kind for kind, stage in STAGE_OF_JOB.items()}
@@ -61,6 +64,7 @@ def launch(iteration: Iteration) -> bool:
         if not iteration.advance(S.DRAFT, S.GENERATING, error=""):
             return False
         start_stage(iteration, S.GENERATING)
+        audit.record(AuditAction.LAUNCH, iteration=iteration, target=str(iteration))
     return True
 
 
@@ -94,6 +98,8 @@ def cancel(iteration: Iteration) -> bool:
             Job.objects.filter(iteration=iteration, state__in=[JobState.PENDING, JobState.RUNNING]).update(
                 state=JobState.CANCELLED, finished_at=timezone.now()
             )
+            iteration.refresh_from_db(fields=["stopped_stage"])
+            audit.record(AuditAction.CANCEL, iteration=iteration, target=str(iteration), stage=iteration.stopped_stage)
     return bool(won)
 
 
@@ -110,6 +116,7 @@ def resume(iteration: Iteration) -> bool:
             state=JobState.PENDING, error=""
         )  # `done` stays: progress never goes back (Job.progress)
         start_stage(iteration, stage)
+        audit.record(AuditAction.RESUME, iteration=iteration, target=str(iteration), stage=stage, was=stopped)
     advance_if_stage_done(iteration, JOB_OF_STAGE[stage])
     return True
 
@@ -120,4 +127,5 @@ def approve(iteration: Iteration) -> bool:
         if not iteration.advance(S.REVIEWING, S.TRAINING):
             return False
         start_stage(iteration, S.TRAINING)
+        audit.record(AuditAction.APPROVE, iteration=iteration, target=str(iteration))
     return True

@@ -8,6 +8,7 @@ its latest decisive review that no undo names, else the iteration labeler's verd
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.db.models import Case, F, FilteredRelation, OuterRef, Q, Subquery, Value, When
@@ -53,7 +54,7 @@ class Instruction(models.Model):
 
 class InstructionSource(models.Model):
     """A source and how many instructions carry it, kept by triggers on webapp_instruction (migration
-    0015_instruction_source_counts): the dashboard and the pair list's filter read a handful of rows instead of
+    0016_instruction_source_counts): the dashboard and the pair list's filter read a handful of rows instead of
     grouping every instruction."""
 
     name = models.CharField(max_length=100, primary_key=True)
@@ -628,7 +629,9 @@ class InstructionImport(models.Model):
     total = models.PositiveIntegerField(default=0, help_text="Lines of the JSONL; done counts those checked")
     created = models.PositiveIntegerField(default=0, help_text="Instructions it created")
     skipped = models.PositiveIntegerField(default=0, help_text="Instructions that were there already")
-    error = models.TextField(blank=True, help_text="Why it failed: the line or zip member at fault")
+    error = models.TextField(
+        validators=[MaxLengthValidator(limits.ERROR)], blank=True, help_text="Why it failed: the line or zip member"
+    )
     worker = models.CharField(max_length=255, blank=True, help_text="The Celery worker that ran it last")
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     uploaded_at = models.DateTimeField(auto_now_add=True)
@@ -649,3 +652,93 @@ class InstructionImport(models.Model):
         if self.state == ImportState.SUCCEEDED:
             return 100
         return int(100 * self.done / self.total) if self.total else 0
+
+
+class AuditAction(models.TextChoices):
+    """What a person (or a command) did; the label reads after the actor's name on the iteration page."""
+
+    CREATE = "create", "created the iteration"
+    EDIT = "edit", "changed the draft's settings"
+    LAUNCH = "launch", "launched"
+    APPROVE = "approve", "approved the review gate (training)"
+    CANCEL = "cancel", "cancelled"
+    RESUME = "resume", "resumed"
+    DELETE = "delete", "deleted the iteration"
+    EXPORT = "export", "downloaded the pairs"
+    EXCLUDE = "exclude", "excluded a pair from training"
+    INCLUDE = "include", "included a pair in training again"
+    UPLOAD = "upload", "uploaded instructions to import"
+    IMPORT = "import", "imported instructions"
+    IMPORT_RLAIFV = "import_rlaifv", "imported an RLAIF-V dataset"
+    ADD_USER = "add_user", "added a user"
+    CHANGE_USER = "change_user", "changed a user"
+    DELETE_USER = "delete_user", "deleted a user"
+    ADD_GROUP = "add_group", "added a group"
+    CHANGE_GROUP = "change_group", "changed a group"
+    DELETE_GROUP = "delete_group", "deleted a group"
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("audit events are append-only")
+
+    def delete(self):
+        raise TypeError("audit events are append-only")
+
+
+class AuditEvent(models.Model):
+    """One state-changing action: who, when, from where, what, on what. Append-only, like `Review`: the model
+    refuses update and delete, and so does a database trigger (migration 0014_audit_event).
+
+    The object is named in words and the iteration by its number, not by foreign keys: the trail outlives
+    what it names, and deleting that never has to touch (update) the trail.
+    """
+
+    Action = AuditAction
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The signed-in user; empty for a command run on the server",
+    )
+    actor = models.CharField(max_length=200, help_text="The user's name then, or 'command line (OS user)'")
+    address = models.GenericIPAddressField(
+        null=True, blank=True, help_text="The client's address (X-Forwarded-For only as FORWARDED_FOR_PROXIES allows)"
+    )
+    action = models.CharField(max_length=20, choices=AuditAction.choices)
+    iteration = models.PositiveIntegerField(null=True, blank=True, help_text="The iteration's number, if any")
+    target = models.CharField(max_length=300, blank=True, help_text="What it concerns, e.g. 'pair 17', 'user alice'")
+    details = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(action__in=AuditAction.values), name="auditevent_action_valid"),
+        ]
+        indexes = [
+            # The iteration page's last events, and the admin's list (newest first, by date).
+            models.Index(fields=["iteration", "-created_at"], name="auditevent_iteration_idx"),
+            models.Index(fields=["-created_at"], name="auditevent_created_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.actor} {self.get_action_display()} {self.target}".strip()
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise TypeError("audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("audit events are append-only")
+
+    @property
+    def details_text(self) -> str:
+        """The details in a line: `key: value, …`."""
+        return ", ".join(f"{key}: {value}" for key, value in self.details.items())

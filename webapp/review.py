@@ -14,12 +14,14 @@ from collections import Counter
 from django.db import connection, transaction
 
 from labeling.combine import ScoredResponse, combine_pairs, make_pairs
-from webapp import counts
+from webapp import audit, counts
+from webapp.actors import actor_for
 from webapp.config import config
 from webapp.models import (
     CLAIM_DECISIONS,
     REVIEW_ROW,
     VERDICT_ROW,
+    AuditAction,
     Claim,
     Decision,
     Instruction,
@@ -96,12 +98,21 @@ def undo_review(review: Review, reviewer) -> Review:
 
 
 def set_excluded(pair: PreferencePair, user, excluded: bool) -> None:
-    """Exclude a pair from training (or include it again); the flag survives rebuilds of its instruction."""
+    """Exclude a pair from training (or include it again); the flag survives rebuilds of its instruction. The
+    change is on the audit trail (reviews are their own)."""
     with transaction.atomic():
         iteration = _lock_open(pair.iteration_id, pair.instruction_id)
         was = PreferencePair.objects.filter(pk=pair.pk).values_list("excluded", flat=True).first()
         pair.excluded, pair.excluded_by = excluded, (user if excluded else None)
         PreferencePair.objects.filter(pk=pair.pk).update(excluded=pair.excluded, excluded_by=pair.excluded_by)
+        audit.record(
+            AuditAction.EXCLUDE if excluded else AuditAction.INCLUDE,
+            iteration=iteration,
+            target=f"pair {pair.pk}",
+            actor=actor_for(user),
+            chosen=pair.chosen_id,
+            rejected=pair.rejected_id,
+        )
         if was is not None and was != excluded:  # None: a rebuild removed the pair meanwhile
             counts.add(iteration, counts.Tally(excluded=1 if excluded else -1))
 

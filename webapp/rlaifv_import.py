@@ -11,7 +11,8 @@ become one new iteration (next number, policy `imported:<file name>`, labeler `i
 reviewing) holding a Response per distinct answer of an instruction (seeds 0, 1, 2, … in row order) and
 the pairs with score_gap=1: the dataset carries no scores, only which answer won. A file whose pairs were
 imported before is refused, recognised by its SHA-256 in the iteration's config: a second copy of the same
-pairs would silently double their weight in training.
+pairs would silently double their weight in training. The import, and the iteration it creates, are on the
+audit trail.
 """
 
 import hashlib
@@ -23,11 +24,11 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from labeling.formats import FormatError, RlaifvRecord, read_rlaifv
-from webapp import counts, limits
+from webapp import audit, counts, limits
 from webapp.images import ImageError, store_image, validate_image
 from webapp.importing import WRITE_BATCH, existing_instructions
 from webapp.iterations import create_iteration
-from webapp.models import Instruction, Iteration, IterationStatus, PreferencePair, Response
+from webapp.models import AuditAction, Instruction, Iteration, IterationStatus, PreferencePair, Response
 
 DEFAULT_SOURCE = "rlaifv"
 
@@ -176,8 +177,12 @@ def _import_rows(path: Path, digest: str, source: str | None, written: list[str]
         iteration = _new_iteration(path, digest)
         pairs = _pairs(iteration, rows, ids)
         counts.refresh(iteration)
-    seen = len({ids[row.key] for row in rows})
-    return RlaifvImportResult(created=created, existing=seen - created, pairs=pairs, iteration=iteration)
+    existing = len({ids[row.key] for row in rows}) - created
+    audit.record(
+        AuditAction.IMPORT_RLAIFV, iteration=iteration, target=str(path), sha256=digest, created=created,
+        existing=existing, pairs=pairs,
+    )  # fmt: skip
+    return RlaifvImportResult(created=created, existing=existing, pairs=pairs, iteration=iteration)
 
 
 def import_rlaifv(path, source: str | None = None) -> RlaifvImportResult:

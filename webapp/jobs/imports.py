@@ -10,6 +10,8 @@ import time
 from django.core.files.storage import default_storage
 from django.utils import timezone
 
+from webapp import limits
+from webapp.actors import Actor
 from webapp.archives import ArchiveError, unpacked
 from webapp.importing import ImportFailed, ImportResult, import_instructions, read_jsonl
 from webapp.models import ImportState, InstructionImport
@@ -56,7 +58,7 @@ def _delete_files(upload: InstructionImport) -> None:
 def run_import(import_id: int, worker: str = "") -> None:
     """Import an upload; a bad line or zip member fails it with an error naming it. Other errors propagate to
     the task, which retries the transient ones and calls `fail_import` for the rest."""
-    upload = InstructionImport.objects.filter(pk=import_id).first()
+    upload = InstructionImport.objects.filter(pk=import_id).select_related("uploaded_by").first()
     if upload is None or upload.state in FINAL:
         return
     InstructionImport.objects.filter(pk=import_id).exclude(state__in=FINAL).update(
@@ -67,8 +69,9 @@ def run_import(import_id: int, worker: str = "") -> None:
             lines = read_jsonl(file)
         with default_storage.open(upload.images.name, "rb") as archive, unpacked(archive) as images:
             import_instructions(
-                lines, images, upload.source, progress=_reporter(import_id), commit_with=_succeed(import_id)
-            )
+                lines, images, upload.source, progress=_reporter(import_id), commit_with=_succeed(import_id),
+                origin=f"{upload} ({upload.jsonl_name})", actor=Actor.of_user(upload.uploaded_by),
+            )  # fmt: skip
     except ArchiveError as exc:
         fail_import(import_id, f"{upload.images_name}: {exc}")
     except ImportFailed as exc:
@@ -84,5 +87,5 @@ def fail_import(import_id: int, error: BaseException | str) -> None:
     if isinstance(error, BaseException):
         error = f"{type(error).__name__}: {error}"
     failed = InstructionImport.objects.filter(pk=import_id).exclude(state__in=FINAL)
-    if failed.update(state=ImportState.FAILED, phase="", error=error, finished_at=timezone.now()):
+    if failed.update(state=ImportState.FAILED, phase="", error=error[: limits.ERROR], finished_at=timezone.now()):
         _delete_files(InstructionImport.objects.get(pk=import_id))

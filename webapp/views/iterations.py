@@ -5,7 +5,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from webapp import lifecycle
+from webapp import audit, lifecycle
 from webapp.charts import as_data, training_charts
 from webapp.forms import IterationForm
 from webapp.iteration_actions import LABELS, offered, run_action
@@ -55,6 +55,7 @@ def iteration_detail(request, number):
     context["charts"] = as_data(training_charts(list(train_jobs)))
     context["figures"] = figures(iteration.metrics)
     context["can_export"] = request.user.is_staff and iteration.pairs.exists()
+    context["events"] = audit.recent(iteration)
     return render(request, "iterations/detail.html", context)
 
 

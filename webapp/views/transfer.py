@@ -8,8 +8,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header
 from django_htmx.http import HttpResponseStopPolling
 
+from webapp import audit
 from webapp.forms import ImportForm
-from webapp.models import ImportState, InstructionImport, Iteration
+from webapp.models import AuditAction, ImportState, InstructionImport, Iteration
 from webapp.permissions import staff_required
 
 
@@ -27,6 +28,7 @@ def iteration_export(request, number, fmt):
     except ExportFailed as exc:
         messages.error(request, str(exc))
         return redirect("iteration", number=number)
+    audit.record(AuditAction.EXPORT, iteration=iteration, target=download.filename, format=fmt)
     response = StreamingHttpResponse(download.chunks, content_type=download.content_type)
     response["Content-Disposition"] = content_disposition_header(True, download.filename)
     return response

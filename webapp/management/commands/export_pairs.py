@@ -2,8 +2,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from webapp import audit
 from webapp.exporting import FORMATS, ExportFailed, export_pairs
-from webapp.models import Iteration
+from webapp.models import AuditAction, Iteration
 
 
 class Command(BaseCommand):
@@ -28,6 +29,7 @@ class Command(BaseCommand):
             result = export_pairs(chosen, format, out)
         except ExportFailed as exc:
             raise CommandError(str(exc)) from None
+        audit.record(AuditAction.EXPORT, iteration=chosen, target=str(out), format=format, pairs=result.written)
         self.stdout.write(
             f"{chosen}: {result.written} pairs written to {out} "
             f"({result.ties_dropped} dropped as ties, {result.flipped} flipped by review)"

@@ -25,7 +25,7 @@ class Command(BaseCommand):
             raise CommandError(f"--images {images}: no such folder or zip")
         try:
             with unpacked(images) if images.is_file() else nullcontext(images) as folder:
-                result = import_instructions(read_jsonl(file), folder, default_source=source)
+                result = import_instructions(read_jsonl(file), folder, default_source=source, origin=str(file))
         except ArchiveError as exc:
             raise CommandError(f"{images}: {exc}; nothing was imported") from None
         except ImportFailed as exc:

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('webapp', '0013_pair_search_indexes'),
+        ('webapp', '0014_audit_event'),
     ]
 
     operations = [
