@@ -5,7 +5,7 @@ Usage:
         [--database-url postgres://postgres@127.0.0.1:5432/rlaifv_scale_export] [--keep]
 
 Fills PostgreSQL with bench/web.py's fill (one iteration at its review gate; 4 answers of 4 claims per
-instruction, about two pairs each) and gives the instructions --images real JPEGs (256×256, stored as the
+instruction, about 1.8 pairs each) and gives the instructions --images real JPEGs (256×256, stored as the
 importers store them), shared among them as real datasets share images. Then exports the first --small pairs and
 all --pairs of them (the others marked excluded, which an export leaves out) in each format, each export in a
 fresh process: `manage.py export_pairs` (the command and library path: trl parquet, a trl `datasets` folder,
@@ -174,8 +174,11 @@ def main():
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM webapp_preferencepair")
         filled = cursor.fetchone()[0]
-    if not filled:
-        instructions = args.pairs * 52 // 100  # about 1.95 pairs per instruction of 4 answers
+    if filled < args.pairs:
+        if filled:  # kept, but too small: start again
+            recreate_database(args.database_url)
+            subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+        instructions = args.pairs * 56 // 100  # about 1.8 pairs per instruction of 4 answers
         fill_args = argparse.Namespace(instructions=instructions, answers=4, claims=4, reviewers=2)
         start = time.perf_counter()
         with transaction.atomic():

@@ -481,7 +481,7 @@ def explain(targets: Targets) -> dict[str, tuple[float, list[str]]]:
                     reads[node["Index Name"]] = reads.get(node["Index Name"], 0) + node["Actual Rows"] * loops
                 elif node.get("Relation Name"):
                     read = (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * loops
-                    name = f"seq scan {node['Relation Name']}"
+                    name = f"{node['Node Type'].lower()} {node['Relation Name']}"
                     reads[name] = reads.get(name, 0) + read
         plans[endpoint] = (total, [f"{name} ({rows:.0f})" for name, rows in reads.items()])
     return plans

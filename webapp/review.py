@@ -53,7 +53,7 @@ def _lock_open(iteration_id: int, instruction_id: int) -> Iteration:
     gate (an UPDATE of the iteration) waits for the reviews in flight, and a review that waited for the
     approval finds the gate closed. Two reviews of one instruction take turns, so neither rebuild is lost.
     """
-    ensure_length_ratio(iteration_id)  # before the locks: computing it updates the iteration
+    ensure_length_ratio(iteration_id)  # before the share lock: computing it updates the iteration
     suffix = " FOR SHARE" if connection.features.has_select_for_update else ""  # SQLite writes one at a time
     iteration = next(
         iter(Iteration.objects.raw(f"SELECT * FROM webapp_iteration WHERE id = %s{suffix}", [iteration_id])), None
@@ -199,8 +199,9 @@ def _replace_pairs(iteration: Iteration, instruction_id: int, pairs) -> counts.T
 
 
 def ensure_length_ratio(iteration_id: int) -> None:
-    """Record the r of an iteration combined before the stage recorded it, in a transaction of its own: it
-    updates the iteration, which reviews in flight hold share-locked."""
+    """Record the r of an iteration combined before the stage recorded it, under a FOR UPDATE lock taken before
+    the review's share lock: computing r updates the iteration, which two reviews that both held the share lock
+    could not do (each would wait for the other). Once r is there, this is one indexed read."""
     if Iteration.objects.filter(
         pk=iteration_id, status=IterationStatus.REVIEWING, metrics__has_key="length_ratio"
     ).exists():
