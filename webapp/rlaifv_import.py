@@ -118,14 +118,14 @@ def _instructions(rows: list[_Row]) -> tuple[dict, int]:
     ids = existing_instructions(list(new))
     for key in ids:
         del new[key]
-    Instruction.objects.bulk_create(
+    created = Instruction.objects.bulk_create(
         [
             Instruction(source=source, image_sha256=sha256, question=question, image=name, width=width, height=height)
             for (source, sha256, question), (name, width, height) in new.items()
         ],
         batch_size=WRITE_BATCH,
-    )
-    return ids | existing_instructions(list(new)), len(new)
+    )  # their ids come back (PostgreSQL, SQLite 3.35+)
+    return ids | {(i.source, i.image_sha256, i.question): i.pk for i in created}, len(created)
 
 
 def _pairs(iteration: Iteration, rows: list[_Row], ids: dict) -> int:
@@ -161,7 +161,12 @@ def _pairs(iteration: Iteration, rows: list[_Row], ids: dict) -> int:
         ],
         batch_size=WRITE_BATCH,
     )
-    iteration.instructions.add(*set(pairs.values()))
+    # A new iteration holds no instructions yet: insert the links, rather than `add` them (which first reads
+    # back every one it is given).
+    links = Iteration.instructions.through
+    links.objects.bulk_create(
+        [links(iteration=iteration, instruction_id=i) for i in set(pairs.values())], batch_size=WRITE_BATCH
+    )
     return len(pairs)
 
 
