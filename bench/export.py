@@ -176,6 +176,7 @@ def main():
         filled = cursor.fetchone()[0]
     if filled < args.pairs:
         if filled:  # kept, but too small: start again
+            connection.close()
             recreate_database(args.database_url)
             subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         instructions = args.pairs * 56 // 100  # about 1.8 pairs per instruction of 4 answers

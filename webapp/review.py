@@ -24,7 +24,6 @@ from webapp.models import (
     AuditAction,
     Claim,
     Decision,
-    Instruction,
     Iteration,
     IterationStatus,
     PreferencePair,
@@ -46,22 +45,45 @@ class CannotUndo(Exception):
     """The review named is an undo, is already undone, or is someone else's."""
 
 
+class _NoLengthRatio(Exception):
+    """The iteration was combined before its stage recorded the length ratio r, which a rebuild needs."""
+
+
 def _lock_open(iteration_id: int, instruction_id: int) -> Iteration:
     """Lock what a review changes, for this transaction: the instruction whose answers and pairs it rebuilds.
 
     The iteration is only share-locked: reviews of other instructions run side by side, while approving the
     gate (an UPDATE of the iteration) waits for the reviews in flight, and a review that waited for the
     approval finds the gate closed. Two reviews of one instruction take turns, so neither rebuild is lost.
+    Both locks are taken in one statement; SQLite, which writes one transaction at a time, needs neither.
     """
-    ensure_length_ratio(iteration_id)  # before the share lock: computing it updates the iteration
-    suffix = " FOR SHARE" if connection.features.has_select_for_update else ""  # SQLite writes one at a time
+    locks = " FOR SHARE OF i FOR NO KEY UPDATE OF s" if connection.features.has_select_for_update else ""
     iteration = next(
-        iter(Iteration.objects.raw(f"SELECT * FROM webapp_iteration WHERE id = %s{suffix}", [iteration_id])), None
+        iter(
+            Iteration.objects.raw(
+                f"SELECT i.* FROM webapp_iteration i, webapp_instruction s WHERE i.id = %s AND s.id = %s{locks}",
+                [iteration_id, instruction_id],
+            )
+        ),
+        None,
     )
     if iteration is None or iteration.status != IterationStatus.REVIEWING:
         raise ReviewClosed("reviews are taken only while the iteration is at its review gate")
-    list(Instruction.objects.select_for_update(no_key=True).filter(pk=instruction_id).values_list("pk"))
+    if "length_ratio" not in (iteration.metrics or {}):
+        raise _NoLengthRatio
     return iteration
+
+
+def _in_review(iteration_id: int, work):
+    """`work()` in a transaction. An iteration combined before r was recorded gets it first, outside the review's
+    locks (storing it updates the iteration, which two reviews holding the share lock could not both do)."""
+    try:
+        with transaction.atomic():
+            return work()
+    except _NoLengthRatio:
+        ensure_length_ratio(iteration_id)
+    with transaction.atomic():
+        return work()
 
 
 def record_review(claim: Claim, reviewer, decision: str, note: str = "") -> Review:
@@ -69,12 +91,15 @@ def record_review(claim: Claim, reviewer, decision: str, note: str = "") -> Revi
     if decision not in CLAIM_DECISIONS:
         raise ValueError(f"unknown decision {decision!r}: one of {', '.join(CLAIM_DECISIONS)} (undo_review undoes)")
     response = claim.response
-    with transaction.atomic():
+
+    def work():
         iteration = _lock_open(response.iteration_id, response.instruction_id)
         review = Review.objects.create(claim=claim, reviewer=reviewer, decision=decision, note=note)
         if decision != Decision.UNSURE:
             counts.add(iteration, rebuild_pairs(iteration, response.instruction_id, review.pk))
-    return review
+        return review
+
+    return _in_review(response.iteration_id, work)
 
 
 def undo_review(review: Review, reviewer) -> Review:
@@ -85,7 +110,8 @@ def undo_review(review: Review, reviewer) -> Review:
     if review.decision == Decision.UNDO:
         raise CannotUndo("an undo cannot be undone: decide the claim again")
     instruction_id = review.claim.response.instruction_id
-    with transaction.atomic():
+
+    def work():
         iteration = _lock_open(review.iteration_id, instruction_id)
         if Review.objects.filter(undoes=review).exists():
             raise CannotUndo("this decision is already undone")
@@ -94,13 +120,16 @@ def undo_review(review: Review, reviewer) -> Review:
         )
         if review.decision != Decision.UNSURE:
             counts.add(iteration, rebuild_pairs(iteration, instruction_id, undo.pk))
-    return undo
+        return undo
+
+    return _in_review(review.iteration_id, work)
 
 
 def set_excluded(pair: PreferencePair, user, excluded: bool) -> None:
     """Exclude a pair from training (or include it again); the flag survives rebuilds of its instruction. The
     change is on the audit trail (reviews are their own)."""
-    with transaction.atomic():
+
+    def work():
         iteration = _lock_open(pair.iteration_id, pair.instruction_id)
         was = PreferencePair.objects.filter(pk=pair.pk).values_list("excluded", flat=True).first()
         pair.excluded, pair.excluded_by = excluded, (user if excluded else None)
@@ -115,6 +144,8 @@ def set_excluded(pair: PreferencePair, user, excluded: bool) -> None:
         )
         if was is not None and was != excluded:  # None: a rebuild removed the pair meanwhile
             counts.add(iteration, counts.Tally(excluded=1 if excluded else -1))
+
+    _in_review(pair.iteration_id, work)
 
 
 def rebuild_pairs(iteration: Iteration, instruction_id: int, latest: int | None = None) -> counts.Tally:
@@ -199,13 +230,7 @@ def _replace_pairs(iteration: Iteration, instruction_id: int, pairs) -> counts.T
 
 
 def ensure_length_ratio(iteration_id: int) -> None:
-    """Record the r of an iteration combined before the stage recorded it, under a FOR UPDATE lock taken before
-    the review's share lock: computing r updates the iteration, which two reviews that both held the share lock
-    could not do (each would wait for the other). Once r is there, this is one indexed read."""
-    if Iteration.objects.filter(
-        pk=iteration_id, status=IterationStatus.REVIEWING, metrics__has_key="length_ratio"
-    ).exists():
-        return
+    """Record the r of an iteration combined before the stage recorded it, the iteration locked meanwhile."""
     with transaction.atomic():
         iteration = Iteration.objects.select_for_update().filter(pk=iteration_id).first()
         if iteration is not None and iteration.status == IterationStatus.REVIEWING:
