@@ -6,6 +6,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# The demo, the checks and the tests run with DEBUG on; the settings' default (and the production image) is off.
+export DEBUG ?= 1
 
 .PHONY: demo test test-fast lint venv worker clean
 

@@ -46,7 +46,7 @@ def main() -> None:
 
     tmp = tempfile.mkdtemp(prefix="fuzz-")
     os.environ.update(
-        VAR_DIR=tmp, DJANGO_SETTINGS_MODULE="webapp.settings",
+        VAR_DIR=tmp, DJANGO_SETTINGS_MODULE="webapp.settings", DEBUG="1",
         DATABASE_URL=args.database_url or f"sqlite:///{tmp}/fuzz.sqlite3", CELERY_BROKER_URL="filesystem://localhost/",
     )  # fmt: skip
     if args.database_url and args.database_url.startswith("postgres"):

@@ -64,7 +64,7 @@ def main() -> None:
     url = f"postgres://postgres@127.0.0.1:{cluster.port}/postgres"
     env = os.environ | {
         "VAR_DIR": str(tmp / "var"), "DATABASE_URL": url, "CELERY_BROKER_URL": args.broker_url,
-        "DJANGO_SETTINGS_MODULE": "webapp.settings", "HF_HUB_OFFLINE": "1", "STALE_JOB_SECONDS": "5",
+        "DJANGO_SETTINGS_MODULE": "webapp.settings", "HF_HUB_OFFLINE": "1", "STALE_JOB_SECONDS": "5", "DEBUG": "1",
     }  # fmt: skip
     os.environ.update(env)
     procs = []

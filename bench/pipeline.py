@@ -114,6 +114,7 @@ def main() -> None:
             "DATABASE_URL": args.database_url or f"sqlite:///{tmp}/bench.sqlite3",
             "CELERY_BROKER_URL": args.broker_url or "filesystem://localhost/",
             "DJANGO_SETTINGS_MODULE": "webapp.settings",
+            "DEBUG": "1",  # development settings: no key or hosts to give
             "HF_HUB_OFFLINE": "1",
             "PYTHONPATH": str(ROOT),
         }

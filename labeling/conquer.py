@@ -2,7 +2,8 @@
 
 Answers to the same question about the same image often repeat across an instruction's ten candidates
 ("Is there a cat?"), so each distinct (image, question) is scored once and its verdict shared. Questions
-match after whitespace and case are normalised; the labeler sees the first one's wording.
+match only when their text is exactly equal, so sharing saves work and never changes a verdict: "Is there a
+CAT?" is asked on its own, as the reference, which asks every claim, would ask it.
 """
 
 from collections.abc import Sequence
@@ -41,7 +42,8 @@ def labeler_prompt(question: str) -> str:
 
 
 def dedup_key(image, question: str) -> tuple[str, str]:
-    return str(image), " ".join(question.split()).casefold()
+    """Claims share a verdict only when image and question are exactly the same."""
+    return str(image), question
 
 
 def label_claims(

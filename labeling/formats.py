@@ -79,6 +79,14 @@ class RlaifvRecord:
     idx: str = ""
 
 
+RLAIFV_METADATA = ("ds_name", "idx", "origin_dataset", "origin_split", "image_path")
+
+
+def rlaifv_metadata(record: RlaifvRecord) -> dict[str, str]:
+    """A row's metadata columns, which an import keeps so that an export writes them back unchanged."""
+    return {column: getattr(record, column) for column in RLAIFV_METADATA}
+
+
 def trl_row(image, question: str, chosen: str, rejected: str) -> dict:
     """A TRL vision-preference row; `image` is whatever the target stores (bytes struct or a path)."""
     return {

@@ -201,6 +201,17 @@ def question_is_true(question: str, objects: Iterable[str]) -> bool | None:
     return named.pop() in set(objects)
 
 
+def description_is_true(text: str, objects: Iterable[str]) -> bool | None:
+    """Whether a description (a whole answer, or a question about one) names only objects of the image.
+
+    None when it names no object. For a claim about one object this is `question_is_true`.
+    """
+    named = set(mentioned_objects(text))
+    if not named:
+        return None
+    return named <= set(objects)
+
+
 def truth_metrics(answers: Iterable[tuple[str, Sequence[str]]]) -> dict:
     """CHAIR against the true objects, for (answer text, true objects) pairs.
 

@@ -1,15 +1,15 @@
 """Tiny, real checkpoints built offline, for tests and the demo (no model hub here).
 
 They are randomly initialised, so they answer with random vocabulary words, but they are genuine
-LLaVA / Llama checkpoints: every code path (processor, KV cache, sampling, DPO) runs as on a real model.
+checkpoints of each family in `FAMILIES` (LLaVA-1.5 here, the others in `labeling/tiny_families/`) and a
+Llama text model: every code path (processor, KV cache, sampling, DPO) runs as on a real model, and each
+folder is saved the standard way (model, processor files, chat template) and loads with the Auto classes.
 Initialisation is seeded, so building twice gives identical weights and tests can compare numbers.
 """
 
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import (
     CLIPImageProcessorPil,
     CLIPVisionConfig,
@@ -21,7 +21,11 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from labeling.tiny_vocab import SPECIAL_TOKENS, tiny_vocabulary
+from labeling.tiny_families.gemma3 import build_gemma3
+from labeling.tiny_families.idefics3 import build_idefics3
+from labeling.tiny_families.onevision import build_llava_onevision
+from labeling.tiny_families.qwen_vl import build_qwen2_5_vl, build_qwen2_vl
+from labeling.tiny_parts import INIT_STD, make_tokenizer, seeded, set_generation_ids
 
 # `USER: <image> question\nASSISTANT:`; assistant turns end with eos. Newlines are written as {{ '\n' }}
 # because trim_blocks would drop literal ones. Content may be a string or a list of typed parts.
@@ -41,11 +45,6 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
 
-SEED = 0
-# Wider than the usual 0.02: at 0.02 every output is close to uniform, so a test could not tell a right
-# KV cache from a wrong one; at 0.1 the yes/no mass moves visibly with the image and the question.
-INIT_STD = 0.1
-
 # name -> (image px, patch px, vision width, text width, layers); the sizes ENVIRONMENT.md measured.
 LLAVA_SIZES = {
     "tiny-llava": (32, 8, 32, 64, 2),
@@ -58,21 +57,7 @@ def build_tokenizer(words: Sequence[str] | None = None) -> PreTrainedTokenizerFa
 
     `words` replaces the default vocabulary (`tiny_vocabulary()`); the special tokens always come first.
     """
-    words = tiny_vocabulary() if words is None else list(dict.fromkeys([*SPECIAL_TOKENS, *words]))
-    vocab = {word: index for index, word in enumerate(words)}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        extra_special_tokens={"image_token": "<image>"},
-        padding_side="left",
-        clean_up_tokenization_spaces=True,
-        chat_template=CHAT_TEMPLATE,
-    )
+    return make_tokenizer(CHAT_TEMPLATE, words, named_tokens={"image_token": "<image>"})
 
 
 def _text_config(tokenizer, width: int, layers: int) -> LlamaConfig:
@@ -111,9 +96,7 @@ def build_llava(path: Path, image_px: int, patch_px: int, vision_width: int, tex
         vision_feature_select_strategy="default",
         vision_feature_layer=-2,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        model = LlavaForConditionalGeneration(config)
+    model = seeded(LlavaForConditionalGeneration, config)
     set_generation_ids(model, tokenizer)
     model.save_pretrained(path)
     build_processor(tokenizer, image_px, patch_px).save_pretrained(path)
@@ -137,26 +120,34 @@ def build_processor(tokenizer, image_px: int, patch_px: int) -> LlavaProcessor:
 def build_text_lm(path: Path, width: int = 64, layers: int = 2):
     """Save a LlamaForCausalLM with the same tokenizer: the divide step's text LLM."""
     tokenizer = build_tokenizer()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        model = LlamaForCausalLM(_text_config(tokenizer, width, layers))
+    model = seeded(LlamaForCausalLM, _text_config(tokenizer, width, layers))
     set_generation_ids(model, tokenizer)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
 
 
-def set_generation_ids(model, tokenizer):
-    """Generation stops at our eos and pads with our pad, whatever the config's defaults are."""
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+def build_tiny_llava(path: Path):
+    build_llava(path, *LLAVA_SIZES["tiny-llava"])
+
+
+# The vision-language families the engines and DPO are proven on: folder name -> builder. The family
+# tests (tests/test_families.py) and bench/gpu_check.py run over this registry.
+FAMILIES = {
+    "tiny-llava": build_tiny_llava,
+    "tiny-qwen2-vl": build_qwen2_vl,
+    "tiny-qwen2.5-vl": build_qwen2_5_vl,
+    "tiny-gemma3": build_gemma3,
+    "tiny-llava-onevision": build_llava_onevision,
+    "tiny-idefics3": build_idefics3,
+}
 
 
 def build_tiny_models(models_dir) -> dict[str, Path]:
-    """Write tiny-llava, small-llava and tiny-lm under `models_dir`; returns name -> folder."""
+    """Write every family's tiny checkpoint, small-llava and tiny-lm under `models_dir`; returns name -> folder."""
     models_dir = Path(models_dir)
-    paths = {name: models_dir / name for name in [*LLAVA_SIZES, "tiny-lm"]}
-    for name, sizes in LLAVA_SIZES.items():
-        build_llava(paths[name], *sizes)
+    paths = {name: models_dir / name for name in [*FAMILIES, "small-llava", "tiny-lm"]}
+    for name, build in FAMILIES.items():
+        build(paths[name])
+    build_llava(paths["small-llava"], *LLAVA_SIZES["small-llava"])
     build_text_lm(paths["tiny-lm"])
     return paths

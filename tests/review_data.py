@@ -12,6 +12,10 @@ from tests.factories import (
 from webapp.jobs import rlaifv
 from webapp.models import IterationStatus, JobKind, ResponseStatus
 
+# What each logged-in request adds to a page's queries: the session is written on every request (its idle
+# timeout renews), in the test's transaction a savepoint, the update and its release.
+SESSION_RENEWAL = 3
+
 
 def reviewing_iteration(*instructions, texts=None, config=None, **fields):
     """`instructions` holds, per instruction, its answers; an answer is the labeler's p_yes of each claim

@@ -47,16 +47,30 @@ def test_it_asks_each_distinct_question_about_an_image_once():
     assert asked == [
         ("a.png", "Is there a cat? Please answer yes or no."),
         ("a.png", "Is there a dog? Please answer yes or no."),
+        ("a.png", "is there a CAT? Please answer yes or no."),
         ("b.png", "Is there a cat? Please answer yes or no."),
     ]
-    assert (stats.claims, stats.unique) == (6, 3)
-    assert stats.share_saved == pytest.approx(0.5)
+    assert (stats.claims, stats.unique) == (6, 4)
+    assert stats.share_saved == pytest.approx(1 / 3)
 
 
 def test_it_returns_verdicts_in_the_claims_order():
     verdicts, _ = label_claims(RecordingLabeler(), CLAIMS)
 
-    assert [v.accepted for v in verdicts] == [True, False, True, True, True, False]
+    assert [v.accepted for v in verdicts] == [True, False, True, False, True, False]
+
+
+def test_questions_that_differ_only_in_case_get_a_verdict_each():
+    labeler = RecordingLabeler()
+    claims = [Claim(Path("a.png"), "Is there a cat?"), Claim(Path("a.png"), "Is there a Cat?")]
+
+    verdicts, stats = label_claims(labeler, claims)
+
+    assert [q.prompt for call in labeler.calls for q in call] == [
+        "Is there a cat? Please answer yes or no.",
+        "Is there a Cat? Please answer yes or no.",
+    ]
+    assert stats.unique == 2 and [v.accepted for v in verdicts] == [True, False]
 
 
 def test_it_keeps_an_images_questions_in_one_call():
@@ -91,14 +105,15 @@ def test_it_labels_as_one_full_forward_per_claim_would(tiny_models_dir, tmp_path
         Claim(coffee, "Is there a cup of coffee?"),
         Claim(astronaut, "Is it true that the man is wearing a helmet?"),
         Claim(coffee, "Is the cup on a red table?"),
+        Claim(coffee, "is there a cup of coffee?"),
     ]
     backend = TransformersBackend(tiny_models_dir / "tiny-llava", batch_size=2)
 
     verdicts, stats = label_claims(backend, claims)
     reference = backend.yes_no_plain([PolarQuery(c.image, labeler_prompt(c.question)) for c in claims])
 
-    assert stats.unique == 3
-    assert verdicts[0] == verdicts[2]
+    assert stats.unique == 4
+    assert verdicts[0] == verdicts[2] and verdicts[1] != verdicts[4]
     for got, expected in zip(verdicts, reference, strict=True):
         assert got.p_yes == pytest.approx(expected.p_yes, abs=1e-5)
         assert got.p_no == pytest.approx(expected.p_no, abs=1e-5)

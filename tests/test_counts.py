@@ -25,7 +25,7 @@ from webapp.models import (
     PreferencePair,
     Review,
 )
-from webapp.review import record_review, set_excluded, undo_review
+from webapp.review import apply_margin, record_review, set_excluded, undo_review
 
 pytestmark = pytest.mark.django_db
 
@@ -36,6 +36,7 @@ def stored(iteration) -> dict:
 
 
 def recounted(iteration) -> dict:
+    iteration.refresh_from_db()  # its margin decides the labeler's verdicts
     fresh = counts.tally(iteration)
     return {name: getattr(fresh, name) for name in counts.COUNTED} | {
         "scores": {str(s): n for s, n in sorted(fresh.scores.items()) if n}
@@ -144,3 +145,12 @@ def test_triggers_count_the_instructions_of_each_source_however_they_are_written
     renamed.save()
     grouped = Instruction.objects.values_list("source").annotate(n=Count("id")).order_by()
     assert sources() == dict(grouped) == {"coco": 3, "textvqa": 1}
+
+
+def test_a_new_margin_recounts_the_scores_pairs_and_agreement(alice, bob):
+    iteration = reviewing_iteration([[0.9, 0.6], [0.6, 0.2], [0.2, 0.2]])
+    record_review(Claim.objects.get(response__iteration=iteration, response__seed=0, index=1), alice, "hallucinated")
+    before = stored(iteration)
+    apply_margin(iteration.pk, bob, 0.3)  # p_yes 0.6 against p_no 0.4 is now rejected
+    assert stored(iteration) == recounted(iteration) != before
+    assert stored(iteration)["rejected"] > before["rejected"] and stored(iteration)["agree"] == 1

@@ -289,3 +289,22 @@ def test_trl_dpo_trains_on_the_exported_dataset_unchanged(iteration, tmp_path, t
     trainer.train()
     assert any("loss" in entry for entry in trainer.state.log_history)
     assert any(not torch.equal(before[name], p) for name, p in model.named_parameters())
+
+
+def test_an_imported_datasets_metadata_survives_export(media_root, tmp_path):
+    rows = [
+        RlaifvRecord(png_bytes((1, 2, 3)), "What is it?", "A cup.", "A dog.", "coco/COCO_train2014_000000000009.jpg",
+                     "RLAIF-V-Dataset", "VQAv2", '{"model": "OmniLMM-12B", "type": "detailed"}', "1042"),
+        RlaifvRecord(png_bytes((1, 2, 3)), "What is it?", "A cup.", "A cat.", "coco/COCO_train2014_000000000009.jpg",
+                     "RLAIF-V-Dataset", "VQAv2", '{"model": "OmniLMM-12B", "type": "detailed"}', "1043"),
+        RlaifvRecord(png_bytes((4, 5, 6)), "Where is it?", "Indoors.", "On the moon.", "",
+                     "other-set", "", "", "7"),
+    ]  # fmt: skip
+    write_rlaifv(rows, tmp_path / "in.parquet")
+    import_rlaifv(tmp_path / "in.parquet", "--source", "renamed")  # the source no longer says VQAv2
+
+    export("rlaifv", tmp_path / "out.parquet")
+
+    exported = [record for _, record in read_rlaifv(tmp_path / "out.parquet")]
+    assert exported == rows
+    assert pq.read_table(tmp_path / "out.parquet").column("image").to_pylist()[0]["path"] == rows[0].image_path

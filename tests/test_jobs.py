@@ -32,9 +32,9 @@ def test_a_lasting_error_fails_the_job_and_its_iteration_once_without_retrying()
     job.refresh_from_db()
     job.iteration.refresh_from_db()
     assert job.state == JobState.FAILED
-    assert (
-        job.error
-        == "generate chunk 0: ValueError: unknown strategy 'no-such-strategy'; expected one of rlaifv, self_reward"
+    assert job.error == (
+        "generate chunk 0: ValueError: unknown strategy 'no-such-strategy'; "
+        "expected one of rlaifv, whole_response, self_reward"
     )
     assert (job.iteration.status, job.iteration.stopped_stage) == (IterationStatus.FAILED, IterationStatus.GENERATING)
     assert job.iteration.error == job.error

@@ -168,7 +168,7 @@ def test_reviews_are_append_only():
 def effective(claim):
     """The rule in Python and in SQL must agree; return the shared answer."""
     annotated = Claim.objects.with_effective_verdict().get(pk=claim.pk)
-    rows = with_labeler_verdict(Claim.objects.filter(pk=claim.pk), claim.response.iteration.labeler)
+    rows = with_labeler_verdict(Claim.objects.filter(pk=claim.pk), claim.response.iteration.labeler, 0.0)
     python = effective_verdicts(rows.values_list(*VERDICT_ROW))[claim.pk]
     assert (annotated.effective_accepted, annotated.decided_by) == (python.accepted, python.decided_by)
     assert annotated.p_yes == python.p_yes

@@ -81,7 +81,7 @@ def test_other_settings_must_be_a_json_object_of_known_strategy_and_bounded_size
             "beta": 0.1, "learning_rate": 1e-6, "epochs": 1}  # fmt: skip
     for bad, message in [
         ("[1, 2]", "Give a JSON object"),
-        ('{"strategy": "vibes"}', "strategy must be one of rlaifv, self_reward"),
+        ('{"strategy": "vibes"}', "strategy must be one of rlaifv, whole_response, self_reward"),
         ('{"x": "' + "a" * 20_000 + '"}', "over the limit of 10000"),
     ]:
         response = client.post(reverse("iteration-new"), form | {"other_settings": bad})

@@ -8,13 +8,20 @@ import secrets
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
+from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.urls import reverse
+from django.utils import timezone
+
+from tests.review_data import reviewing_iteration
 
 ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery staple"  # tests/factories.py
 DOCKER = ROOT / "docker"
 POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
@@ -29,19 +36,26 @@ needs_compose = pytest.mark.skipif(
 )
 
 
-def compose_config(tmp_path, **values):
-    """`docker-compose config` on docker/compose.yaml with .env.example as its .env, VAR=value lines replaced.
+ENV_FILES = [".env", "app.env", "models.env", "flower.env"]
 
-    The copy keeps the operator's own docker/.env (git-ignored) out of the test; the build contexts (`..`)
+
+def compose_config(tmp_path, **values):
+    """`docker-compose config` on docker/compose.yaml with each ENV.example as its ENV, VAR=value lines replaced.
+
+    The copies keep the operator's own env files (git-ignored) out of the test; the build contexts (`..`)
     then point at tmp_path, which `config` accepts without reading them.
     """
     (tmp_path / "docker").mkdir()
     shutil.copy(DOCKER / "compose.yaml", tmp_path / "docker" / "compose.yaml")
-    env = (DOCKER / ".env.example").read_text()
-    for name, value in values.items():
-        env, count = re.subn(rf"^{name}=.*$", f"{name}={value}", env, flags=re.M)
-        assert count == 1, f"{name} is not in .env.example"
-    (tmp_path / "docker" / ".env").write_text(env)
+    envs = {name: (DOCKER / f"{name}.example").read_text() for name in ENV_FILES}
+    for variable, value in values.items():
+        found = 0
+        for name, text in envs.items():
+            envs[name], count = re.subn(rf"^{variable}=.*$", f"{variable}={value}", text, flags=re.M)
+            found += count
+        assert found == 1, f"{variable} is not in exactly one of the .env examples"
+    for name, text in envs.items():
+        (tmp_path / "docker" / name).write_text(text)
     return subprocess.run(
         ["docker-compose", "-f", "docker/compose.yaml", "config"],
         cwd=tmp_path,
@@ -49,6 +63,14 @@ def compose_config(tmp_path, **values):
         capture_output=True,
         text=True,
     )
+
+
+def filled_in_config(tmp_path):
+    result = compose_config(
+        tmp_path, SECRET_KEY="k" * 50, POSTGRES_PASSWORD="pg", REDIS_PASSWORD="rd", FLOWER_BASIC_AUTH="ops:pw"
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
 
 
 def manage(tmp_path, *args, **environ):
@@ -72,13 +94,8 @@ def manage(tmp_path, *args, **environ):
 
 @needs_compose
 def test_the_compose_file_validates(tmp_path):
-    result = compose_config(
-        tmp_path, SECRET_KEY="k" * 50, POSTGRES_PASSWORD="pg", REDIS_PASSWORD="rd", FLOWER_BASIC_AUTH="ops:pw"
-    )
-    assert result.returncode == 0, result.stderr
-    config = yaml.safe_load(result.stdout)
-    services = config["services"]
-    assert set(services) == {"db", "redis", "web", "worker-cpu", "beat", "worker-gpu", "flower"}
+    services = filled_in_config(tmp_path)["services"]
+    assert set(services) == {"proxy", "db", "redis", "web", "worker-cpu", "beat", "worker-gpu", "flower"}
     assert "healthcheck" in services["db"] and "healthcheck" in services["redis"]
     assert "pgdata:/var/lib/postgresql/data:rw" in services["db"]["volumes"]
     for name in ["web", "worker-cpu", "worker-gpu"]:
@@ -93,12 +110,70 @@ def test_the_compose_file_validates(tmp_path):
         {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
     ]
     assert "beat" in services["beat"]["command"]
-    assert services["flower"]["ports"][0].startswith("127.0.0.1:")
+    assert services["web"]["environment"]["DATABASE_URL"] == "postgres://studio:pg@db:5432/studio"
+    assert services["worker-cpu"]["environment"]["CELERY_BROKER_URL"] == "redis://:rd@redis:6379/0"
+
+
+@needs_compose
+def test_only_the_proxy_publishes_a_port_and_flower_only_on_localhost(tmp_path):
+    services = filled_in_config(tmp_path)["services"]
+    assert [name for name, service in services.items() if service.get("ports")] == ["proxy"]
+    ports = services["proxy"]["ports"]
+    assert {(p["published"], p["target"], p.get("host_ip")) for p in map(port_mapping, ports)} == {
+        ("80", 80, None), ("443", 443, None), ("5555", 5555, "127.0.0.1")
+    }  # fmt: skip
+    # The web and Flower are on the proxy's network; the database and Redis are not.
+    assert set(services["proxy"]["networks"]) == {"edge"}
+    assert "edge" in services["web"]["networks"] and "edge" in services["flower"]["networks"]
+    assert "edge" not in services["db"].get("networks", {}) and "edge" not in services["redis"].get("networks", {})
+
+
+def port_mapping(port):
+    """docker-compose 1.x writes "HOST_IP:PUBLISHED:TARGET/PROTO" strings, 2.x mappings: the same as a mapping."""
+    if isinstance(port, dict):
+        return {**port, "published": str(port["published"]), "target": int(port["target"])}
+    *host_ip, published, target = port.split("/")[0].split(":")
+    return {"published": published, "target": int(target), "host_ip": host_ip[0] if host_ip else None}
+
+
+@needs_compose
+def test_each_container_gets_only_the_secrets_it_needs(tmp_path):
+    services = filled_in_config(tmp_path)["services"]
+    environment = {name: set(service.get("environment", {})) for name, service in services.items()}
+    database = {"DATABASE_URL", "POSTGRES_PASSWORD"}
+    model_tokens = {"HF_TOKEN", "OPENAI_API_KEY"}
+    assert environment["proxy"] == {"IMPORT_MAX_BYTES", "NGINX_ENVSUBST_FILTER"}
+    assert environment["db"] == {"POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"}
+    assert environment["redis"] == {"REDIS_PASSWORD"}
+    assert environment["flower"] == {"CELERY_BROKER_URL", "FLOWER_BASIC_AUTH"}
+    assert not environment["beat"] & (database | model_tokens | {"FLOWER_BASIC_AUTH"})
+    for name in ["web", "worker-cpu"]:
+        assert "DATABASE_URL" in environment[name] and "SECRET_KEY" in environment[name]
+        assert not environment[name] & (model_tokens | {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_BASIC_AUTH"})
+    assert model_tokens <= environment["worker-gpu"]
+    assert "FLOWER_BASIC_AUTH" not in environment["worker-gpu"]
+
+
+@needs_compose
+def test_the_proxy_allows_the_bodies_the_app_allows_and_sets_the_headers_the_app_trusts(tmp_path):
+    services = filled_in_config(tmp_path)["services"]
+    limit = services["proxy"]["environment"]["IMPORT_MAX_BYTES"]
+    assert limit == services["web"]["environment"]["IMPORT_MAX_BYTES"] == str(settings.IMPORT_MAX_BYTES)
+    template = (DOCKER / "nginx.conf.template").read_text()
+    assert re.search(r"^\s*client_max_body_size \$\{IMPORT_MAX_BYTES\};$", template, re.M)
+    mounted = {volume.split(":")[1] for volume in services["proxy"]["volumes"]}
+    assert "/etc/nginx/templates/default.conf.template" in mounted and "/etc/nginx/tls" in mounted
+    web = services["web"]["environment"]
+    header = {"SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto", "CLIENT_ADDRESS_HEADER": "X-Real-IP"}
+    for setting, name in header.items():
+        assert web[setting] == name
+        assert re.search(rf"^\s*proxy_set_header {name} \S+;$", template, re.M), name
+    assert "gthread" in services["web"]["command"]
 
 
 @needs_compose
 def test_the_compose_file_refuses_to_start_without_a_database_password(tmp_path):
-    result = compose_config(tmp_path)  # .env.example as shipped: every password empty
+    result = compose_config(tmp_path)  # the examples as shipped: every password empty
     assert result.returncode != 0
     assert "set POSTGRES_PASSWORD in docker/.env" in result.stderr
 
@@ -111,6 +186,11 @@ def test_the_image_does_not_keep_its_build_time_key():
     assert re.search(r"SECRET_KEY=\S+ [^\n]*\\\n\s*python manage.py collectstatic", dockerfile)
     assert re.search(r"^USER app$", dockerfile, re.M)
     assert re.search(r"^USER app$", (DOCKER / "Dockerfile.gpu").read_text(), re.M)
+
+
+def test_the_images_run_with_debug_off():
+    for name in ["Dockerfile", "Dockerfile.gpu"]:
+        assert re.search(r"^ENV DEBUG=0 ", (DOCKER / name).read_text(), re.M), name
 
 
 def test_production_settings_pass_the_deploy_check(tmp_path):
@@ -151,6 +231,42 @@ def test_every_response_carries_the_security_headers(client, alice):
         assert response["X-Content-Type-Options"] == "nosniff"
         assert response["X-Frame-Options"] == "DENY"
         assert response["Referrer-Policy"] == "same-origin"
+        assert "camera=()" in response["Permissions-Policy"] and "geolocation=()" in response["Permissions-Policy"]
+
+
+@pytest.mark.django_db
+def test_what_a_logged_in_user_is_shown_is_never_cached(client, alice, media_root):
+    iteration = reviewing_iteration([[0.9, 0.8], [0.9, 0.45]])
+    instruction = iteration.instructions.get()
+    (Path(media_root) / instruction.image.name).parent.mkdir(parents=True)
+    (Path(media_root) / instruction.image.name).write_bytes(b"not looked at")
+    client.force_login(alice)
+    pages = [reverse("home"), reverse("review-pairs"), reverse("iteration", args=[iteration.number]), "/no-such-page/"]
+    pages.append("/" + settings.MEDIA_URL + instruction.image.name)
+    for path in pages:
+        response = client.get(path)
+        assert response.status_code in (200, 404), path
+        assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"], path
+
+
+def test_a_session_ends_at_browser_close_and_after_an_idle_hour(settings):
+    assert settings.SESSION_EXPIRE_AT_BROWSER_CLOSE is True
+    assert settings.SESSION_COOKIE_AGE == 3600
+
+
+@pytest.mark.django_db
+def test_each_request_renews_the_session_and_an_idle_one_is_logged_out(client, alice):
+    response = client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
+    cookie = response.cookies[settings.SESSION_COOKIE_NAME]
+    assert cookie["expires"] == "" and cookie["max-age"] == ""  # a browser-session cookie
+    session = Session.objects.get()
+    Session.objects.update(expire_date=timezone.now() + timedelta(minutes=1))  # nearly idle for an hour
+    assert client.get(reverse("home")).status_code == 200
+    renewed = Session.objects.get(pk=session.pk).expire_date
+    assert renewed > timezone.now() + timedelta(minutes=59)
+    Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))  # idle past the hour
+    response = client.get(reverse("home"))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
 
 
 @pytest.mark.django_db

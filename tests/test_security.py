@@ -209,6 +209,10 @@ ACCESS = {
     "review-pairs": "reviewer",
     "review-pair": "reviewer",
     "review-queue": "reviewer",
+    "review-audit": "reviewer",
+    "review-audit-start": "staff",
+    "iteration-calibration": "reviewer",
+    "iteration-margin": "staff",
     "instruction-image": "reviewer",
     "iterations": "reviewer",
     "iteration": "reviewer",
@@ -219,7 +223,7 @@ ACCESS = {
     "import": "staff",
 }
 LOGIN_PAGES = {"/login/", "/admin/login/"}
-POST_ONLY = {"iteration-action", "logout"}
+POST_ONLY = {"iteration-action", "logout", "review-audit-start", "iteration-margin"}
 # A value for each URL argument that names nothing. An iteration's action is one of four words: any other
 # matches no URL at all (tests/test_iteration_views.py), so it has no entry here.
 MISSING = {"number": "999999", "left": "999999", "right": "999998", "shard": "zz", "name": "0" * 64 + ".png"}

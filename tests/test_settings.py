@@ -13,14 +13,14 @@ from webapp import env
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def django_setup(tmp_path, **environ):
-    """Import the settings in a fresh interpreter with the given environment."""
+ENGINE = "from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+
+
+def django_setup(tmp_path, code=ENGINE, **environ):
+    """Import the settings in a fresh interpreter with the given environment, then run `code`."""
     clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "ALLOWED_HOSTS", "DATABASE_URL"}}
     clean.update(VAR_DIR=str(tmp_path), **environ)
-    code = (
-        "import django; django.setup(); from django.conf import settings; "
-        "print(settings.DATABASES['default']['ENGINE'])"
-    )
+    code = "import django; django.setup(); " + code
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
@@ -31,9 +31,24 @@ def django_setup(tmp_path, **environ):
 
 
 def test_it_runs_on_sqlite_by_default(tmp_path):
-    result = django_setup(tmp_path)
+    result = django_setup(tmp_path, DEBUG="1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "django.db.backends.sqlite3"
+
+
+def test_debug_is_off_unless_the_environment_turns_it_on(tmp_path):
+    """A server started with a key and hosts but no DEBUG shows no debug page (a missing URL is a plain 404)."""
+    code = (
+        # The styled 404 links hashed static files: collected first, as the production image does.
+        "from django.core.management import call_command; call_command('collectstatic', '--noinput', verbosity=0); "
+        "from django.conf import settings; from django.test import Client; "
+        "r = Client().get('/no-such-page/', secure=True, HTTP_HOST='studio.example.com'); "
+        "print(settings.DEBUG, r.status_code, b'URLconf' in r.content)"
+    )
+    production = django_setup(tmp_path, code, SECRET_KEY="k" * 50, ALLOWED_HOSTS="studio.example.com")
+    assert production.stdout.strip().splitlines()[-1] == "False 404 False", production.stderr
+    development = django_setup(tmp_path, code, DEBUG="1", ALLOWED_HOSTS="studio.example.com")
+    assert development.stdout.strip().splitlines()[-1] == "True 404 True", development.stderr
 
 
 def test_it_requires_a_secret_key_when_debug_is_off(tmp_path):

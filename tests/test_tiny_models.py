@@ -8,22 +8,22 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
 from labeling.sample_images import sample_image
-from labeling.tiny_models import build_tiny_models, build_tokenizer
+from labeling.tiny_models import FAMILIES, build_tiny_models, build_tokenizer
 from labeling.tiny_vocab import CHANGEQ_PROMPT, COCO_CLASSES, SPLIT_PROMPT
 
 pytestmark = pytest.mark.slow
 
 
-def test_it_builds_the_three_models_quickly(tmp_path):
+def test_it_builds_every_family_small_llava_and_the_text_model_quickly(tmp_path):
     start = time.perf_counter()
     paths = build_tiny_models(tmp_path)
     elapsed = time.perf_counter() - start
 
-    assert sorted(paths) == ["small-llava", "tiny-llava", "tiny-lm"]
+    assert sorted(paths) == sorted([*FAMILIES, "small-llava", "tiny-lm"])
     for path in paths.values():
         assert (path / "model.safetensors").exists()
         assert (path / "tokenizer.json").exists()
-    assert elapsed < 5  # about 0.4 s here; the brief asks for under 2 s
+    assert elapsed < 8  # about 1 s here
 
 
 def test_it_builds_identical_weights_twice(tmp_path, tiny_models_dir):

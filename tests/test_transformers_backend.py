@@ -118,19 +118,6 @@ def test_its_prefix_cache_scores_as_a_full_forward_does(which, request, images):
     assert max(v.p_no for v in plain) - min(v.p_no for v in plain) > 1e-3
 
 
-def test_an_image_of_a_size_seen_before_scores_as_a_full_forward_does(tiny_models_dir, tmp_path):
-    """The second 512x512 photo skips the full processor (its image-token count is known by size)."""
-    astronaut, camera = save_sample_images(tmp_path, ["astronaut", "camera"])
-    engine = TransformersBackend(tiny_models_dir / "small-llava")
-    queries = [PolarQuery(image, f"{QUESTIONS[0]} Please answer yes or no.") for image in (astronaut, camera)]
-
-    cached = engine.yes_no(queries)
-
-    assert list(engine._image_token_counts) == [(512, 512)]
-    _assert_close(cached, engine.yes_no_plain(queries))
-    assert abs(cached[0].p_no - cached[1].p_no) > 1e-4
-
-
 def test_it_returns_probabilities(backend, images):
     verdicts = backend.yes_no(_queries(images))
 

@@ -196,3 +196,38 @@ def test_it_lists_the_known_engines_for_an_unknown_one():
     with pytest.raises(ValueError, match="unknown engine 'tgi'; known engines: transformers, vllm, openai"):
         load_backend("tgi", "some-model")
     assert ENGINES == ("transformers", "vllm", "openai")
+
+
+class OlderLLM(LLM):
+    """A vLLM without `LLM.shutdown`: its engine core is stopped directly."""
+
+    def __init__(self, model, **kwargs):
+        super().__init__(model, **kwargs)
+        self.llm_engine = types.SimpleNamespace(engine_core=types.SimpleNamespace(shutdown=self.stop))
+        self.stopped = False
+
+    def stop(self):
+        self.stopped = True
+
+
+class NewerLLM(OlderLLM):
+    def shutdown(self):
+        self.stopped = "LLM.shutdown"
+
+
+@pytest.mark.parametrize(("llm_class", "how"), [(NewerLLM, "LLM.shutdown"), (OlderLLM, True)])
+def test_it_shuts_every_engine_down_and_frees_the_parallel_state(fake_vllm, monkeypatch, image_path, llm_class, how):
+    cleanups = []
+    parallel_state = types.SimpleNamespace(cleanup_dist_env_and_memory=lambda: cleanups.append(True))
+    monkeypatch.setitem(sys.modules, "vllm.distributed.parallel_state", parallel_state)
+    monkeypatch.setattr(fake_vllm, "LLM", llm_class)
+    backend = VLLMBackend("labeler", text_model="splitter", tensor_parallel_size=4, max_num_seqs=64)
+    backend.yes_no([PolarQuery(image_path, "Is it red?")])
+    backend.complete(["Split this."], Sampling())
+    engines = [backend.engine("labeler"), backend.engine("splitter")]
+
+    backend.shutdown()
+
+    assert [engine.stopped for engine in engines] == [how, how]
+    assert cleanups == [True] and backend._engines == {}
+    assert engines[0].kwargs["tensor_parallel_size"] == 4 and engines[0].kwargs["max_num_seqs"] == 64

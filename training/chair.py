@@ -1,71 +1,63 @@
 """CHAIR, as Object HalBench computes it (docs/DESIGN.md §1, Evaluate), from COCO-format ground truth.
 
-An answer's object mentions are found by a synonym list (`coco_synonyms`) and mapped to the 80 COCO classes.
-An image's ground truth is the classes of its instance annotations plus the classes its reference captions
-mention (read the same way). A mention whose class is not in the ground truth is hallucinated.
+An answer's object mentions are found as the reference finds them (class `CHAIR` in RLAIF-V's
+`eval/eval_gpt_obj_halbench.py`, its rule-based path): the answer is lowercased and tokenised with NLTK,
+each token replaced by its WordNet lemma (`chair_lemmas`), pairs of words joined by the two-word rules
+(`coco_synonyms.DOUBLE_WORDS`: "hot dog", "baby elephant" -> elephant, "train track" -> nothing), "seat"
+dropped when a toilet is named, and the words of the reference's synonym list mapped to the 80 COCO
+classes. An image's ground truth is the classes of its instance annotations plus the classes its
+reference captions mention (read the same way). A mention whose class is not in the ground truth is
+hallucinated.
 - CHAIRs = answers with at least one hallucinated mention ÷ answers mentioning at least one COCO object
   (Object HalBench's "response hallucination", the `CHAIRs_refine` of its script);
 - CHAIRi = hallucinated mentions ÷ all mentions (its "object hallucination"); a class named twice counts twice;
 - recall = ground-truth classes an answer names ÷ ground-truth classes, summed over answers.
 
-Where we differ: Object HalBench can ask GPT to extract the objects first; this is its rule-based path, with
-our own synonym list, and plurals reduced by suffix rules instead of NLTK's WordNet lemmatizer (not installed).
+Object HalBench can also ask GPT to extract the objects first; that path is not followed here. Sentences
+are split by NLTK's Punkt without its trained English parameters (a download): the two differ only at
+abbreviations such as "mr." or "dr.", which name no COCO object.
 """
 
 import hashlib
 import json
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.coco_synonyms import PHRASES, SYNONYMS
+from nltk.tokenize import NLTKWordTokenizer
+from nltk.tokenize.punkt import PunktSentenceTokenizer
 
-CLASS_OF: dict[str, str | None] = {word: name for name, words in SYNONYMS.items() for word in words} | PHRASES
-_KNOWN_WORDS = {word for key in CLASS_OF for word in key.split()}
-_LONGEST = max(len(key.split()) for key in CLASS_OF)
-_WORD = re.compile(r"[a-z]+")
-IRREGULAR_PLURALS = {
-    "men": "man", "women": "woman", "children": "child", "feet": "foot", "teeth": "tooth", "geese": "goose",
-    "mice": "mouse", "oxen": "ox", "knives": "knife", "calves": "calf", "wolves": "wolf", "shelves": "shelf",
-}  # fmt: skip
+from training.chair_lemmas import lemmatize
+from training.coco_synonyms import CLASS_OF, DOUBLE_WORDS
+
+_SENTENCES = PunktSentenceTokenizer()
+_TOKENS = NLTKWordTokenizer()  # what nltk.word_tokenize runs on each sentence
 
 
-def singular(word: str) -> str:
-    """The singular of `word` when that is a word of the synonym list; otherwise `word` unchanged."""
-    if word in _KNOWN_WORDS:
-        return word
-    candidates = [IRREGULAR_PLURALS.get(word, "")]
-    if word.endswith("ies"):
-        candidates.append(word[:-3] + "y")
-    if word.endswith("ves"):
-        candidates += [word[:-3] + "f", word[:-3] + "fe"]
-    if word.endswith("es"):
-        candidates.append(word[:-2])
-    if word.endswith("s"):
-        candidates.append(word[:-1])
-    return next((c for c in candidates if c in _KNOWN_WORDS), word)
+def caption_words(text: str) -> list[str]:
+    """The reference's words of a text: lowercased, tokenised, lemmatised, two-word phrases read as one."""
+    tokens = [token for sentence in _SENTENCES.tokenize(text.lower()) for token in _TOKENS.tokenize(sentence)]
+    lemmas = [lemmatize(token) for token in tokens]
+    words = []
+    i = 0
+    while i < len(lemmas):
+        pair = " ".join(lemmas[i : i + 2])
+        if pair in DOUBLE_WORDS:
+            words.append(DOUBLE_WORDS[pair])
+            i += 2
+        else:
+            words.append(lemmas[i])
+            i += 1
+    return words
 
 
 def object_mentions(text: str) -> list[tuple[str, str]]:
-    """(words, COCO class) for every object the text names, in order; the longest known phrase wins."""
-    words = [singular(word) for word in _WORD.findall(text.lower())]
-    mentions = []
-    i = 0
-    while i < len(words):
-        for n in range(min(_LONGEST, len(words) - i), 0, -1):
-            phrase = " ".join(words[i : i + n])
-            if phrase in CLASS_OF:
-                if CLASS_OF[phrase] is not None:
-                    mentions.append((phrase, CLASS_OF[phrase]))
-                i += n
-                break
-        else:
-            i += 1
-    if any(name == "toilet" for _, name in mentions):  # "the seat of the toilet" names no chair
-        mentions = [mention for mention in mentions if mention[0] != "seat"]
-    return mentions
+    """(word, COCO class) for every object the text names, in order, as the reference counts them."""
+    words = caption_words(text)
+    if "toilet" in words and "seat" in words:  # "the seat of the toilet" names no chair
+        words = [word for word in words if word != "seat"]
+    return [(word, CLASS_OF[word]) for word in words if word in CLASS_OF]
 
 
 @dataclass

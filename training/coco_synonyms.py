@@ -1,134 +1,42 @@
-"""The 80 COCO classes and the words that name each of them, for CHAIR (Object HalBench).
+"""The words CHAIR reads as COCO objects: the reference's synonym list and its two-word rules.
 
-Our own list in the spirit of CHAIR's (Rohrbach et al., 2018): singular forms only (plurals are reduced
-before lookup), multi-word names allowed. Words that too often name something else are left out on purpose
-(e.g. "glass", which is also a window pane or spectacles; "mouse", which is listed because COCO's "mouse" is
-the computer mouse and CHAIR counts the word either way).
-
-`PHRASES` are word sequences that must be read as a whole before single words are looked up: they either
-name a class other than their last word ("baby elephant" is an elephant, "bow tie" a tie) or name no class
-at all and must not fire on a word inside them ("train track" is not a train, "home plate" is no plate).
+`data/chair_synonyms_refine.txt` is the list RLAIF-V's Object HalBench evaluation reads (provenance in
+`data/README.md`): one line per COCO class, the class first, then its synonyms. The two-word rules are
+the reference's (class `CHAIR` in RLAIF-V's `eval/eval_gpt_obj_halbench.py`): every synonym of two or more
+words stands for itself, "home plate" and "train track" are read as a whole and name nothing, "baby" /
+"adult" + an animal word is that animal, "passenger jet" / "passenger train" the vehicle, "bow tie" a tie,
+"toilet seat" a toilet and "wine glas" (what an old singulariser made of "wine glass") a wine glass. Only
+pairs of words are ever looked up, so a three-word synonym ("stove top oven") can never match.
 """
 
-SYNONYMS = {
-    "person": [
-        "person", "people", "man", "woman", "boy", "girl", "child", "kid", "baby", "toddler",
-        "adult", "teenager", "teen", "lady", "gentleman", "guy", "gal", "player", "rider", "biker", "cyclist",
-        "skier", "snowboarder", "skater", "skateboarder", "surfer", "pitcher", "batter", "catcher", "umpire",
-        "chef", "cook", "baker", "worker", "officer", "policeman", "policewoman", "soldier", "pedestrian",
-        "passenger", "driver", "tourist", "spectator", "crowd", "audience", "family", "mother", "father", "mom",
-        "dad", "son", "daughter", "brother", "sister", "bride", "groom", "student", "teacher", "doctor", "nurse",
-        "astronaut", "scientist", "cowboy", "farmer", "fisherman", "vendor", "customer", "athlete", "tennis player",
-        "baseball player", "human",
-    ],
-    "bicycle": ["bicycle", "bike", "mountain bike", "tricycle"],
-    "car": ["car", "automobile", "sedan", "taxi", "suv", "van", "minivan", "jeep", "coupe", "hatchback"],
-    "motorcycle": ["motorcycle", "motorbike", "motor bike", "motor cycle", "scooter", "moped", "dirt bike"],
-    "airplane": [
-        "airplane", "aeroplane", "plane", "jet", "jetliner", "airliner", "aircraft", "air plane", "passenger jet",
-        "fighter jet", "propeller plane",
-    ],
-    "bus": ["bus", "school bus", "double decker", "trolley bus", "minibus"],
-    "train": ["train", "locomotive", "passenger train", "freight train", "tram", "streetcar", "subway train"],
-    "truck": ["truck", "lorry", "pickup truck", "fire truck", "dump truck", "semi truck", "tow truck"],
-    "boat": [
-        "boat", "ship", "sailboat", "yacht", "canoe", "kayak", "ferry", "raft", "motorboat", "rowboat", "vessel",
-        "tugboat", "gondola",
-    ],
-    "traffic light": ["traffic light", "traffic signal", "stop light", "stoplight", "street light", "signal light"],
-    "fire hydrant": ["fire hydrant", "hydrant"],
-    "stop sign": ["stop sign"],
-    "parking meter": ["parking meter"],
-    "bench": ["bench", "park bench", "pew"],
-    "bird": [
-        "bird", "pigeon", "seagull", "gull", "duck", "goose", "swan", "parrot", "crow", "sparrow", "eagle", "hawk",
-        "owl", "chicken", "hen", "rooster", "penguin", "flamingo", "pelican", "heron", "songbird",
-    ],
-    "cat": ["cat", "kitten", "kitty", "tabby"],
-    "dog": ["dog", "puppy", "pup", "doggy", "hound", "terrier", "poodle", "retriever", "labrador", "bulldog"],
-    "horse": ["horse", "pony", "foal", "stallion", "mare", "colt"],
-    "sheep": ["sheep", "lamb", "ewe"],
-    "cow": ["cow", "cattle", "bull", "calf", "ox", "steer", "heifer"],
-    "elephant": ["elephant"],
-    "bear": ["bear", "grizzly", "polar bear", "brown bear", "black bear"],
-    "zebra": ["zebra"],
-    "giraffe": ["giraffe"],
-    "backpack": ["backpack", "rucksack", "knapsack", "back pack"],
-    "umbrella": ["umbrella", "parasol"],
-    "handbag": ["handbag", "purse", "hand bag"],
-    "tie": ["tie", "necktie", "bow tie"],
-    "suitcase": ["suitcase", "suit case", "luggage", "briefcase"],
-    "frisbee": ["frisbee", "flying disc"],
-    "skis": ["skis", "ski"],
-    "snowboard": ["snowboard"],
-    "sports ball": [
-        "sports ball", "ball", "soccer ball", "football", "basketball", "baseball", "tennis ball", "volleyball",
-        "softball", "golf ball",
-    ],
-    "kite": ["kite"],
-    "baseball bat": ["baseball bat", "bat"],
-    "baseball glove": ["baseball glove", "baseball mitt", "mitt", "glove"],
-    "skateboard": ["skateboard", "skate board"],
-    "surfboard": ["surfboard", "surf board", "longboard", "paddleboard"],
-    "tennis racket": ["tennis racket", "racket", "racquet", "tennis racquet"],
-    "bottle": ["bottle", "water bottle", "beer bottle", "wine bottle"],
-    "wine glass": ["wine glass", "wineglass", "champagne glass", "goblet"],
-    "cup": ["cup", "mug", "teacup", "coffee cup", "coffee mug", "paper cup"],
-    "fork": ["fork"],
-    "knife": ["knife"],
-    "spoon": ["spoon", "teaspoon", "tablespoon", "ladle"],
-    "bowl": ["bowl", "dish bowl"],
-    "banana": ["banana"],
-    "apple": ["apple"],
-    "sandwich": ["sandwich", "burger", "hamburger", "cheeseburger", "panini"],
-    "orange": ["orange", "tangerine", "clementine"],
-    "broccoli": ["broccoli"],
-    "carrot": ["carrot"],
-    "hot dog": ["hot dog", "hotdog", "frankfurter", "sausage"],
-    "pizza": ["pizza"],
-    "donut": ["donut", "doughnut"],
-    "cake": ["cake", "cupcake", "cheesecake", "birthday cake"],
-    "chair": ["chair", "stool", "armchair", "seat", "recliner", "highchair"],
-    "couch": ["couch", "sofa", "loveseat", "settee"],
-    "potted plant": ["potted plant", "houseplant", "house plant", "plant pot", "flower pot", "flowerpot"],
-    "bed": ["bed", "mattress", "bunk bed", "crib"],
-    "dining table": ["dining table", "table", "kitchen table", "coffee table", "picnic table", "desk"],
-    "toilet": ["toilet", "urinal", "commode"],
-    "tv": ["tv", "television", "monitor", "tv screen", "flat screen"],
-    "laptop": ["laptop", "notebook computer", "laptop computer", "computer", "macbook"],
-    "mouse": ["mouse", "computer mouse"],
-    "remote": ["remote", "remote control", "game controller"],
-    "keyboard": ["keyboard", "computer keyboard", "keypad"],
-    "cell phone": [
-        "cell phone", "cellphone", "phone", "mobile phone", "smartphone", "smart phone", "iphone", "telephone",
-    ],
-    "microwave": ["microwave", "microwave oven"],
-    "oven": ["oven", "stove", "stovetop"],
-    "toaster": ["toaster"],
-    "sink": ["sink"],
-    "refrigerator": ["refrigerator", "fridge", "freezer"],
-    "book": ["book", "novel", "textbook", "notebook", "magazine"],
-    "clock": ["clock", "alarm clock", "wall clock", "clock tower"],
-    "vase": ["vase"],
-    "scissors": ["scissors", "scissor", "shears"],
-    "teddy bear": ["teddy bear", "teddy", "stuffed animal", "stuffed bear"],
-    "hair drier": ["hair drier", "hair dryer", "hairdryer", "blow dryer", "blow drier"],
-    "toothbrush": ["toothbrush", "tooth brush"],
-}  # fmt: skip
+from pathlib import Path
 
-_ANIMALS = ["bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"]
+SYNONYMS_FILE = Path(__file__).parent / "data" / "chair_synonyms_refine.txt"
 
-PHRASES: dict[str, str | None] = {
-    **{f"{age} {animal}": animal for age in ("baby", "adult") for animal in _ANIMALS},
-    "toilet seat": "toilet",
+
+def _read_synonyms(path: Path) -> dict[str, list[str]]:
+    synonyms: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        words = [word.strip() for word in line.strip().split(", ")]
+        synonyms[words[0]] = list(dict.fromkeys(words))  # the file repeats a few words ("guy", "lamb")
+    return synonyms
+
+
+SYNONYMS: dict[str, list[str]] = _read_synonyms(SYNONYMS_FILE)
+CLASS_OF: dict[str, str] = {word: name for name, words in SYNONYMS.items() for word in words}
+
+_ANIMALS = ["bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "animal", "cub"]
+DOUBLE_WORDS: dict[str, str] = {
+    **{word: word for word in CLASS_OF if " " in word},
+    "home plate": "home plate",
+    "train track": "train track",
+    **{f"{age} {animal}": animal for animal in _ANIMALS for age in ("baby", "adult")},
+    "passenger jet": "jet",
     "passenger train": "train",
-    "train track": None,
-    "train station": None,
-    "railroad track": None,
-    "home plate": None,
-    "bus stop": None,
-    "bus station": None,
-    "table tennis": None,
-    "car park": None,
-    "tie dye": None,
+    "bow tie": "tie",
+    "toilet seat": "toilet",
+    "wine glas": "wine glass",
 }
+
+# Every word that can take part in a mention: what the lemma table (`chair_lemmas`) must get right.
+RELEVANT_WORDS: frozenset[str] = frozenset(part for phrase in [*CLASS_OF, *DOUBLE_WORDS] for part in phrase.split(" "))

@@ -3,10 +3,13 @@
 The data are TRL vision-preference rows (`images`, `prompt`, `chosen`, `rejected`) as `labeling.formats`
 writes them: a `datasets` folder, a parquet file or a JSONL file. The settings default to the paper's: sigmoid
 DPO on summed token log-probs, β 0.1, lr 5e-7, cosine with 5% warm-up, weight decay 0.01, global batch 8,
-4 epochs; bf16 and gradient checkpointing on a GPU, off on CPU. With `lora`, an r 64 / α 16 / dropout 0.05
-adapter on all linear layers at lr 1e-5; the adapter-disabled policy is then the reference, so it costs no
-extra memory. TRL 1.16 refuses `precompute_ref_log_probs` for vision data, so without LoRA the reference
-model runs beside the policy.
+4 epochs; bf16 and gradient checkpointing on a GPU, off on CPU. As in the reference (LLaVA's recipe), the
+vision tower runs frozen and the projector and language model train (`train_vision_tower` trains the tower
+too). With `lora`, an r 64 / α 16 / dropout 0.05 adapter on the language model's linear layers at lr 1e-5,
+the projector trained fully beside it (PEFT's `modules_to_save`); the adapter-disabled policy is then the
+reference, so it costs no extra memory. TRL's `disable_dropout` zeroes every dropout module, LoRA's too, so
+the configured LoRA dropout is put back once the trainer is built. TRL 1.16 refuses
+`precompute_ref_log_probs` for vision data, so without LoRA the reference model runs beside the policy.
 
 Progress goes to a `report(record)` callable; the CLI prints each record as one line, `PROGRESS_PREFIX`
 followed by JSON, which is how the web app follows a training that runs in a child process. Records:
@@ -23,6 +26,8 @@ import shutil
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
+
+from training.vlm_parts import language_linear_names, vlm_parts
 
 PROGRESS_PREFIX = "@rlaifv-progress "
 RECORD_FILE = "rlaifv_dpo.json"  # written next to the checkpoint: what it was trained from and how
@@ -54,7 +59,17 @@ class DPOSettings:
     per_device_batch_size: int = field(default=1, metadata={"help": "Pairs per forward pass on one device."})
     epochs: float = field(default=4.0, metadata={"help": "Passes over the pairs."})
     max_steps: int = field(default=-1, metadata={"help": "Stop after this many optimizer steps (-1: run all epochs)."})
-    lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of all weights."})
+    train_vision_tower: bool = field(
+        default=False,
+        metadata={
+            "help": "Train the vision tower too (full fine-tuning only); off, the reference's way: the tower runs "
+            "without gradients while the projector and the language model train."
+        },
+    )
+    lora: bool = field(
+        default=False,
+        metadata={"help": "Train a LoRA adapter on the language model, and the projector fully, not all weights."},
+    )
     lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA α (scaling numerator)."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
@@ -88,6 +103,8 @@ class DPOSettings:
             raise ValueError("invalid DPO settings: " + ", ".join(f"{name}={getattr(self, name)!r}" for name in bad))
         if self.merge_lora and not self.lora:
             raise ValueError("merge_lora needs lora")
+        if self.train_vision_tower and self.lora:
+            raise ValueError("train_vision_tower needs full fine-tuning (LoRA trains the language model and projector)")
 
     @property
     def lr(self) -> float:
@@ -206,16 +223,72 @@ def trl_config(settings: DPOSettings, out, world_size: int = 1):
     )
 
 
-def lora_config(settings: DPOSettings):
+def lora_config(settings: DPOSettings, model):
+    """LoRA on the language model's linear layers, the projector trained fully (LLaVA's LoRA recipe)."""
     from peft import LoraConfig
 
+    parts = vlm_parts(model)
     return LoraConfig(
         r=settings.lora_r,
         lora_alpha=settings.lora_alpha,
         lora_dropout=settings.lora_dropout,
-        target_modules="all-linear",
+        target_modules=language_linear_names(model, parts),
+        modules_to_save=[parts.projector],
         task_type="CAUSAL_LM",
     )
+
+
+def freeze_vision_tower(model) -> None:
+    """Run the vision tower without gradients, as the reference does; a projector nested in it still trains."""
+    parts = vlm_parts(model)
+    for name, parameter in model.named_parameters():
+        if parts.in_vision_tower(name):
+            parameter.requires_grad_(False)
+
+
+def restore_lora_dropout(model, p: float) -> None:
+    """Put the configured dropout back on LoRA's branches, which TRL's `disable_dropout` set to 0 with the rest.
+
+    The model's own dropouts stay off, so the policy and the reference see the same network.
+    """
+    import torch
+
+    for name, module in model.named_modules():
+        if name.rsplit(".", 2)[-2:-1] == ["lora_dropout"] and isinstance(module, torch.nn.Dropout):
+            module.p = p
+
+
+def build_trainer(dataset, policy, out, settings: DPOSettings, callbacks=()):
+    """TRL's DPOTrainer for `policy` (a local checkpoint folder) on `dataset`, set up as the reference trains."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+    from trl import DPOTrainer
+
+    from labeling.processors import load_processor
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by `accelerate launch`
+    args = trl_config(settings, out, world_size)
+    try:
+        processor = load_processor(policy)
+        # Full fine-tuning keeps float32 master weights under bf16 autocast: a 5e-7 step vanishes in bf16
+        # rounding. With LoRA only the adapter trains (PEFT keeps it in float32), so the frozen base is bf16.
+        dtype = torch.bfloat16 if args.bf16 and settings.lora else torch.float32
+        model = AutoModelForImageTextToText.from_pretrained(policy, dtype=dtype, use_safetensors=True)
+    except OSError as exc:
+        raise OSError(f"cannot load the policy {str(policy)!r}: {exc}") from exc
+    if not settings.lora and not settings.train_vision_tower:
+        freeze_vision_tower(model)
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=lora_config(settings, model) if settings.lora else None,
+        callbacks=list(callbacks),
+    )
+    if settings.lora:
+        restore_lora_dropout(trainer.model, settings.lora_dropout)
+    return trainer
 
 
 def train_dpo(pairs, policy, out, settings: DPOSettings | None = None, report: Callable[[dict], None] | None = None):
@@ -224,33 +297,12 @@ def train_dpo(pairs, policy, out, settings: DPOSettings | None = None, report: C
     `out` then holds a full checkpoint, or with `lora` (and no `merge_lora`) the adapter alone, plus
     `rlaifv_dpo.json` recording the policy, the settings and the last logged metrics. Returns that record.
     """
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-    from trl import DPOTrainer
-
     settings = settings or DPOSettings()
     report = report or (lambda record: None)
     dataset = load_pairs(pairs)
     if len(dataset) == 0:
         raise ValueError(f"{pairs}: no pairs to train on")
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by `accelerate launch`
-    args = trl_config(settings, out, world_size)
-    try:
-        processor = AutoProcessor.from_pretrained(policy)
-        # Full fine-tuning keeps float32 master weights under bf16 autocast: a 5e-7 step vanishes in bf16
-        # rounding. With LoRA only the adapter trains (PEFT keeps it in float32), so the frozen base is bf16.
-        dtype = torch.bfloat16 if args.bf16 and settings.lora else torch.float32
-        model = AutoModelForImageTextToText.from_pretrained(policy, dtype=dtype, use_safetensors=True)
-    except OSError as exc:
-        raise OSError(f"cannot load the policy {str(policy)!r}: {exc}") from exc
-    trainer = DPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=processor,
-        peft_config=lora_config(settings) if settings.lora else None,
-        callbacks=[_callback(report)],
-    )
+    trainer = build_trainer(dataset, policy, out, settings, callbacks=[_callback(report)])
     trainer.train()
     last = next((entry for entry in reversed(trainer.state.log_history) if "loss" in entry), {})
     record = {
@@ -269,7 +321,7 @@ def train_dpo(pairs, policy, out, settings: DPOSettings | None = None, report: C
     else:
         trainer.save_model(out)
     if trainer.accelerator.is_main_process:
-        processor.save_pretrained(out)
+        trainer.processing_class.save_pretrained(out)
         Path(out, RECORD_FILE).write_text(json.dumps(record, indent=2))
         report({"event": "saved", "out": str(out), **{k: record[k] for k in ("pairs", "steps", "loss")}})
     trainer.accelerator.wait_for_everyone()
@@ -279,14 +331,16 @@ def train_dpo(pairs, policy, out, settings: DPOSettings | None = None, report: C
 def merge_adapter(adapter, out):
     """Merge a saved LoRA adapter into its base model and save a full checkpoint (with the processor) at `out`."""
     from peft import PeftConfig, PeftModel
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
+
+    from labeling.processors import load_processor
 
     if not Path(adapter, "adapter_model.safetensors").is_file():  # PEFT would fall back to a pickled .bin
         raise OSError(f"{adapter}: no adapter_model.safetensors (adapters are loaded from safetensors only)")
     base_path = PeftConfig.from_pretrained(adapter).base_model_name_or_path
     base = AutoModelForImageTextToText.from_pretrained(base_path, use_safetensors=True)
     PeftModel.from_pretrained(base, adapter).merge_and_unload().save_pretrained(out)
-    AutoProcessor.from_pretrained(adapter).save_pretrained(out)
+    load_processor(adapter).save_pretrained(out)
     record = Path(adapter, RECORD_FILE)
     if record.exists():
         shutil.copy(record, Path(out, RECORD_FILE))

@@ -98,14 +98,17 @@ def hallucination_rates(answers: Sequence[JudgedAnswer]) -> dict:
     }
 
 
-def labeler_accuracy(judgements) -> dict:
+def labeler_accuracy(judgements, is_true: Callable[[str, Sequence[str]], bool | None] = question_is_true) -> dict:
     """How often the labeler's verdict matches the truth, over (question, accepted, true objects) triples.
 
-    Questions whose truth is unknown (they name no object of the world, or several) are left out and counted.
+    `is_true` reads a question's truth: by default one object's (`question_is_true`); a whole answer's
+    question is true when every object it names is there (`labeling.shapes.description_is_true`). Questions
+    whose truth is unknown (no object of the world named; for one object's question, several) are left out
+    and counted.
     """
     right = judged = unknown = 0
     for question, accepted, objects in judgements:
-        truth = question_is_true(question, objects)
+        truth = is_true(question, objects)
         if truth is None:
             unknown += 1
             continue

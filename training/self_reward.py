@@ -31,13 +31,15 @@ class RewardModels:
 
 
 def load_models(policy, reference, device: str = "cpu", dtype=None) -> RewardModels:
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
+
+    from labeling.processors import load_processor
 
     def load(path):
         model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, use_safetensors=True)  # no pickle
         return model.to(device).eval()
 
-    return RewardModels(load(policy), load(reference), AutoProcessor.from_pretrained(policy))
+    return RewardModels(load(policy), load(reference), load_processor(policy))
 
 
 def _texts(processor, question: str, answer: str, image) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""The Celery app. Workers: `celery -A webapp worker -Q gpu` (concurrency 1) and `-Q cpu`."""
+"""The Celery app. Workers: `celery -A webapp worker -Q gpu` (concurrency 1; a group of N GPUs also `-Q gpu-xN`,
+which Celery creates on first use: webapp.dispatch) and `-Q cpu`."""
 
 import os
 

@@ -175,3 +175,20 @@ def training_charts(jobs: list[Job]) -> list[Chart]:
                 )
             )
     return charts
+
+
+def reliability_chart(bins) -> Chart:
+    """The labeler's reliability diagram: per bin of p_yes, the share of its claims that is true next to the
+    bin's mean p_yes (where a calibrated labeler's share would lie)."""
+    return Chart(
+        id="chart-reliability",
+        title="Reliability of the labeler",
+        x_title="p_yes",
+        y_title="% of claims",
+        x=[f"{b.low:.1f}–{b.high:.1f}" for b in bins],
+        series=[
+            Series("True (truth or reviewers)", scaled([b.share_true for b in bins], True), colour=0),
+            Series("Mean p_yes (calibrated)", scaled([b.mean_p_yes for b in bins], True), colour=1, dashed=True),
+        ],
+        unit="%",
+    )

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from webapp.models import Iteration
+from labeling.engine_options import check_options, gpus_needed
+from webapp.models import Iteration, JobKind
 
 DEFAULT_CONFIG = {
     "n": 10,
@@ -20,13 +21,22 @@ DEFAULT_CONFIG = {
     "chunk_size": None,  # None: settings.CHUNK_SIZE
     "generate_batch": 8,
     "label_batch": 512,
+    # DPO: the reference trains the projector and the language model and runs the vision tower frozen
+    # (training.dpo.DPOSettings; its other fields are config keys too, at the paper's defaults)
+    "train_vision_tower": False,
 }
 
-# How an iteration turns answers into pairs: `rlaifv` (divide and conquer with a labeler) or `self_reward`
-# (the policy's own implicit reward ranks its answers; the paper's ablation).
-STRATEGIES = ("rlaifv", "self_reward")
+# How an iteration turns answers into pairs: `rlaifv` (divide and conquer with a labeler), `whole_response`
+# (the labeler judges each whole answer with one question; the paper's baseline to divide and conquer) or
+# `self_reward` (the policy's own implicit reward ranks its answers; the paper's ablation).
+STRATEGIES = ("rlaifv", "whole_response", "self_reward")
 
 RULE_SPLITTER = "rule"
+
+# The models an iteration loads, each with engine options of its own (config "engine_options": {role: {...}}):
+# the policy (generate, train, and its checkpoint in evaluate), the labeler (label, evaluate; a second labeler
+# too) and the splitter (the divide LLM).
+ROLES = ("policy", "labeler", "splitter")
 
 
 def config(iteration: Iteration) -> dict:
@@ -34,6 +44,18 @@ def config(iteration: Iteration) -> dict:
     merged = DEFAULT_CONFIG | (iteration.config or {})
     merged["chunk_size"] = merged["chunk_size"] or settings.CHUNK_SIZE
     return merged
+
+
+def second_labeler(iteration: Iteration) -> str | None:
+    """The optional second labeler (config "second_labeler"): it judges every claim too, and the claims on which
+    the two labelers disagree go first in the spot-check queue. Scores and pairs follow the first alone."""
+    name = (iteration.config or {}).get("second_labeler") or None
+    return None if name == iteration.labeler else name
+
+
+def labelers(iteration: Iteration) -> list[str]:
+    """The labelers the label stage runs: the iteration's, then the second one if it has one."""
+    return [iteration.labeler, *filter(None, [second_labeler(iteration)])]
 
 
 def strategy(iteration: Iteration) -> str:
@@ -59,7 +81,80 @@ class Splitter:
         return self.method if self.model is None else f"{self.method}:{self.model}"
 
 
+def generator(iteration: Iteration) -> str:
+    """The model whose answers are the candidates: config["generator"], else the policy itself.
+
+    RLAIF-V samples the policy being trained (the paper's "deconfounded" candidates); another model's answers
+    are its ablation. The train stage always trains the policy.
+    """
+    return (iteration.config or {}).get("generator") or iteration.policy
+
+
 def splitter(iteration: Iteration) -> Splitter:
     if iteration.splitter == RULE_SPLITTER:
         return Splitter(RULE_SPLITTER, None)
     return Splitter("rlaifv", iteration.splitter)
+
+
+def check_engine_options(engine: str, value) -> dict:
+    """The config's "engine_options" ({role: options}) checked for `engine`; a ValueError names the problem."""
+    if not isinstance(value, dict):
+        raise ValueError('engine_options must be a JSON object by role, e.g. {"labeler": {"tensor_parallel_size": 4}}')
+    checked = {}
+    for role, options in value.items():
+        if role not in ROLES:
+            raise ValueError(f"engine_options has no role {role!r} (roles: {', '.join(ROLES)})")
+        try:
+            checked[role] = check_options(engine, options)
+        except ValueError as error:
+            raise ValueError(f"engine_options[{role}]: {error}") from None
+    return checked
+
+
+def engine_options(iteration: Iteration, role: str, engine: str | None = None) -> dict:
+    """A role's engine options: the worker's defaults for the engine (settings.ENGINE_OPTIONS), then the
+    iteration's own. `engine` is the one the model runs on when it is not the iteration's (evaluate on openai)."""
+    engine = engine or iteration.engine
+    own = ((iteration.config or {}).get("engine_options") or {}).get(role) or {}
+    return check_options(engine, settings.ENGINE_OPTIONS.get(engine, {}) | (own if engine == iteration.engine else {}))
+
+
+def models_of(iteration: Iteration, kind: str) -> list[tuple[str, str]]:
+    """The (role, model) pairs a job of `kind` loads, in the order it uses them (none: a CPU job)."""
+    policy = [("policy", iteration.policy)]
+    divider = [("splitter", splitter(iteration).model)] if splitter(iteration).model else []
+    if strategy(iteration) == "self_reward" and kind in (JobKind.DIVIDE, JobKind.LABEL):
+        return policy if kind == JobKind.LABEL else []  # the policy and its reference score; nothing divides
+    if strategy(iteration) == "whole_response" and kind == JobKind.DIVIDE:
+        return []  # each answer is its own claim: nothing divides
+    return {
+        JobKind.GENERATE: [("policy", generator(iteration))],
+        JobKind.DIVIDE: divider,
+        JobKind.LABEL: [("labeler", name) for name in labelers(iteration)],
+        JobKind.TRAIN: policy,
+        JobKind.EVALUATE: [
+            ("policy", iteration.checkpoint or iteration.policy),
+            *divider,
+            ("labeler", iteration.labeler),
+        ],
+    }.get(kind, [])
+
+
+def gpus_for(iteration: Iteration, kind: str) -> int:
+    """The GPUs a job of `kind` needs: the most any of its models is spread over (0: it loads none). Model work
+    stays on GPU workers even when a server runs the model (openai): they hold the API tokens (models.env)."""
+    roles = [role for role, _ in models_of(iteration, kind)]
+    return max((max(gpus_needed(iteration.engine, engine_options(iteration, role)), 1) for role in roles), default=0)
+
+
+def engine_settings(iteration: Iteration) -> list[tuple[str, str, dict | str]]:
+    """For the iteration page: each role's model and its engine options, or what is wrong with them."""
+    models = {"policy": iteration.policy, "labeler": iteration.labeler, "splitter": splitter(iteration).model}
+    rows = []
+    for role in ROLES:
+        if models[role]:
+            try:
+                rows.append((role, models[role], dict(sorted(engine_options(iteration, role).items()))))
+            except ValueError as error:
+                rows.append((role, models[role], str(error)))
+    return rows

@@ -3,9 +3,10 @@
 Counting an iteration means a pass over its answers, claims and pairs: at ten million claims that is seconds,
 too slow for the page everyone lands on. So each writer adds what it changed to the iteration's
 `IterationCounts` row in its own transaction: a stage's chunk (`jobs.base.commit_chunk`) adds the counts of its
-instructions after its write minus before it, a review (`review.py`) the difference it made to one instruction,
-an RLAIF-V import the whole iteration. `tally` is the one definition of the counts, over an iteration or some
-of its instructions; `refresh_counts` (a command) recounts every iteration from it.
+instructions after its write minus before it, a review (`review.py`) the difference it made to one instruction;
+an RLAIF-V import or a new margin (`review.apply_margin`) recounts the whole iteration. `tally` is the one
+definition of the counts, over an iteration or some of its instructions; `refresh_counts` (a command) recounts
+every iteration from it.
 
 The row is updated last in each transaction, so the row lock it takes is held only until the commit: writers
 of different instructions wait for each other for no longer than that.
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
 
+from labeling.calibration import accepts
 from webapp.models import Claim, Decision, Iteration, IterationCounts, PreferencePair, Response, Review
 
 COUNTED = ("responses", "scored", "rejected", "claims", "pairs", "excluded", "agree", "decided")
@@ -88,13 +90,14 @@ def tally(iteration: Iteration, instruction_ids=None) -> Tally:
             counts.scores[score] = n
     totals = pairs.aggregate(n=Count("id"), excluded=Count("id", filter=Q(excluded=True)))
     counts.pairs, counts.excluded = totals["n"], totals["excluded"]
-    # Each claim's latest standing decisive review, against the iteration labeler's verdict on it.
+    # Each claim's latest standing decisive review, against the iteration labeler's verdict on it (under the
+    # iteration's margin).
     rows = (
         reviews.filter(claim__verdicts__labeler=F("iteration__labeler"))
         .order_by("claim", "created_at", "pk")
-        .values_list("claim", "decision", "claim__verdicts__accepted")
+        .values_list("claim", "decision", "claim__verdicts__p_yes", "claim__verdicts__p_no")
     )
-    latest = {claim: (decision, accepted) for claim, decision, accepted in rows}
+    latest = {claim: (decision, accepts(p_yes, p_no, iteration.margin)) for claim, decision, p_yes, p_no in rows}
     counts.decided_claims({c: d for c, (d, _) in latest.items()}, {c: a for c, (_, a) in latest.items()})
     return counts
 

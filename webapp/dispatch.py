@@ -9,18 +9,25 @@ from django.db import transaction
 from django.utils import timezone
 
 from webapp.celery import app
-from webapp.config import splitter
+from webapp.config import gpus_for
 from webapp.models import InstructionImport, Job, JobKind, JobState
 
 RUN_JOB_TASK = "webapp.tasks.run_job"
 RUN_IMPORT_TASK = "webapp.tasks.run_import"
 
 
-def queue_for(job: Job) -> str:
-    """Model work goes to the GPU queue; combine and the rule-based splitter run on CPU workers."""
-    if job.kind == JobKind.COMBINE or (job.kind == JobKind.DIVIDE and splitter(job.iteration).model is None):
+def queue_name(gpus: int) -> str:
+    """Queues are named by the GPUs a task needs: `cpu`, `gpu` (one), `gpu-x4` (a model spread over four)."""
+    if gpus == 0:
         return "cpu"
-    return "gpu"
+    return "gpu" if gpus == 1 else f"gpu-x{gpus}"
+
+
+def queue_for(job: Job) -> str:
+    """The queue of the workers that can hold the job's models: combine and the rule-based splitter load none and
+    run on CPU workers; a 7B policy's generate goes to `gpu`, a 34B labeler spread over four GPUs to `gpu-x4`
+    (the iteration's engine options say how many each model needs)."""
+    return queue_name(gpus_for(job.iteration, job.kind))
 
 
 def enqueue(job: Job) -> None:
@@ -40,3 +47,14 @@ def enqueue(job: Job) -> None:
 def enqueue_import(upload: InstructionImport) -> None:
     """Send an upload's import to the CPU queue once the transaction that saved it commits."""
     transaction.on_commit(lambda: app.send_task(RUN_IMPORT_TASK, args=[upload.pk], queue="cpu"))
+
+
+def stage_queues(iteration) -> list[tuple[str, str]]:
+    """Each stage's queue, for the iteration page; "not routable" where its engine options are wrong."""
+    queues = []
+    for kind in JobKind.values:
+        try:
+            queues.append((kind, queue_name(gpus_for(iteration, kind))))
+        except ValueError:
+            queues.append((kind, "not routable: check the engine options"))
+    return queues

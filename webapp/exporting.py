@@ -9,6 +9,9 @@ Formats (labeling/formats.py): `trl` is a `datasets` folder (save_to_disk), or o
 path ends in .parquet; `jsonl` is TRL rows whose images are paths relative to the JSONL's folder, the image
 files written there as images/<sha256[:2]>/<sha256>.<ext>; `rlaifv` is the RLAIF-V parquet layout. The output
 is written under a temporary name and renamed into place, so a failed export leaves no half-written file.
+An imported pair keeps the metadata of the row it came from (ds_name, idx, origin_dataset, origin_split,
+image_path); a pair made here is described as ours (ds_name "RLAIF-V-Studio", idx its id, origin_split the
+iteration's models).
 
 `export_download` gives the same data as a stream of bytes for the browser: pairs are read PAIR_CHUNK at a
 time and each batch of rows is sent as soon as it is written. `trl` streams the parquet file (the command's
@@ -74,18 +77,19 @@ class ExportedPair:
     image: str
     question: str
     source: str
+    origin: dict | None  # an imported pair's RLAIF-V metadata, exported again unchanged
     chosen: str
     rejected: str
 
 
 # What an export reads of a pair: plain rows, not model instances (building those cost more than the query).
-PAIR_ROW = ("pk", "instruction__image", "instruction__question", "instruction__source")
+PAIR_ROW = ("pk", "instruction__image", "instruction__question", "instruction__source", "origin")
 ANSWERS = ("chosen_id", "chosen__text", "rejected_id", "rejected__text")
 
 
 def _rejections(iteration: Iteration, response_ids) -> dict[int, int | None]:
     """Each response's effective rejections (the rule of `effective_verdicts`); None for one without claims."""
-    claims = with_labeler_verdict(Claim.objects.filter(response__in=response_ids), iteration.labeler)
+    claims = with_labeler_verdict(Claim.objects.filter(response__in=response_ids), iteration.labeler, iteration.margin)
     reviews = Review.objects.filter(claim__response__in=response_ids).order_by("created_at", "pk")
     rejected = dict.fromkeys(response_ids)
     for verdict in effective_verdicts(claims.values_list(*VERDICT_ROW), reviews.values_list(*REVIEW_ROW)).values():
@@ -100,9 +104,9 @@ def effective_pairs(iteration: Iteration, tally: ExportResult) -> Iterator[Expor
     pairs = iteration.pairs.filter(excluded=False).order_by("pk").values_list(*PAIR_ROW, *ANSWERS)
     rows = pairs.iterator(chunk_size=PAIR_CHUNK)
     while chunk := list(islice(rows, PAIR_CHUNK)):
-        n_rejected = _rejections(iteration, {row[4] for row in chunk} | {row[6] for row in chunk})
+        n_rejected = _rejections(iteration, {row[5] for row in chunk} | {row[7] for row in chunk})
         ordered = []
-        for pk, image, question, source, chosen, chosen_text, rejected, rejected_text in chunk:
+        for pk, image, question, source, origin, chosen, chosen_text, rejected, rejected_text in chunk:
             a, b = n_rejected[chosen], n_rejected[rejected]
             flip = False
             if a is not None or b is not None:
@@ -113,7 +117,7 @@ def effective_pairs(iteration: Iteration, tally: ExportResult) -> Iterator[Expor
                 if flip := a > b:
                     chosen, chosen_text, rejected, rejected_text = rejected, rejected_text, chosen, chosen_text
                     tally.flipped += 1
-            exported = ExportedPair(pk, image, question, source, chosen_text, rejected_text)
+            exported = ExportedPair(pk, image, question, source, origin, chosen_text, rejected_text)
             ordered.append((flip, chosen, rejected, exported))
         # A flip can duplicate a pair stored the other way round, which is exported in its own right.
         flipped = [chosen for flip, chosen, _, _ in ordered if flip]
@@ -144,16 +148,19 @@ def _records(iteration: Iteration, pairs: Iterable[ExportedPair], tally: ExportR
                 image = file.read()
         except FileNotFoundError:
             raise ExportFailed(f"pair {exported.pk}: image {exported.image} is missing") from None
+        made_here = {
+            "image_path": exported.image,
+            "ds_name": DS_NAME,
+            "origin_dataset": exported.source,
+            "origin_split": origin_split,
+            "idx": str(exported.pk),
+        }
         yield RlaifvRecord(
             image=image,
             question=exported.question,
             chosen=exported.chosen,
             rejected=exported.rejected,
-            image_path=exported.image,
-            ds_name=DS_NAME,
-            origin_dataset=exported.source,
-            origin_split=origin_split,
-            idx=str(exported.pk),
+            **(exported.origin or made_here),
         )
         tally.written += 1
 

@@ -6,24 +6,14 @@ claims a human decided (latest decisive review) against the labeler's verdict on
 serves the most uncertain claims first, so it understates the agreement on claims at large.
 """
 
-import math
 from dataclasses import dataclass, field
 
 from django.db.models import Count, Q, Sum
 
+from labeling.audit import wilson_interval
 from webapp.counts import counts_of
 from webapp.models import Iteration, Job
 from webapp.progress import StageProgress
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (95% for z = 1.96); sound for small n and rates near 0 or 1."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxLengthValidator
 from django.db import models
-from django.db.models import Case, F, FilteredRelation, OuterRef, Q, Subquery, Value, When
+from django.db.models import Case, ExpressionWrapper, F, FilteredRelation, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Abs, Coalesce, Greatest, Least
 from django.utils import timezone
 
@@ -54,7 +54,7 @@ class Instruction(models.Model):
 
 class InstructionSource(models.Model):
     """A source and how many instructions carry it, kept by triggers on webapp_instruction (migration
-    0016_instruction_source_counts): the dashboard and the pair list's filter read a handful of rows instead of
+    0018_instruction_source_counts): the dashboard and the pair list's filter read a handful of rows instead of
     grouping every instruction."""
 
     name = models.CharField(max_length=100, primary_key=True)
@@ -107,6 +107,12 @@ class Iteration(models.Model):
     instructions = models.ManyToManyField(Instruction, blank=True, related_name="iterations")
     checkpoint = models.CharField(max_length=500, blank=True, help_text="Checkpoint trained in this iteration")
     metrics = models.JSONField(default=dict, blank=True)
+    margin = models.FloatField(
+        default=0.0,
+        editable=False,
+        help_text="The verdict rule's margin m: the labeler accepts a claim when p_yes > p_no + m (0: RLAIF-V's "
+        "rule). Staff change it at the review gate (webapp.review.apply_margin), recorded in metrics['margins']",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -114,6 +120,7 @@ class Iteration(models.Model):
     class Meta:
         ordering = ["-number"]
         constraints = [
+            models.CheckConstraint(condition=Q(margin__gte=-1, margin__lte=1), name="iteration_margin_range"),
             models.CheckConstraint(condition=Q(status__in=IterationStatus.values), name="iteration_status_valid"),
             models.CheckConstraint(condition=Q(engine__in=Engine.values), name="iteration_engine_valid"),
             models.CheckConstraint(condition=Q(number__gte=1), name="iteration_number_positive"),
@@ -193,14 +200,26 @@ class Response(models.Model):
         return f"response {self.pk} (seed {self.seed})"
 
 
+def accepted_under(margin, prefix: str = ""):
+    """The verdict rule in SQL: the labeler accepts when p_yes > p_no + margin (labeling.calibration.accepts).
+    `margin`: a number or an expression; `prefix`: the path to the verdict's fields."""
+    margin = margin if hasattr(margin, "resolve_expression") else Value(float(margin))
+    return ExpressionWrapper(
+        Q(**{f"{prefix}p_yes__gt": F(f"{prefix}p_no") + margin}), output_field=models.BooleanField(null=True)
+    )
+
+
 class ClaimQuerySet(models.QuerySet):
-    def with_effective_verdict(self):
-        """Annotate `effective_accepted` (bool or None) and `decided_by` ("reviewer"/"labeler"/None) in SQL."""
+    def with_effective_verdict(self, margin: float | None = None):
+        """Annotate `effective_accepted` (bool or None) and `decided_by` ("reviewer"/"labeler"/None) in SQL.
+
+        The labeler's verdict follows its iteration's margin, or `margin` where given (a "what if")."""
         decisive = Review.objects.decisive().filter(claim=OuterRef("pk")).order_by("-created_at", "-pk")
         verdict = Verdict.objects.filter(claim=OuterRef("pk"), labeler=OuterRef("response__iteration__labeler"))
+        rule = accepted_under(OuterRef("response__iteration__margin") if margin is None else margin)
         return self.annotate(
             review_decision=Subquery(decisive.values("decision")[:1]),
-            labeler_accepted=Subquery(verdict.values("accepted")[:1]),
+            labeler_accepted=Subquery(verdict.annotate(ok=rule).values("ok")[:1]),
             p_yes=Subquery(verdict.values("p_yes")[:1]),
             p_no=Subquery(verdict.values("p_no")[:1]),
         ).annotate(
@@ -249,7 +268,8 @@ class Claim(models.Model):
 
     def effective_accepted(self) -> bool | None:
         """The latest decisive review wins; else the labeler's verdict; None when neither exists."""
-        rows = with_labeler_verdict(Claim.objects.filter(pk=self.pk), self.response.iteration.labeler)
+        iteration = self.response.iteration
+        rows = with_labeler_verdict(Claim.objects.filter(pk=self.pk), iteration.labeler, iteration.margin)
         return effective_verdicts(rows.values_list(*VERDICT_ROW))[self.pk].accepted
 
 
@@ -260,7 +280,9 @@ class Verdict(models.Model):
     labeler = models.CharField(max_length=500)
     p_yes = models.FloatField(help_text="P(Yes)+P(yes) of the labeler's first token")
     p_no = models.FloatField(help_text="P(No)+P(no) of the labeler's first token")
-    accepted = models.BooleanField(help_text="p_yes > p_no (RLAIF-V: no threshold)")
+    accepted = models.BooleanField(
+        help_text="p_yes > p_no (RLAIF-V: no threshold); the verdict that counts follows the iteration's margin"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -339,6 +361,16 @@ class Review(models.Model):
         editable=False,
         help_text="For an undo: the reviewer's own decision on the same claim that it takes back (once)",
     )
+    audit = models.ForeignKey(
+        "AuditSample",
+        null=True,
+        blank=True,
+        on_delete=models.RESTRICT,
+        related_name="reviews",
+        editable=False,
+        help_text="The audit sample whose page it was made on; only these reviews estimate the labeler's error "
+        "rate (a queue that serves uncertain claims first would bias it)",
+    )
 
     objects = ReviewQuerySet.as_manager()
 
@@ -383,6 +415,12 @@ class PreferencePair(models.Model):
     excluded = models.BooleanField(default=False, help_text="Excluded by a reviewer: left out of training")
     excluded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    origin = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="An imported pair's RLAIF-V row metadata (ds_name, idx, origin_dataset, origin_split, image_path), "
+        "exported again unchanged; empty for pairs made here",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -431,6 +469,53 @@ class IterationCounts(models.Model):
 
     def __str__(self):
         return f"counts of iteration {self.iteration_id}"
+
+
+class AuditDesign(models.TextChoices):
+    UNIFORM = "uniform", "uniform"
+    STRATIFIED = "stratified", "stratified by p_yes"
+
+
+class AuditSample(models.Model):
+    """Claims of an iteration drawn at random for reviewers to audit (labeling.audit), so the labeler's error
+    rate over the whole iteration is estimated without bias. The latest sample of an iteration is the one
+    its audit page serves."""
+
+    Design = AuditDesign
+
+    iteration = models.ForeignKey(Iteration, on_delete=models.CASCADE, related_name="audit_samples")
+    design = models.CharField(max_length=20, choices=AuditDesign.choices)
+    seed = models.BigIntegerField(help_text="The random draw's seed: the same claims drawn again from it")
+    populations = models.JSONField(
+        help_text="Claims in each band of p_yes when drawn (labeling.audit.STRATUM_EDGES); uniform: [all claims]"
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(design__in=AuditDesign.values), name="audit_design_valid")]
+
+    def __str__(self):
+        return f"{self.get_design_display()} audit of iteration {self.iteration_id}"
+
+
+class AuditItem(models.Model):
+    """One drawn claim, its band of p_yes and its place in the serving order."""
+
+    sample = models.ForeignKey(AuditSample, on_delete=models.CASCADE, related_name="items")
+    claim = models.ForeignKey(Claim, on_delete=models.CASCADE, related_name="+")
+    stratum = models.PositiveSmallIntegerField()
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["sample", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["sample", "claim"], name="audit_item_claim_once"),
+            models.UniqueConstraint(fields=["sample", "position"], name="audit_item_position_once"),
+        ]
+
+    def __str__(self):
+        return f"claim {self.claim_id}, #{self.position} of audit {self.sample_id}"
 
 
 class JobKind(models.TextChoices):
@@ -548,11 +633,12 @@ class EffectiveVerdict:
     p_yes: float | None
 
 
-def with_labeler_verdict(claims, labeler: str):
-    """Claims with the labeler's verdict joined in, as `labeler_accepted` and `p_yes` (None where it has none)."""
+def with_labeler_verdict(claims, labeler: str, margin: float):
+    """Claims with the labeler's verdict under `margin` (its iteration's) joined in, as `labeler_accepted` and
+    `p_yes` (None where it has none)."""
     verdict = FilteredRelation("verdicts", condition=Q(verdicts__labeler=labeler))
     return claims.annotate(labeler_verdict=verdict).annotate(
-        labeler_accepted=F("labeler_verdict__accepted"), p_yes=F("labeler_verdict__p_yes")
+        labeler_accepted=accepted_under(margin, "labeler_verdict__"), p_yes=F("labeler_verdict__p_yes")
     )
 
 
@@ -590,11 +676,11 @@ REVIEW_ROW = ("pk", "claim", "decision", "undoes")  # what standing_decisions re
 VERDICT_ROW = ("pk", "response", "labeler_accepted", "p_yes")  # what effective_verdicts reads of a claim
 
 
-def response_scores(responses):
-    """score = −(effective rejections) for each response, computed in one query."""
+def response_scores(responses, margin: float | None = None):
+    """score = −(effective rejections) for each response, computed in one query (under `margin`: a "what if")."""
     rejected = (
         Claim.objects.filter(response=OuterRef("pk"))
-        .with_effective_verdict()
+        .with_effective_verdict(margin)
         .filter(effective_accepted=False)
         .values("response")
         .annotate(n=models.Count("pk"))
@@ -676,6 +762,8 @@ class AuditAction(models.TextChoices):
     ADD_GROUP = "add_group", "added a group"
     CHANGE_GROUP = "change_group", "changed a group"
     DELETE_GROUP = "delete_group", "deleted a group"
+    MARGIN = "margin", "applied a decision margin to the labeler's verdicts"
+    DRAW_AUDIT = "draw_audit", "drew an audit sample of claims"
 
 
 class AuditEventQuerySet(models.QuerySet):

@@ -1,9 +1,10 @@
-"""How far an iteration has got: per stage, the sum of its chunk jobs' progress (one query)."""
+"""How far an iteration has got: per stage, the sum of its chunk jobs' progress, its throughput and time left."""
 
 from dataclasses import dataclass
 
 from django.db.models import Count, Q, Sum
 
+from webapp.eta import STAGE_UNITS, Throughput, duration_text, stage_etas
 from webapp.models import Job, JobState
 
 
@@ -16,6 +17,28 @@ class StageProgress:
     succeeded: int
     failed: int
     running: int
+    rate: Throughput | None = None
+    seconds_left: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.jobs) and self.succeeded == self.jobs
+
+    @property
+    def speed(self) -> str:
+        """The measured rate in the stage's own items, e.g. "12.5 claims/s"."""
+        if self.rate is None:
+            return ""
+        per_second = self.rate.items_per_second
+        figure = f"{per_second:.3g}" if per_second >= 0.1 else f"{per_second * 60:.3g}"
+        return f"{figure} {STAGE_UNITS[self.kind]}/{'s' if per_second >= 0.1 else 'min'}"
+
+    @property
+    def time_left(self) -> str:
+        """ "about 3 min left" while the stage runs and has a measured rate; blank otherwise."""
+        if self.finished or self.failed or self.seconds_left is None:
+            return ""
+        return f"about {duration_text(self.seconds_left)} left"
 
     @property
     def percent(self) -> int:
@@ -38,4 +61,6 @@ def iteration_progress(iteration_id: int) -> list[StageProgress]:
         )
     )
     order = [k for k in Job.Kind.values]
-    return sorted((StageProgress(**row) for row in rows), key=lambda s: order.index(s.kind))
+    etas = stage_etas(iteration_id)
+    stages = (StageProgress(**row, rate=etas[row["kind"]][0], seconds_left=etas[row["kind"]][1]) for row in rows)
+    return sorted(stages, key=lambda s: order.index(s.kind))

@@ -7,13 +7,19 @@ previous decision standing: nothing to recompute. An undo is a review too, appen
 reviewer's own decisions, which then no longer counts, so the claim's verdict, the score and the pairs return
 to what they were before it. Reviews are taken only while the iteration waits at its review gate: before it
 the pairs do not exist yet, after it they have been trained on.
+
+Staff may also change the verdict rule's margin there (`apply_margin`): every answer is re-scored and every
+pair rebuilt under it, reviews still winning over the labeler, and the change is recorded on the iteration.
 """
 
 from collections import Counter
+from dataclasses import asdict
 
 from django.db import connection, transaction
+from django.utils import timezone
 
-from labeling.combine import ScoredResponse, combine_pairs, make_pairs
+from labeling.calibration import PairChanges, pair_changes
+from labeling.combine import Pair, ScoredResponse, combine_pairs, make_pairs
 from webapp import audit, counts
 from webapp.actors import actor_for
 from webapp.config import config
@@ -22,6 +28,8 @@ from webapp.models import (
     REVIEW_ROW,
     VERDICT_ROW,
     AuditAction,
+    AuditItem,
+    AuditSample,
     Claim,
     Decision,
     Iteration,
@@ -86,15 +94,18 @@ def _in_review(iteration_id: int, work):
         return work()
 
 
-def record_review(claim: Claim, reviewer, decision: str, note: str = "") -> Review:
-    """Append a review; when it is decisive, re-score the claim's response and rebuild its instruction's pairs."""
+def record_review(claim: Claim, reviewer, decision: str, note: str = "", audit: AuditSample | None = None) -> Review:
+    """Append a review; when it is decisive, re-score the claim's response and rebuild its instruction's pairs.
+    `audit`: the audit sample whose page it was made on (the claim must be one of its drawn claims)."""
     if decision not in CLAIM_DECISIONS:
         raise ValueError(f"unknown decision {decision!r}: one of {', '.join(CLAIM_DECISIONS)} (undo_review undoes)")
+    if audit is not None and not AuditItem.objects.filter(sample=audit, claim=claim).exists():
+        raise ValueError(f"claim {claim.pk} was not drawn in audit sample {audit.pk}")
     response = claim.response
 
     def work():
         iteration = _lock_open(response.iteration_id, response.instruction_id)
-        review = Review.objects.create(claim=claim, reviewer=reviewer, decision=decision, note=note)
+        review = Review.objects.create(claim=claim, reviewer=reviewer, decision=decision, note=note, audit=audit)
         if decision != Decision.UNSURE:
             counts.add(iteration, rebuild_pairs(iteration, response.instruction_id, review.pk))
         return review
@@ -166,7 +177,7 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int, latest: int | None 
         .only("pk", "instruction_id", "text", "score")
         .order_by("pk")
     )
-    claims = with_labeler_verdict(Claim.objects.filter(response__in=responses), iteration.labeler)
+    claims = with_labeler_verdict(Claim.objects.filter(response__in=responses), iteration.labeler, iteration.margin)
     claims = list(claims.values_list(*VERDICT_ROW))
     if not claims:
         return change
@@ -197,16 +208,91 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int, latest: int | None 
         length_balance=cfg["length_balance"],
         length_ratio=iteration_length_ratio(iteration) if cfg["length_balance"] else None,
     )
-    return change + _replace_pairs(iteration, instruction_id, pairs)
+    return change + _replace_pairs(iteration, [instruction_id], pairs)
 
 
-def _replace_pairs(iteration: Iteration, instruction_id: int, pairs) -> counts.Tally:
-    """Make the stored pairs equal `pairs`, keeping the row (its id and exclusion) of two answers still paired;
-    returns the change in the pair counts."""
-    old = {
-        frozenset((p.chosen_id, p.rejected_id)): p
-        for p in PreferencePair.objects.filter(iteration=iteration, instruction_id=instruction_id)
-    }
+class BadMargin(ValueError):
+    """A margin outside [−1, 1], where p_yes − p_no lives."""
+
+
+def apply_margin(iteration_id: int, user, margin: float) -> PairChanges:
+    """Make `margin` the iteration's verdict rule (accepted when p_yes > p_no + margin), re-score every answer and
+    rebuild every pair under it, and record who changed it from what, when, and what it did to the pairs."""
+    if not -1.0 <= margin <= 1.0:
+        raise BadMargin(f"a margin is between -1 and 1 (p_yes − p_no lies there), not {margin}")
+    with transaction.atomic():
+        # The whole iteration changes: wait for the reviews in flight (their share locks) and keep new ones out.
+        iteration = Iteration.objects.select_for_update().filter(pk=iteration_id).first()
+        if iteration is None or iteration.status != IterationStatus.REVIEWING:
+            raise ReviewClosed("reviews are taken only while the iteration is at its review gate")
+        old = list(PreferencePair.objects.filter(iteration=iteration).values_list("chosen", "rejected", "score_gap"))
+        previous = iteration.margin
+        Iteration.objects.filter(pk=iteration.pk).update(margin=margin)
+        iteration.margin = margin
+        pairs = rebuild_all_pairs(iteration)
+        changes = pair_changes(old, [(p.chosen_id, p.rejected_id, p.score_gap) for p in pairs])
+        record = {
+            "margin": margin,
+            "previous": previous,
+            "by": user.get_username(),
+            "at": timezone.now().isoformat(),
+            "pairs": asdict(changes),
+        }
+        audit.record(
+            AuditAction.MARGIN, iteration=iteration, target=f"margin {margin}", previous=previous, pairs=record["pairs"]
+        )
+        metrics = iteration.metrics or {}
+        iteration.metrics = metrics | {"margins": [*metrics.get("margins", []), record]}
+        iteration.save(update_fields=["metrics"])
+        counts.refresh(iteration)  # every score, pair and agreement may have moved
+    return changes
+
+
+def pairs_under(iteration: Iteration, margin: float | None = None) -> list[Pair]:
+    """The iteration's pairs as `rebuild_all_pairs` would make them under `margin` (None: its own): the "what if"
+    of a margin."""
+    return _scored_pairs(iteration, margin)[1]
+
+
+def rebuild_all_pairs(iteration: Iteration) -> list[Pair]:
+    """`rebuild_pairs` for every instruction at once. Call in a transaction, the iteration locked."""
+    responses, pairs = _scored_pairs(iteration, None)
+    changed = [r for r in responses if r.score != -r.n_rejected]
+    for r in changed:
+        r.score = -r.n_rejected
+    Response.objects.bulk_update(changed, ["score"], batch_size=500)
+    _replace_pairs(iteration, _claimed_instructions(iteration), pairs)
+    return pairs
+
+
+def _claimed_instructions(iteration: Iteration):
+    """The iteration's instructions whose labeled answers have claims (a subquery): those that pairs follow from
+    verdicts; the others' pairs (imported ones) are the only preference known and are left alone."""
+    labeled = Claim.objects.filter(response__iteration=iteration, response__status=ResponseStatus.LABELED)
+    return labeled.values("response__instruction")
+
+
+def _scored_pairs(iteration: Iteration, margin: float | None) -> tuple[list[Response], list[Pair]]:
+    """The labeled answers of instructions with claims, scored from effective verdicts under `margin`, and their
+    pairs: the combine stage's k, seed and r, as `rebuild_pairs` makes them."""
+    labeled = Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED)
+    responses = list(response_scores(labeled.filter(instruction__in=_claimed_instructions(iteration)), margin))
+    cfg = config(iteration)
+    pairs = make_pairs(
+        [ScoredResponse(r.pk, r.instruction_id, r.text, r.n_rejected) for r in responses],
+        k=cfg["pairs_per_instruction"],
+        seed=cfg["seed"],
+        length_balance=cfg["length_balance"],
+        length_ratio=iteration_length_ratio(iteration) if cfg["length_balance"] else None,
+    )
+    return responses, pairs
+
+
+def _replace_pairs(iteration: Iteration, instruction_ids, pairs) -> counts.Tally:
+    """Make the stored pairs of these instructions equal `pairs`, keeping the row (its id and exclusion) of two
+    answers still paired; returns the change in the pair counts."""
+    stored = PreferencePair.objects.filter(iteration=iteration, instruction_id__in=instruction_ids)
+    old = {frozenset((p.chosen_id, p.rejected_id)): p for p in stored}
     keep, create = [], []
     for pair in pairs:
         row = old.pop(frozenset((pair.chosen_id, pair.rejected_id)), None)
@@ -214,7 +300,7 @@ def _replace_pairs(iteration: Iteration, instruction_id: int, pairs) -> counts.T
             create.append(
                 PreferencePair(
                     iteration=iteration,
-                    instruction_id=instruction_id,
+                    instruction_id=pair.instruction_id,
                     chosen_id=pair.chosen_id,
                     rejected_id=pair.rejected_id,
                     score_gap=pair.score_gap,

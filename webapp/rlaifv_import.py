@@ -9,7 +9,9 @@ Instructions are idempotent (unique source + image + question): importing a file
 source is `--source`, else the row's `origin_dataset`, else its `ds_name`. Rows with chosen and rejected
 become one new iteration (next number, policy `imported:<file name>`, labeler `imported`, status
 reviewing) holding a Response per distinct answer of an instruction (seeds 0, 1, 2, … in row order) and
-the pairs with score_gap=1: the dataset carries no scores, only which answer won. A file whose pairs were
+the pairs with score_gap=1: the dataset carries no scores, only which answer won. Each pair keeps its row's
+metadata (ds_name, idx, origin_dataset, origin_split, image_path) in `PreferencePair.origin`, which an
+export in the RLAIF-V layout writes back unchanged. A file whose pairs were
 imported before is refused, recognised by its SHA-256 in the iteration's config: a second copy of the same
 pairs would silently double their weight in training. The import, and the iteration it creates, are on the
 audit trail.
@@ -23,7 +25,7 @@ from pathlib import Path
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from labeling.formats import FormatError, RlaifvRecord, read_rlaifv
+from labeling.formats import FormatError, RlaifvRecord, read_rlaifv, rlaifv_metadata
 from webapp import audit, counts, limits
 from webapp.images import ImageError, store_image, validate_image
 from webapp.importing import WRITE_BATCH, existing_instructions
@@ -63,6 +65,7 @@ class _Row:
     key: tuple[str, str, str]  # source, image_sha256, question: what names an instruction
     image: tuple[str, int, int]  # stored name, width, height
     pair: tuple[str, str] | None
+    origin: dict | None  # the pair's RLAIF-V metadata, kept on the pair
 
 
 class _Images:
@@ -96,8 +99,10 @@ def _checked(row: int, record: RlaifvRecord, source: str | None, images: _Images
             raise RlaifvImportFailed(f"row {row}: {error}")
     if record.chosen is not None and record.chosen == record.rejected:
         raise RlaifvImportFailed(f"row {row}: columns 'chosen' and 'rejected' hold the same answer")
-    pair = None if record.chosen is None else (record.chosen, record.rejected)
-    return _Row((origin, sha256, record.question), (name, width, height), pair)
+    if record.chosen is None:
+        return _Row((origin, sha256, record.question), (name, width, height), None, None)
+    pair = (record.chosen, record.rejected)
+    return _Row((origin, sha256, record.question), (name, width, height), pair, rlaifv_metadata(record))
 
 
 def _new_iteration(path: Path, digest: str) -> Iteration:
@@ -153,11 +158,13 @@ def _pairs(iteration: Iteration, rows: list[_Row], ids: dict) -> int:
         if row.pair:
             instruction = ids[row.key]
             chosen, rejected = (answer[instruction, seeds[instruction, text]] for text in row.pair)
-            pairs.setdefault((chosen, rejected), instruction)
+            pairs.setdefault((chosen, rejected), (instruction, row.origin))  # the first row's, as a get_or_create
     PreferencePair.objects.bulk_create(
         [
-            PreferencePair(iteration=iteration, instruction_id=i, chosen_id=c, rejected_id=r, score_gap=1)
-            for (c, r), i in pairs.items()
+            PreferencePair(
+                iteration=iteration, instruction_id=i, chosen_id=c, rejected_id=r, score_gap=1, origin=origin
+            )
+            for (c, r), (i, origin) in pairs.items()
         ],
         batch_size=WRITE_BATCH,
     )
@@ -165,7 +172,7 @@ def _pairs(iteration: Iteration, rows: list[_Row], ids: dict) -> int:
     # back every one it is given).
     links = Iteration.instructions.through
     links.objects.bulk_create(
-        [links(iteration=iteration, instruction_id=i) for i in set(pairs.values())], batch_size=WRITE_BATCH
+        [links(iteration=iteration, instruction_id=i) for i in {i for i, _ in pairs.values()}], batch_size=WRITE_BATCH
     )
     return len(pairs)
 

@@ -16,6 +16,8 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Abs
 from django.http import Http404
 
+from labeling.calibration import accepts
+from webapp.config import second_labeler
 from webapp.models import (
     DECISIVE,
     REVIEW_ROW,
@@ -41,6 +43,7 @@ COUNT_CAP = 200  # the list counts at most this many matches, so a count never w
 # The spot-check queue stratifies this many of the most uncertain unreviewed verdicts.
 QUEUE_WINDOW = 100
 QUEUE_SHOWN = 5  # the claims a queue page shows at once, for j/k to move between
+QUEUE_ROW = ("pk", "claim__response", "claim__response__instruction")  # what `stratify` reads of a verdict
 
 
 def _row_after(op: str):
@@ -238,7 +241,7 @@ def _decisions(history: dict[int, list[Review]]) -> list[tuple]:
 
 def claim_views(iteration: Iteration, claims) -> list[ClaimView]:
     """The claims (a queryset), each with its effective verdict, who decided it and its review history."""
-    claims = list(with_labeler_verdict(claims, iteration.labeler))
+    claims = list(with_labeler_verdict(claims, iteration.labeler, iteration.margin))
     history = _histories([c.pk for c in claims])
     rows = [(c.pk, c.response_id, c.labeler_accepted, c.p_yes) for c in claims]
     verdicts = effective_verdicts(rows, _decisions(history))
@@ -412,15 +415,20 @@ def spot_check_queue(iteration: Iteration, window: int = QUEUE_WINDOW) -> list[i
     """Verdict ids of the iteration's unreviewed claims (none of whose reviews stands: undoing a decision puts
     its claim back) in serving order: most uncertain labeler verdict (smallest |p_yes − p_no|) first, the
     `window` most uncertain stratified (see `stratify`) so a reviewer does not see ten claims of one answer in
-    a row."""
+    a row. With a second labeler, the claims the two disagree on come before all others."""
     reviewed = Review.objects.standing().filter(claim=OuterRef("claim"))
-    rows = (
-        Verdict.objects.filter(labeler=iteration.labeler, claim__response__iteration=iteration)
-        .filter(~Exists(reviewed))
-        .order_by(Abs(F("p_yes") - F("p_no")), "pk")  # verdict_uncertainty_idx
-        .values_list("pk", "claim__response", "claim__response__instruction")
+    rows = Verdict.objects.filter(labeler=iteration.labeler, claim__response__iteration=iteration).filter(
+        ~Exists(reviewed)
     )
-    return stratify(list(rows[:window]))
+    order = [Abs(F("p_yes") - F("p_no")), "pk"]  # verdict_uncertainty_idx
+    second = second_labeler(iteration)
+    if second is None:
+        return stratify(list(rows.order_by(*order).values_list(*QUEUE_ROW)[:window]))
+    # Claims the two labelers disagree on first (one says yes, the other no), each group most uncertain first.
+    other = Verdict.objects.filter(claim=OuterRef("claim"), labeler=second).exclude(accepted=OuterRef("accepted"))
+    rows = rows.annotate(disagree=Exists(other)).order_by("-disagree", *order)
+    rows = list(rows.values_list(*QUEUE_ROW, "disagree")[:window])
+    return stratify([r[:3] for r in rows if r[3]]) + stratify([r[:3] for r in rows if not r[3]])
 
 
 def stratify(rows: list[tuple[int, int, int]]) -> list[int]:
@@ -449,7 +457,7 @@ def queue_view(iteration: Iteration, reviewer, last_review: int | None = None) -
     if shown:
         # Claims back in the queue after an undo carry their (undone) reviews.
         history = _histories([v.claim_id for v in shown])
-        rows = [(v.claim_id, v.claim.response_id, v.accepted, v.p_yes) for v in shown]
+        rows = [(v.claim_id, v.claim.response_id, accepts(v.p_yes, v.p_no, iteration.margin), v.p_yes) for v in shown]
         effective = effective_verdicts(rows, _decisions(history))
         links = pair_links(iteration, [v.claim.response for v in shown])
         for v in shown:
@@ -510,7 +518,8 @@ def outcome(iteration: Iteration, reviewer, review_id: int) -> Outcome | None:
     claim = review.claim
     rows = list(Review.objects.filter(claim=claim).order_by("created_at", "pk").values_list(*REVIEW_ROW))
     made = [row[0] for row in rows].index(review.pk) + 1
-    labeler = Verdict.objects.filter(claim=claim, labeler=iteration.labeler).values_list("accepted", flat=True).first()
+    verdict = Verdict.objects.filter(claim=claim, labeler=iteration.labeler).values_list("p_yes", "p_no").first()
+    labeler = None if verdict is None else accepts(*verdict, iteration.margin)
 
     def verdict(reviews):
         decision = standing_decisions(reviews).get(claim.pk)

@@ -1,21 +1,24 @@
 """All settings, read from the environment. Out of the box: SQLite and a file-based broker under var/.
 
-Production sets DEBUG=0, SECRET_KEY (or SECRET_KEY_FILE), ALLOWED_HOSTS, DATABASE_URL=postgres://…
-and CELERY_BROKER_URL=redis://…; see docker/.env.example.
+DEBUG is off unless DEBUG=1 says otherwise (`make demo` and the tests set it), so a server started without it
+shows no debug pages and needs SECRET_KEY (or SECRET_KEY_FILE) and ALLOWED_HOSTS. Production also sets
+DATABASE_URL=postgres://… and CELERY_BROKER_URL=redis://…; see docker/app.env.example.
 """
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from webapp.env import env_bool, env_int, env_list, env_path, env_secret, env_str
+from labeling.engine_options import check_options
+from webapp.env import env_bool, env_float, env_int, env_json, env_list, env_path, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = env_path("VAR_DIR", BASE_DIR / "var")
 
-DEBUG = env_bool("DEBUG", True)
+DEBUG = env_bool("DEBUG", False)
 
 
 def _secret_key() -> str:
@@ -50,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "template_partials",
+    "axes",
     "webapp",
 ]
 
@@ -67,6 +71,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "webapp.security.PrivatePagesMiddleware",
+    # Last: turns a login refused by the lockout into its page (AXES_LOCKOUT_TEMPLATE).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -109,6 +116,32 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Login throttling (django-axes), on the site's login and the admin's: after LOGIN_FAILURE_LIMIT failed logins
+# for one username, or from one address, every login for it (the right password too) is refused for
+# LOGIN_LOCKOUT_MINUTES, or until staff delete its access attempt in the admin (Axes › Access attempts).
+# Failed and successful logins are logged (logger "axes") and kept as access logs in the admin.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: a username, or an address
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_SENSITIVE_PARAMETERS = []  # the logs name the username and the address (never the password)
+AXES_LOCKOUT_CALLABLE = "webapp.logins.locked_out"
+AXES_CLIENT_IP_CALLABLE = "webapp.logins.client_address"
+# Behind the proxy every request comes from the proxy's address: name the header it sets to the client's own
+# (e.g. X-Real-IP; it must overwrite a client's). Unset, the connection's address (REMOTE_ADDR) is used.
+CLIENT_ADDRESS_HEADER = env_str("CLIENT_ADDRESS_HEADER", "")
+
+# Sessions end after SESSION_IDLE_MINUTES without a request (each request renews the cookie) and when the
+# browser closes.
+SESSION_COOKIE_AGE = env_int("SESSION_IDLE_MINUTES", 60) * 60
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -150,7 +183,7 @@ IMPORT_MAX_MEMBERS = env_int("IMPORT_MAX_MEMBERS", 100_000)
 IMPORT_MAX_RATIO = env_int("IMPORT_MAX_RATIO", 200)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # Django's default: larger uploaded files are spooled to a temporary file
 
-# Celery: GPU work (generate, label, train) on queue "gpu", the rest on "cpu".
+# Celery: GPU work (generate, label, train) on queue "gpu" ("gpu-xN": models spread over N GPUs), the rest on "cpu".
 # Without CELERY_BROKER_URL the broker is a folder under var/, so the demo needs no server.
 _BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost/")
@@ -199,6 +232,11 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
     "form-action 'self'; base-uri 'none'; object-src 'none'"
 )
+# Browser features no page uses, switched off for this site and anything it might embed.
+PERMISSIONS_POLICY = (
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), bluetooth=(), hid=(), "
+    "midi=(), magnetometer=(), gyroscope=(), accelerometer=(), display-capture=()"
+)
 
 LOGGING = {
     "version": 1,
@@ -212,6 +250,15 @@ OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "http://127.0.0.1:8001/v1")
 OPENAI_API_KEY = env_secret("OPENAI_API_KEY") or "none"
 CHUNK_SIZE = env_int("CHUNK_SIZE", 32)
 TORCH_DEVICE = env_str("TORCH_DEVICE", "cpu")
+# Engine options every iteration starts from, per engine, e.g. {"vllm": {"gpu_memory_utilization": 0.85}}
+# (labeling/engine_options.py lists them); an iteration's config key "engine_options" overrides them per role.
+ENGINE_OPTIONS = env_json("ENGINE_OPTIONS", {})
+try:
+    ENGINE_OPTIONS = {engine: check_options(engine, options) for engine, options in dict(ENGINE_OPTIONS).items()}
+except (TypeError, ValueError) as error:
+    raise ImproperlyConfigured(f"ENGINE_OPTIONS: {error}") from None
+# GiB of GPU memory a worker's loaded models may hold together. Unset: one stage's models at a time.
+GPU_MEMORY_BUDGET_GB = env_float("GPU_MEMORY_BUDGET_GB", None)
 # A job whose worker has not reported for this long is presumed dead and re-queued.
 STALE_JOB_SECONDS = env_int("STALE_JOB_SECONDS", 600)
 CELERY_BEAT_SCHEDULE = {

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from labeling.backends.base import Sampling
+from labeling.backends.positions import next_positions, prompt_positions
 
 
 def sample_next(logits: torch.Tensor, generators: Sequence[torch.Generator], sampling: Sampling) -> torch.Tensor:
@@ -43,17 +44,18 @@ def sample_rows(
 ) -> list[list[int]]:
     """Sample one continuation per row; row i continues prompt `rows[i]` of `inputs` with seed `seeds[i]`.
 
-    Each prompt is run once (left-padded, explicit position ids) and its KV cache is copied to its rows,
-    so ten candidates of one question cost one prefill. Finished rows leave the batch (and the cache).
+    Each prompt is run once (left-padded, explicit position ids: see `positions`) and its KV cache is
+    copied to its rows, so ten candidates of one question cost one prefill. Finished rows leave the batch
+    (and the cache).
     """
     mask = inputs["attention_mask"]
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    positions = prompt_positions(model, inputs)
     out = model(**inputs, position_ids=positions, use_cache=True, logits_to_keep=1)
     index = torch.tensor(rows, device=mask.device)
     cache = out.cache
     cache.batch_select_indices(index)
     mask, logits = mask[index], out.logits[index, -1]
-    next_position = positions[index, -1] + 1
+    next_position = next_positions(positions)[index]
     generators = [torch.Generator(device=logits.device).manual_seed(seed) for seed in seeds]
     tokens: list[list[int]] = [[] for _ in rows]
     alive = list(range(len(rows)))

@@ -4,37 +4,51 @@ Where the reference labels one claim per forward with the image re-encoded every
 image's prompt prefix (`USER: <image>` and its image tokens) once and scores all of that image's questions
 in one batched forward on a copy of that prefix's KV cache. `generate` samples with one RNG per candidate
 seed (see `seeded_sampling`), so a seed gives the same text whatever else is in the batch.
+
+Both work on every family of `labeling.tiny_models.FAMILIES` (LLaVA-1.5, Qwen2-VL, Qwen2.5-VL, Gemma 3,
+LLaVA-OneVision, Idefics3): prompts are tokenised exactly as the processor does (each image placeholder
+replaced by the text the processor gives for that image: its tiles, its dynamic-resolution token count,
+Gemma's begin/end-of-image markers), per-token modality ids go with the prompt (Gemma's bidirectional
+attention over an image, Qwen's M-RoPE), and positions follow the model's own rules (`positions`).
 """
 
+import copy
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import groupby
 
 import torch
 from PIL import Image
-from transformers import (
-    AutoModelForCausalLM,
-    AutoModelForImageTextToText,
-    AutoProcessor,
-    AutoTokenizer,
-    DynamicCache,
-)
+from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
 from labeling.backends.base import GenerationRequest, PolarQuery, Sampling, YesNo
+from labeling.backends.positions import next_positions, prompt_positions
 from labeling.backends.seeded_sampling import sample_rows
 from labeling.batching import batched
+from labeling.processors import load_processor
 
 QUESTION_PLACEHOLDER = "\ue000"  # a private-use character: marks where the question starts in the chat prompt
+# What a processor returns about the text rather than the image; the per-token modality ids are one of the
+# last two (Qwen: mm_token_type_ids, Gemma 3: token_type_ids) and are rebuilt for every prompt.
+TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
+PROBE_PX = 64  # a blank image of this size tells which per-token ids the processor returns
 
 
 @dataclass
 class ImageInputs:
-    """An image as the model takes it: processor outputs (pixel_values, ...) and its image-token count."""
+    """An image as the model takes it: processor outputs (pixel_values, ...) and the text its placeholder
+    expands to (its image tokens, and the markers and tile tags of families that have them)."""
 
     tensors: dict
-    n_image_tokens: int
+    replacement: str
+
+    @property
+    def stack_key(self) -> tuple:
+        """Images whose tensors concatenate into one batch: the same shapes past the first dimension."""
+        return tuple((key, tuple(value.shape[1:])) for key, value in self.tensors.items())
 
 
 @dataclass
@@ -48,8 +62,8 @@ class ImageQuestions:
 
     @property
     def batch_key(self) -> tuple:
-        """Images whose prefixes can run as one batch: same prefix length, same tensor shapes."""
-        return self.shared, tuple(tuple(value.shape) for value in self.image.tensors.values())
+        """Images whose prefixes can run as one batch: same prefix length, tensors that concatenate."""
+        return self.shared, self.image.stack_key
 
 
 def load_image(path) -> Image.Image:
@@ -83,6 +97,18 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+def cache_rows(cache, rows: torch.Tensor):
+    """A cache holding `rows` of `cache`'s batch, each layer of the same kind (full or sliding window).
+
+    Layers replace their tensors rather than write into them, so copying the layer objects (not their
+    tensors) before selecting leaves `cache` as it was, for the next batch of questions.
+    """
+    copied = copy.copy(cache)
+    copied.layers = [copy.copy(layer) for layer in cache.layers]
+    copied.batch_select_indices(rows)
+    return copied
 
 
 def prefetched(fn: Callable, args: Iterable, ahead: int) -> Iterator:
@@ -123,26 +149,35 @@ class TransformersBackend:
     `batch_size` counts rows per forward: questions when labelling, candidates when sampling.
     """
 
-    def __init__(self, model_path, text_model_path=None, device="cpu", dtype=None, batch_size=32):
-        self.device = torch.device(device)
+    def __init__(
+        self, model_path, text_model_path=None, device="cpu", dtype=None, batch_size=32, device_map=None,
+        attn_implementation=None,
+    ):  # fmt: skip
+        """`device_map` (e.g. "auto") spreads the model over the worker's GPUs instead of putting it on `device`."""
         self.batch_size = batch_size
-        self.processor = AutoProcessor.from_pretrained(model_path)
+        self.processor = load_processor(model_path)
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         # Safetensors only: a pickled pytorch_model.bin could run code when loaded.
-        model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=dtype, use_safetensors=True)
-        self.model = model.to(self.device).eval()
+        model = AutoModelForImageTextToText.from_pretrained(
+            model_path,
+            dtype=dtype,
+            use_safetensors=True,
+            device_map=device_map,
+            attn_implementation=attn_implementation,
+        )
+        self.model = (model if device_map else model.to(device)).eval()
+        self.device = self.model.device  # with a device map, where its inputs go (the first layers' GPU)
         self.text_model_path = text_model_path
         self._text = None
-        self._image_token_counts: dict[tuple[int, int], int] = {}
         self.yes_ids = answer_token_ids(self.tokenizer, ["Yes", "yes"])
         self.no_ids = answer_token_ids(self.tokenizer, ["No", "no"])
         self.eos_ids = self._eos_ids(self.model, self.tokenizer)
-        image_token, image_id = self.processor.image_token, self.processor.image_token_id
-        if self.tokenizer.encode(image_token * 2, add_special_tokens=False) != [image_id, image_id]:
-            raise ValueError(f"the image token {image_token!r} must be a special token of the tokenizer")
         prefix = self._chat(QUESTION_PLACEHOLDER)
         self.prefix_text = prefix[: prefix.index(QUESTION_PLACEHOLDER)]
+        probe = self.processor(text=[self.processor.image_token], images=[Image.new("RGB", (PROBE_PX, PROBE_PX))])
+        self.token_type_key = next((key for key in TEXT_KEYS[2:] if key in probe), None)
+        self.sliding_window = getattr(self.model.config.get_text_config(), "sliding_window", None)
 
     # ---- prompts and images -------------------------------------------------------------------------
 
@@ -151,39 +186,22 @@ class TransformersBackend:
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def _image_inputs(self, path) -> ImageInputs:
-        """Process an image file; the processor also tells how many image tokens the image takes.
+        """Process an image file with the full processor, which also says what its placeholder becomes."""
+        encoded = self.processor(
+            text=[self.processor.image_token],
+            images=[load_image(path)],
+            return_tensors="pt",
+            return_text_replacement_offsets=True,
+        )
+        replacement = encoded.pop("text_replacement_offsets")[0][0]["replacement"]
+        tensors = {key: value.to(self.device) for key, value in encoded.items() if key not in TEXT_KEYS}
+        return ImageInputs(tensors, replacement)
 
-        The count depends only on the image's size, so the full processor (which also tokenises and
-        expands a prompt) runs once per size; other images of that size go through the image processor
-        alone, which gives the same tensors at about two thirds of the cost.
-        """
-        image = load_image(path)
-        n_tokens = self._image_token_counts.get(image.size)
-        if n_tokens is None:
-            token = self.processor.image_token
-            encoded = self.processor(text=[token], images=[image], return_tensors="pt")
-            n_tokens = int((encoded.pop("input_ids") == self.processor.image_token_id).sum())
-            encoded.pop("attention_mask", None)
-            self._image_token_counts[image.size] = n_tokens
-        else:
-            encoded = self.processor.image_processor(images=[image], return_tensors="pt")
-        return ImageInputs({key: value.to(self.device) for key, value in encoded.items()}, n_tokens)
-
-    def _token_ids(self, texts: Sequence[str], n_image_tokens: int) -> list[list[int]]:
-        """Token ids as the processor gives them, with the image token repeated n_image_tokens times.
-
-        The processor repeats the image token in the text and then tokenises; the image token is a special
-        token (checked in __init__), so repeating its id after tokenising gives the same ids, without
-        tokenising hundreds of image tokens per prompt.
-        """
-        image_id = self.processor.image_token_id
-        expanded = []
-        for ids in self.tokenizer(list(texts))["input_ids"]:
-            row = []
-            for token in ids:
-                row += [token] * n_image_tokens if token == image_id else [token]
-            expanded.append(row)
-        return expanded
+    def _token_ids(self, texts: Sequence[str], image: ImageInputs) -> list[list[int]]:
+        """Token ids as the processor gives them: the image placeholder replaced by the image's text, then
+        the whole text tokenised (a tokenizer may merge the markers' newlines with their neighbours)."""
+        expanded, _ = self.processor.get_text_with_replacements(list(texts), [image.replacement] * len(texts))
+        return self.tokenizer(expanded)["input_ids"]
 
     def _batch(self, ids: Sequence[Sequence[int]]) -> dict:
         """Left-pad token ids into input_ids / attention_mask tensors."""
@@ -192,6 +210,16 @@ class TransformersBackend:
         input_ids = torch.tensor([[pad] * (width - len(row)) + list(row) for row in ids], device=self.device)
         mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in ids], device=self.device)
         return {"input_ids": input_ids, "attention_mask": mask}
+
+    def _prompt_batch(self, ids: Sequence[Sequence[int]], images: Sequence[ImageInputs]) -> dict:
+        """Model inputs for prompts holding one image each: ids, mask, per-token modality ids, image tensors."""
+        inputs = self._batch(ids)
+        if self.token_type_key:
+            types = self.processor.create_mm_token_type_ids(inputs["input_ids"].tolist())
+            inputs[self.token_type_key] = torch.tensor(types, device=self.device)
+        for key in images[0].tensors:
+            inputs[key] = torch.cat([image.tensors[key] for image in images])
+        return inputs
 
     @staticmethod
     def _eos_ids(model, tokenizer) -> set[int]:
@@ -204,23 +232,23 @@ class TransformersBackend:
     def generate(self, requests: Sequence[GenerationRequest], sampling: Sampling) -> list[list[str]]:
         """Sample each request once per seed, `batch_size` candidates at a time, one prefill per prompt.
 
-        Each image is processed once per call, however many requests share it. Images of one batch must
-        process to tensors of one shape, as LLaVA-1.5-style processors (fixed resolution) give.
+        Each image is processed once per call, however many requests share it. A batch holds images whose
+        tensors concatenate (any for fixed-resolution or Qwen processors; the same tile count for tiling
+        ones), so rows are grouped by that first; a seed's text does not depend on its batch.
         """
-        rows = [(r, seed) for r, request in enumerate(requests) for seed in request.seeds]
         images = {str(path): self._image_inputs(path) for path in dict.fromkeys(r.image for r in requests)}
+        rows = [(r, seed) for r, request in enumerate(requests) for seed in request.seeds]
         texts: dict[tuple[int, int], str] = {}
-        for chunk in batched(rows, self.batch_size):
+        for chunk in self._batches(rows, key=lambda row: images[str(requests[row[0]].image)].stack_key):
             prompts = list(dict.fromkeys(r for r, _ in chunk))
             chunk_images = [images[str(requests[r].image)] for r in prompts]
-            inputs = self._batch(
+            inputs = self._prompt_batch(
                 [
-                    self._token_ids([self._chat(requests[r].question)], image.n_image_tokens)[0]
+                    self._token_ids([self._chat(requests[r].question)], image)[0]
                     for r, image in zip(prompts, chunk_images, strict=True)
-                ]
+                ],
+                chunk_images,
             )
-            for key in chunk_images[0].tensors:
-                inputs[key] = torch.cat([image.tensors[key] for image in chunk_images])
             tokens = sample_rows(
                 self.model,
                 inputs,
@@ -304,25 +332,31 @@ class TransformersBackend:
 
     def _image_questions(self, image: str, indices: list[int], prompts: Sequence[str]) -> ImageQuestions:
         inputs = self._image_inputs(image)
-        prefix, *full = self._token_ids([self.prefix_text, *map(self._chat, prompts)], inputs.n_image_tokens)
+        prefix, *full = self._token_ids([self.prefix_text, *map(self._chat, prompts)], inputs)
         shared = min(min(common_prefix_length(prefix, ids), len(ids) - 1) for ids in full)
         return ImageQuestions(inputs, indices, full, shared)
 
     def _score_chunk(self, chunk: list[ImageQuestions], results: list):
         """Run the chunk's image prefixes in one forward, then its questions `batch_size` rows at a time."""
         shared = chunk[0].shared
-        prefix_ids = torch.tensor([item.ids[0][:shared] for item in chunk], device=self.device)
-        tensors = {key: torch.cat([item.image.tensors[key] for item in chunk]) for key in chunk[0].image.tensors}
-        prefix = self.model(input_ids=prefix_ids, **tensors, use_cache=True, logits_to_keep=1).cache
+        prefix = self._prompt_batch([item.ids[0][:shared] for item in chunk], [item.image for item in chunk])
+        prefix_positions = prompt_positions(self.model, prefix)
+        prefix_cache = self.model(**prefix, position_ids=prefix_positions, use_cache=True, logits_to_keep=1).cache
+        starts = next_positions(prefix_positions)
         rows = []  # (image's place in the chunk, query index, question tail)
         for c, item in enumerate(chunk):
             rows += [(c, i, ids[shared:]) for i, ids in zip(item.indices, item.ids, strict=True)]
-        for batch in batched(rows, self.batch_size):
+        # Sliding-window layers (Gemma 3) count their window in cache slots, so padding between the prefix and
+        # a question longer than the window would shift it: such questions go in batches of one length, unpadded.
+        window = self.sliding_window
+        for batch in self._batches(
+            rows, key=lambda row: len(row[2]) if window and shared + len(row[2]) > window else 0
+        ):
             select = torch.tensor([c for c, _, _ in batch], device=self.device)
-            cache = DynamicCache([(keys[select], values[select]) for keys, values, *_ in prefix])
+            cache = cache_rows(prefix_cache, select)
             tails = self._batch([tail for _, _, tail in batch])
             mask = tails["attention_mask"]
-            positions = shared + (mask.cumsum(-1) - 1).clamp(min=0)
+            positions = starts[select][:, None] + (mask.cumsum(-1) - 1).clamp(min=0)
             mask = torch.cat([mask.new_ones(len(batch), shared), mask], dim=-1)
             logits = self.model(
                 input_ids=tails["input_ids"],
@@ -334,6 +368,11 @@ class TransformersBackend:
             ).logits[:, -1]
             for (_, i, _), verdict in zip(batch, self._yes_no_from_logits(logits), strict=True):
                 results[i] = verdict
+
+    def _batches(self, rows: list, key: Callable) -> Iterator[list]:
+        """Rows `batch_size` at a time, each batch holding rows of one `key` (in order within a key)."""
+        for _, group in groupby(sorted(rows, key=key), key):
+            yield from batched(list(group), self.batch_size)
 
     @torch.inference_mode()
     def yes_no_plain(self, queries: Sequence[PolarQuery]) -> list[YesNo]:

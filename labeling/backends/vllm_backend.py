@@ -9,6 +9,8 @@ The pure functions below build the inputs and read the outputs; tests run them a
 like vLLM's RequestOutput / CompletionOutput / Logprob, because vLLM cannot run without a GPU.
 """
 
+import gc
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -103,6 +105,27 @@ class VLLMBackend:
         if model not in self._engines:
             self._engines[model] = self._vllm.LLM(model=model, **self.engine_kwargs)
         return self._engines[model]
+
+    def shutdown(self) -> None:
+        """Stop every engine and free its GPU memory, so the worker's next model can load.
+
+        Dropping the `LLM` is not enough (vllm-project/vllm#1908): its engine core runs in its own process until
+        told to stop. `LLM.shutdown()` does that where vLLM has it; older releases stop the engine core directly.
+        Then the parallel state and the CUDA cache go (`cleanup_dist_env_and_memory`).
+        """
+        engines, self._engines = list(self._engines.values()), {}
+        for llm in engines:
+            stop = getattr(llm, "shutdown", None) or llm.llm_engine.engine_core.shutdown
+            stop()
+        del engines, llm
+        gc.collect()
+        try:
+            parallel_state = importlib.import_module("vllm.distributed.parallel_state")
+        except ImportError:
+            return
+        cleanup = getattr(parallel_state, "cleanup_dist_env_and_memory", None)
+        if cleanup is not None:
+            cleanup()
 
     def _chat(self, model: str, conversations: list, params: list[dict]):
         if not conversations:

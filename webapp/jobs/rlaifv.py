@@ -16,8 +16,9 @@ from labeling.divide import QuestionAnswer
 from labeling.divide import divide as divide_answers
 from labeling.generate import Instruction as LabelingInstruction
 from labeling.generate import candidate_seeds, generate_candidates
+from labeling.shapes import question_is_true
 from training.evaluate import labeler_accuracy, pair_truth
-from webapp.config import config, splitter
+from webapp.config import config, engine_options, generator, labelers, splitter
 from webapp.engines import backend_for
 from webapp.jobs.base import clean_text, commit_chunk
 from webapp.models import (
@@ -48,7 +49,9 @@ def generate(job: Job) -> None:
     sampling = Sampling(temperature=cfg["temperature"], top_p=cfg["top_p"], max_new_tokens=cfg["max_new_tokens"])
     rows, done = [], len(instructions) - len(todo)
     if todo:
-        backend = backend_for(iteration.engine, iteration.policy)
+        backend = backend_for(
+            iteration.engine, generator(iteration), options=engine_options(iteration, "policy"), stage=job.kind
+        )
         for batch in batched(todo, cfg["generate_batch"]):
             inputs = [LabelingInstruction(i.pk, Path(i.image.path), i.question) for i in batch]
             for c in generate_candidates(backend, inputs, n=cfg["n"], sampling=sampling, base_seed=cfg["seed"]):
@@ -72,7 +75,10 @@ def divide(job: Job) -> None:
     )
     job.start(total=len(responses))
     how = splitter(iteration)
-    backend = backend_for(iteration.engine, iteration.policy, text_model=how.model) if how.model else None
+    backend = None
+    if how.model:
+        options = engine_options(iteration, "splitter")
+        backend = backend_for(iteration.engine, iteration.policy, how.model, options=options, stage=job.kind)
     results = divide_answers([QuestionAnswer(r.instruction.question, r.text) for r in responses], how.method, backend)
     claims = []
     for response, result in zip(responses, results, strict=True):
@@ -109,25 +115,33 @@ class _ClaimImage:
 
 
 def label(job: Job) -> None:
+    """Each labeler of the iteration (its own, and a second one if it has one) judges the chunk's claims it has
+    not judged yet."""
     iteration, cfg = job.iteration, config(job.iteration)
-    claims = list(
-        Claim.objects.filter(response__iteration=iteration, response__instruction_id__in=job.instruction_ids)
-        .exclude(verdicts__labeler=iteration.labeler)
-        .select_related("response__instruction")
-        .order_by("response__instruction_id", "response_id", "index")
-    )
-    job.start(total=len(claims))
+    chunk = Claim.objects.filter(response__iteration=iteration, response__instruction_id__in=job.instruction_ids)
+    todo = [
+        (
+            name,
+            list(
+                chunk.exclude(verdicts__labeler=name)
+                .select_related("response__instruction")
+                .order_by("response__instruction_id", "response_id", "index")
+            ),
+        )
+        for name in labelers(iteration)
+    ]
+    job.start(total=sum(len(claims) for _, claims in todo))
     verdicts = []
-    if claims:
-        backend = backend_for(iteration.engine, iteration.labeler)
+    for name, claims in todo:
+        if not claims:
+            continue
+        backend = backend_for(iteration.engine, name, options=engine_options(iteration, "labeler"), stage=job.kind)
         for batch in batched(claims, cfg["label_batch"]):
             results, stats = label_claims(backend, [_ClaimImage(c) for c in batch])
             log.info("%s: %d claims, %.0f%% saved by dedup", job, stats.claims, 100 * stats.share_saved)
             for claim, yn in zip(batch, results, strict=True):
                 p_yes, p_no = min(max(yn.p_yes, 0.0), 1.0), min(max(yn.p_no, 0.0), 1.0)
-                verdicts.append(
-                    Verdict(claim=claim, labeler=iteration.labeler, p_yes=p_yes, p_no=p_no, accepted=p_yes > p_no)
-                )
+                verdicts.append(Verdict(claim=claim, labeler=name, p_yes=p_yes, p_no=p_no, accepted=p_yes > p_no))
             job.progress(len(verdicts))
 
     def write():
@@ -139,7 +153,9 @@ def label(job: Job) -> None:
     commit_chunk(job, write)
 
 
-def combine(job: Job) -> None:
+def combine(job: Job, is_true=question_is_true) -> None:
+    """Scores and pairs of the whole iteration; `is_true` reads a claim's truth where it is known (see
+    `feedback_against_truth`)."""
     iteration, cfg = job.iteration, config(job.iteration)
     responses = list(response_scores(Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED)))
     job.start(total=len(responses))
@@ -153,7 +169,7 @@ def combine(job: Job) -> None:
     for r in responses:
         r.score = -r.n_rejected
     metrics = {"length_ratio": combined.length_ratio}
-    if feedback := feedback_against_truth(iteration, responses, pairs):
+    if feedback := feedback_against_truth(iteration, responses, pairs, is_true):
         metrics["feedback"] = feedback
 
     def write():
@@ -179,9 +195,10 @@ def combine(job: Job) -> None:
     commit_chunk(job, write)
 
 
-def feedback_against_truth(iteration: Iteration, responses: list[Response], pairs) -> dict | None:
+def feedback_against_truth(iteration: Iteration, responses: list[Response], pairs, is_true) -> dict | None:
     """Where instructions carry their true objects (the shapes world): how often the labeler was right about
-    the iteration's claims, and how many pairs prefer the answer with fewer wrong objects. None elsewhere."""
+    the iteration's claims (`is_true(question, objects)` is a claim's truth), and how many pairs prefer the
+    answer with fewer wrong objects. None elsewhere."""
     truth = dict(
         Instruction.objects.filter(iterations=iteration, objects_present__isnull=False).values_list(
             "pk", "objects_present"
@@ -192,6 +209,7 @@ def feedback_against_truth(iteration: Iteration, responses: list[Response], pair
     claims = with_labeler_verdict(
         Claim.objects.filter(response__iteration=iteration, response__instruction__in=list(truth)),
         iteration.labeler,
+        iteration.margin,
     ).filter(labeler_accepted__isnull=False)
     judgements = (
         (question, accepted, truth[instruction])
@@ -201,6 +219,6 @@ def feedback_against_truth(iteration: Iteration, responses: list[Response], pair
     )
     texts = {r.pk: r.text for r in responses}
     known = [p for p in pairs if p.instruction_id in truth]
-    return labeler_accuracy(judgements) | pair_truth(
+    return labeler_accuracy(judgements, is_true) | pair_truth(
         (texts[p.chosen_id], texts[p.rejected_id], truth[p.instruction_id]) for p in known
     )

@@ -7,7 +7,7 @@ task (webapp.tasks), which retries the transient ones and calls `fail_job` once 
 
 from webapp import lifecycle
 from webapp.config import strategy
-from webapp.jobs import rlaifv, self_reward, train_evaluate
+from webapp.jobs import rlaifv, self_reward, train_evaluate, whole_response
 from webapp.jobs.base import Stopped
 from webapp.jobs.heartbeat import heartbeat
 from webapp.models import Job, JobKind, JobState
@@ -17,9 +17,12 @@ SHARED = {
     JobKind.TRAIN: train_evaluate.train,
     JobKind.EVALUATE: train_evaluate.evaluate,
 }
-# Per strategy, per job kind, the work it does: a self-reward iteration divides, labels and combines its own way.
+# Per strategy, per job kind, the work it does: a whole-response iteration divides its own way (one claim per
+# answer), a self-reward iteration divides, labels and combines its own way.
 WORK = {
     "rlaifv": SHARED | {JobKind.DIVIDE: rlaifv.divide, JobKind.LABEL: rlaifv.label, JobKind.COMBINE: rlaifv.combine},
+    "whole_response": SHARED
+    | {JobKind.DIVIDE: whole_response.divide, JobKind.LABEL: rlaifv.label, JobKind.COMBINE: whole_response.combine},
     "self_reward": SHARED
     | {JobKind.DIVIDE: self_reward.divide, JobKind.LABEL: self_reward.label, JobKind.COMBINE: self_reward.combine},
 }

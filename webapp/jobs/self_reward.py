@@ -58,7 +58,7 @@ def label(job: Job) -> None:
         .order_by("instruction_id", "seed")
     )
     job.start(total=len(responses))
-    models = reward_models(iteration.policy, reference_for(iteration))
+    models = reward_models(iteration.policy, reference_for(iteration), stage=job.kind)
     beta = ((read_record(resolve_model(iteration.policy)) or {}).get("settings") or {}).get("beta", DEFAULT_BETA)
     rewards = []
     for _, group in groupby(responses, key=lambda r: r.instruction_id):

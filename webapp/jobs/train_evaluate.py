@@ -43,8 +43,8 @@ from django.db.models.functions import Greatest
 from labeling.backends.base import Sampling
 from labeling.generate import Instruction as LabelingInstruction
 from training.dpo import DPOSettings, parse_progress
-from webapp.config import config, splitter
-from webapp.engines import backend_for, release_models, resolve_model
+from webapp.config import config, engine_options, splitter
+from webapp.engines import OnFirstUse, backend_for, release_models, resolve_model
 from webapp.jobs.base import Stopped, commit_chunk
 from webapp.models import Instruction, Iteration, IterationStatus, Job, Split
 
@@ -225,14 +225,31 @@ def evaluate(job: Job) -> None:
     if instructions:
         engine = "transformers" if iteration.engine == Iteration.Engine.OPENAI else iteration.engine
         how = splitter(iteration)
-        divider = backend_for(engine, iteration.checkpoint, text_model=how.model) if how.model else None
+        # Answer, divide, judge: one phase after another, each model loaded when its phase starts (the pool shuts
+        # the previous phase's down first unless the budget holds both).
+        policy_options, labeler_options = (
+            engine_options(iteration, "policy", engine),
+            engine_options(iteration, "labeler"),
+        )
+        divider = None
+        if how.model:
+            options = engine_options(iteration, "splitter", engine)
+            divider = OnFirstUse(
+                lambda: backend_for(engine, iteration.checkpoint, how.model, options=options, stage="evaluate/divide")
+            )
         sampling = Sampling(
             temperature=cfg.get("eval_temperature", 0.0),
             max_new_tokens=cfg.get("eval_max_new_tokens", cfg["max_new_tokens"]),
         )
         answers = answer_and_judge(
-            backend_for(engine, iteration.checkpoint),
-            backend_for(iteration.engine, iteration.labeler),
+            OnFirstUse(
+                lambda: backend_for(engine, iteration.checkpoint, options=policy_options, stage="evaluate/answer")
+            ),
+            OnFirstUse(
+                lambda: backend_for(
+                    iteration.engine, iteration.labeler, options=labeler_options, stage="evaluate/judge"
+                )
+            ),
             [LabelingInstruction(i.pk, Path(i.image.path), i.question) for i in instructions],
             sampling=sampling,
             divide_method=how.method,

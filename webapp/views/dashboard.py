@@ -1,4 +1,5 @@
-"""The dashboard (the home page): every iteration's progress, counts, scores and agreement, and trends across them.
+"""The dashboard (the home page): every iteration's progress, counts, scores, agreement and audit estimate,
+trends across them, and the evaluated iterations' strategies compared (webapp.comparison).
 
 Running iterations poll the iteration page's progress fragment (views/iterations.py), which stops the
 polling once the iteration leaves its active stages. Any signed-in user may look; one outside the reviewer
@@ -9,6 +10,8 @@ from django.shortcuts import render
 
 from webapp import lifecycle
 from webapp.charts import as_data, score_chart, trend_charts
+from webapp.comparison import compare
+from webapp.labeler_audit import latest_audits, with_latest_audit
 from webapp.metrics import iteration_stats
 from webapp.models import InstructionSource, Iteration, IterationStatus
 
@@ -16,14 +19,17 @@ SHOWN = 20
 
 
 def index(request):
-    stats = iteration_stats(list(Iteration.objects.order_by("-number")[:SHOWN]))
+    stats = iteration_stats(list(with_latest_audit(Iteration.objects.order_by("-number"))[:SHOWN]))
     latest = stats[0].iteration if stats else None
     trends = as_data(trend_charts(list(reversed(stats))))
     scores = [score_chart(s) for s in stats]
+    audits = latest_audits([s.iteration for s in stats])
     context = {
         # The loop goes on: a trained, evaluated iteration's checkpoint is the next one's default policy.
         "next_from": latest if latest and latest.status == IterationStatus.DONE and latest.checkpoint else None,
-        "rows": list(zip(stats, scores, strict=True)),  # each iteration and its score histogram
+        # each iteration, its score histogram and its latest audit
+        "rows": [(s, chart, audits.get(s.iteration.pk)) for s, chart in zip(stats, scores, strict=True)],
+        "compared": compare([s.iteration for s in stats]),
         "active": set(lifecycle.ACTIVE),
         "trends": trends,
         "charts": trends + as_data([chart for chart in scores if chart]),

@@ -5,8 +5,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from webapp import audit, lifecycle
+from webapp import audit, eta, lifecycle
 from webapp.charts import as_data, training_charts
+from webapp.config import engine_settings
+from webapp.dispatch import stage_queues
 from webapp.forms import IterationForm
 from webapp.iteration_actions import LABELS, offered, run_action
 from webapp.metric_names import figures
@@ -56,6 +58,10 @@ def iteration_detail(request, number):
     context["figures"] = figures(iteration.metrics)
     context["can_export"] = request.user.is_staff and iteration.pairs.exists()
     context["events"] = audit.recent(iteration)
+    context["engines"] = engine_settings(iteration)
+    context["queues"] = stage_queues(iteration)
+    if iteration.status == Iteration.Status.DRAFT:
+        context["estimate"] = eta.estimate(iteration)
     return render(request, "iterations/detail.html", context)
 
 

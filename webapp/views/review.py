@@ -14,7 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 
 from webapp import limits, selectors
-from webapp.models import CLAIM_DECISIONS, Claim, Iteration, PreferencePair, Review
+from webapp.ids import fits, parse_id
+from webapp.models import CLAIM_DECISIONS, AuditSample, Claim, Iteration, PreferencePair, Review
 from webapp.permissions import reviewer_required
 from webapp.review import CannotUndo, ReviewClosed, record_review, set_excluded, undo_review
 
@@ -33,7 +34,19 @@ class PairFilter(forms.Form):
         choices=[("-gap", "largest gap first"), ("gap", "smallest gap first"), ("-id", "newest"), ("id", "oldest")],
         required=False,
     )
-    after = forms.RegexField(r"^\d+\.\d+$", required=False)
+    after = forms.RegexField(
+        r"^[0-9]{1,20}\.[0-9]{1,20}$", required=False, error_messages={"invalid": "not a cursor of this list (gap.id)"}
+    )
+
+    def clean_after(self) -> str:
+        """The cursor (score gap, id) of the last pair shown, refused past the columns' range: a query with it
+        would fail on SQLite and skip the pair index on PostgreSQL."""
+        after = self.cleaned_data["after"]
+        if after:
+            gap, pk = after.split(".")
+            if not (fits(PreferencePair._meta.get_field("score_gap"), int(gap)) and parse_id(pk) is not None):
+                raise forms.ValidationError("not a cursor of this list: past the database's range")
+        return after
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -43,6 +56,8 @@ class PairFilter(forms.Form):
 @reviewer_required
 def pair_list(request):
     form = PairFilter(request.GET)
+    if "after" in form.errors:  # only a link makes a cursor: a bad one is a bad request, not a filter to drop
+        return HttpResponseBadRequest(f"after: {form.errors['after'][0]}", content_type="text/plain")
     filters = form.cleaned_data if form.is_valid() else dict.fromkeys(PairFilter.base_fields)
     choice = selectors.iteration_choice(filters["iteration"])
     context = {
@@ -57,24 +72,25 @@ def pair_list(request):
 def _posted_decision(request) -> tuple[str, int] | None:
     """The named submit button pressed: its name is the decision, its value the claim."""
     for decision in CLAIM_DECISIONS:
-        if request.POST.get(decision, "").isdigit():
-            return decision, int(request.POST[decision])
+        if (claim_id := parse_id(request.POST.get(decision, ""))) is not None:
+            return decision, claim_id
     return None
 
 
-def _record(request, claims) -> Review | HttpResponse:
-    """Record the decision, or the undo, posted on one of `claims`: the new review, or an error response."""
+def record_posted(request, claims, audit: AuditSample | None = None) -> Review | HttpResponse:
+    """Record the decision, or the undo, posted on one of `claims`: the new review, or an error response.
+    `audit`: the audit sample whose page it was posted on."""
     try:
-        if request.POST.get("undo", "").isdigit():
+        if (undone := parse_id(request.POST.get("undo", ""))) is not None:
             reviews = Review.objects.filter(claim__in=claims, reviewer=request.user).select_related("claim__response")
-            return undo_review(get_object_or_404(reviews, pk=int(request.POST["undo"])), request.user)
+            return undo_review(get_object_or_404(reviews, pk=undone), request.user)
         if posted := _posted_decision(request):
             decision, claim_id = posted
             claim = get_object_or_404(claims.select_related("response"), pk=claim_id)
             note = request.POST.get("note", "")
             if error := limits.too_long("The note", note, limits.NOTE):
                 return HttpResponseBadRequest(f"{error}: shorten it and decide again.", content_type="text/plain")
-            return record_review(claim, request.user, decision, note)
+            return record_review(claim, request.user, decision, note, audit=audit)
     except (ReviewClosed, CannotUndo) as exc:
         return HttpResponse(str(exc), status=409, content_type="text/plain")
     return HttpResponseBadRequest(f"press one of {', '.join(CLAIM_DECISIONS)} on a claim, or undo")
@@ -105,7 +121,7 @@ def pair_detail(request, number, left, right):
     if "exclude" in request.POST:
         answer = _exclude(request, iteration, left, right)
     else:
-        answer = _record(request, Claim.objects.filter(response__in=[left, right]))
+        answer = record_posted(request, Claim.objects.filter(response__in=[left, right]))
     if isinstance(answer, HttpResponse):
         return answer
     if not request.htmx:
@@ -121,9 +137,9 @@ def spot_check(request, number):
     """The queue's next claims. A decision (or an undo) posted here is recorded, and the queue comes back with
     what it did: HTMX gets the queue itself, a plain post a redirect to it naming the review (`?last=`)."""
     iteration = get_object_or_404(Iteration, number=number)
-    last = int(request.GET["last"]) if request.GET.get("last", "").isdigit() else None
+    last = parse_id(request.GET.get("last", ""))
     if request.method == "POST":
-        answer = _record(request, Claim.objects.filter(response__iteration=iteration))
+        answer = record_posted(request, Claim.objects.filter(response__iteration=iteration))
         if isinstance(answer, HttpResponse):
             return answer
         if not request.htmx:

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Write the tiny local LLaVA checkpoints and the tiny text LLM under MODELS_DIR (no download)."
+    help = "Write each model family's tiny checkpoint, small-llava and the tiny text LLM under MODELS_DIR (offline)."
 
     def handle(self, *args, **options):
         from labeling.tiny_models import build_tiny_models

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from webapp import lifecycle
+from webapp.config import check_engine_options
 from webapp.iterations import create_iteration
 from webapp.models import Instruction, Iteration, IterationStatus
 from webapp.progress import iteration_progress
@@ -68,6 +69,11 @@ class Command(BaseCommand):
         if not instructions.exists():
             raise CommandError("no instructions match --source/--split")
         config = opts["config"] | {k: opts[k] for k in ("n", "max_new_tokens", "chunk_size") if opts[k] is not None}
+        if "engine_options" in config:
+            try:
+                config["engine_options"] = check_engine_options(opts["engine"], config["engine_options"])
+            except ValueError as error:
+                raise CommandError(f"--config: {error}") from None
         return create_iteration(
             instructions=instructions,
             policy=policy,
@@ -82,7 +88,9 @@ class Command(BaseCommand):
             try:
                 requeue_stale_jobs()
                 iteration.refresh_from_db()
-                stages = "  ".join(f"{s.kind} {s.done}/{s.total}" for s in iteration_progress(iteration.pk))
+                stages = "  ".join(
+                    f"{s.kind} {s.done}/{s.total} {s.time_left}".rstrip() for s in iteration_progress(iteration.pk)
+                )
             except (OperationalError, InterfaceError) as exc:
                 # The database went away (a restart, a failover): keep following once it is back.
                 self.stderr.write(f"database unavailable, retrying: {str(exc).strip()[:200]}")

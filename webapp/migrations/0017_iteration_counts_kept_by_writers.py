@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('webapp', '0014_audit_event'),
+        ('webapp', '0016_audit_sample_and_margin'),
     ]
 
     operations = [

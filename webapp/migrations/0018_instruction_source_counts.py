@@ -75,7 +75,7 @@ def drop(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("webapp", "0015_iteration_counts_kept_by_writers")]
+    dependencies = [("webapp", "0017_iteration_counts_kept_by_writers")]
 
     operations = [
         migrations.CreateModel(

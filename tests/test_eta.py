@@ -1,0 +1,121 @@
+"""ETAs: a stage's throughput over its last chunks and its time left, and a draft's estimate from the last
+iteration with the same models, scaled by the sizes (instructions × n × claims per answer)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.urls import reverse
+
+from tests.factories import (
+    ClaimFactory,
+    InstructionFactory,
+    IterationFactory,
+    JobFactory,
+    ResponseFactory,
+)
+from webapp.eta import Chunk, duration_text, estimate, estimate_error, seconds_left, throughput
+from webapp.models import IterationStatus, JobKind, JobState
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_chunks_run_side_by_side_count_together():
+    """Two workers, 32-instruction chunks of 100 claims taking 100 s each: 0.64 instructions (2 claims) a second."""
+    chunks = [Chunk(32, 100, 100, at(0), at(100)), Chunk(32, 100, 100, at(0), at(100)),
+              Chunk(32, 100, 100, at(100), at(200)), Chunk(32, 100, 100, at(100), at(200)),
+              Chunk(32, 0, 32, None, None)]  # fmt: skip
+    rate = throughput(chunks, now=at(210))
+    assert rate.per_second == pytest.approx(0.64) and rate.items_per_second == pytest.approx(2.0)
+    assert seconds_left(chunks, rate) == pytest.approx(50)
+
+
+def test_the_rate_follows_the_last_chunks():
+    """Ten slow chunks, then five at twice the speed: the last five alone set the rate."""
+    slow = [Chunk(10, 10, 10, at(20 * n), at(20 * (n + 1))) for n in range(10)]
+    fast = [Chunk(10, 10, 10, at(200 + 10 * n), at(200 + 10 * (n + 1))) for n in range(5)]
+    assert throughput(slow + fast, now=at(250)).per_second == pytest.approx(1.0)
+
+
+def test_before_a_chunk_finishes_the_running_ones_measure_it():
+    chunks = [Chunk(32, 50, 200, at(0), None), Chunk(32, 0, 32, None, None)]
+    rate = throughput(chunks, now=at(100))
+    assert rate.per_second == pytest.approx(0.08) and rate.items_per_second == pytest.approx(0.5)
+    assert seconds_left(chunks, rate) == pytest.approx((24 + 32) / 0.08)
+    assert throughput([Chunk(32, 0, 32, None, None)], now=at(100)) is None  # nothing started: no estimate
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(42, "42 s"), (125, "2 min"), (3600 * 3 + 1200, "3 h 20 min"), (86400 * 2 + 3600 * 5, "2 d 5 h")],
+)
+def test_durations_read_as_people_say_them(seconds, text):
+    assert duration_text(seconds) == text
+
+
+def test_an_estimates_error_is_a_share_of_what_happened():
+    assert estimate_error(120, 100) == pytest.approx(0.2) and estimate_error(80, 100) == pytest.approx(-0.2)
+
+
+def run_stage(iteration, kind, seconds: float, totals: list[int], start: float = 0):
+    for n, total in enumerate(totals):
+        JobFactory(iteration=iteration, kind=kind, chunk=n, total=total, done=total, state=JobState.SUCCEEDED,
+                   started_at=at(start), finished_at=at(start + seconds))  # fmt: skip
+
+
+def past_iteration():
+    """4 instructions × 2 answers × 3 claims; generate took 40 s, divide 8, label 120 (0.2 claims/s), train 60."""
+    past = IterationFactory(number=1, splitter="rule", status=IterationStatus.DONE, config={"n": 2})
+    instructions = InstructionFactory.create_batch(4)
+    past.instructions.set(instructions)
+    for instruction in instructions:
+        for seed in range(2):
+            ClaimFactory.create_batch(3, response=ResponseFactory(iteration=past, instruction=instruction, seed=seed))
+    run_stage(past, JobKind.GENERATE, 40, [2, 2])
+    run_stage(past, JobKind.DIVIDE, 8, [4, 4])
+    run_stage(past, JobKind.LABEL, 120, [12, 12])
+    run_stage(past, JobKind.TRAIN, 60, [10])
+    run_stage(past, JobKind.EVALUATE, 30, [5])
+    return past
+
+
+@pytest.mark.django_db
+def test_a_draft_is_estimated_from_the_last_iteration_with_the_same_models_scaled_by_its_sizes():
+    past_iteration()
+    draft = IterationFactory(number=2, splitter="rule", policy="checkpoints/iteration-1", config={"n": 4})
+    draft.instructions.set(InstructionFactory.create_batch(40))  # 10× the instructions, 2× the answers each
+
+    guess = estimate(draft)
+
+    assert guess.claims_per_answer == 3
+    by_stage = {stage.kind: (stage.size, stage.seconds) for stage in guess.stages}
+    assert by_stage == {
+        "generate": (160, pytest.approx(800)),  # 0.2 answers/s then
+        "divide": (160, pytest.approx(160)),
+        "label": (480, pytest.approx(2400)),  # 40 × 4 × 3 claims at 0.2 claims/s
+        "train": (200, pytest.approx(1200)),  # steps scale with the answers: 20×
+        "evaluate": (5, pytest.approx(30)),  # the same held-out set
+    }
+    assert guess.seconds == pytest.approx(800 + 160 + 2400 + 1200 + 30)
+
+
+@pytest.mark.django_db
+def test_no_estimate_without_an_iteration_with_the_same_labeler_splitter_and_engine():
+    past_iteration()
+    assert estimate(IterationFactory(number=2, splitter="rule", labeler="other-labeler")) is None
+
+
+@pytest.mark.django_db
+def test_a_drafts_page_shows_its_estimate(client, alice):
+    past_iteration()
+    draft = IterationFactory(number=2, splitter="rule", config={"n": 2})
+    draft.instructions.set(InstructionFactory.create_batch(4))
+    client.force_login(alice)
+
+    page = client.get(reverse("iteration", args=[2])).content.decode()
+
+    assert "About <strong>4 min</strong> of work" in page and "Iteration 1" in page
+    assert '<tr data-stage="label"><td>label</td><td class="number">24 claims</td>' in page
