@@ -124,9 +124,9 @@ def fill(args) -> None:
                 copy.write_row((u + 1, 1))
         cursor.execute(
             "INSERT INTO webapp_iteration (id, number, policy, labeler, splitter, engine, config, status, error, "
-            "stopped_stage, checkpoint, metrics, created_at, updated_at) VALUES (1, 1, 'bench-policy', "
+            "stopped_stage, checkpoint, metrics, margin, created_at, updated_at) VALUES (1, 1, 'bench-policy', "
             "'bench-labeler', 'rule', 'transformers', '{\"pairs_per_instruction\": 2}', 'reviewing', '', '', '', "
-            "'{}', %s, %s)",
+            "'{}', 0, %s, %s)",
             [now, now],
         )
         with cursor.copy(
