@@ -13,7 +13,9 @@ POST with the CSRF token as the pair page's y/n/u keys send it. --hot-share of t
 instructions, so reviewers collide on one instruction's claims and re-score its pairs at the same time.
 Checks: the 2xx answers equal the Review rows created, per reviewer and in total; no 5xx; every instruction's
 stored pairs (and every answer's score) are what labeling.combine makes of the effective verdicts.
-Prints the figures last; exits 1 when a check fails. The gunicorn and worker logs stay in a temporary folder.
+While they work, the database's connections are sampled for lock waits (reviews queueing behind each other's
+row locks). Prints the figures last; exits 1 when a check fails. The gunicorn and worker logs stay in a
+temporary folder.
 """
 
 import argparse
@@ -83,6 +85,35 @@ def reviewer(args, n: int, client: Client, deadline: float, records: list) -> No
         records.append((n, status, (time.perf_counter() - start) * 1000))
         if args.think:
             time.sleep(args.think)
+
+
+class LockWaits(threading.Thread):
+    """Samples, every 50 ms until stopped, how many of the bench database's connections wait for a lock (a row
+    lock held by another review) and how many run a query: queueing behind locks, apart from the machine's load."""
+
+    def __init__(self, database_url: str):
+        super().__init__(daemon=True)
+        self.database_url, self.samples, self.stop = database_url, [], threading.Event()
+
+    def run(self):
+        import psycopg
+
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            while not self.stop.wait(0.05):
+                self.samples.append(
+                    conn.execute(
+                        "SELECT COUNT(*) FILTER (WHERE wait_event_type = 'Lock'), COUNT(*) FILTER (WHERE state = "
+                        "'active') FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    ).fetchone()
+                )
+
+    def summary(self) -> str:
+        waiting = [w for w, _ in self.samples] or [0]
+        busy = sum(a for _, a in self.samples) or 1
+        return (
+            f"{statistics.mean(waiting):.2f} connections waiting for a lock on average (max {max(waiting)}), "
+            f"{sum(waiting) / busy:.0%} of the active ones, over {len(self.samples)} samples"
+        )
 
 
 def start_worker(env: dict, log: Path) -> subprocess.Popen:
@@ -176,6 +207,8 @@ def main() -> int:
         clients = [Client(server.port) for _ in range(args.reviewers)]
         with ThreadPoolExecutor(args.workers) as pool:  # one login per gunicorn worker: hashing is slow
             list(pool.map(lambda n: clients[n].log_in(f"reviewer{n}"), range(args.reviewers)))
+        waits = LockWaits(args.database_url)
+        waits.start()
         start = time.monotonic()
         threads = [
             threading.Thread(target=reviewer, args=(args, n, c, start + args.seconds, records))
@@ -186,6 +219,8 @@ def main() -> int:
         for t in threads:
             t.join()
         elapsed = time.monotonic() - start
+        waits.stop.set()
+        waits.join()
         worker_alive = worker.poll() is None
     finally:
         for proc in (server, worker):
@@ -226,8 +261,11 @@ def main() -> int:
     print(f"lost (2xx - rows): {lost}")
     print(f"5xx: {server_errors}")
     print(f"other errors (3xx/4xx/transport): {other_errors}")
+    print(f"lock waits: {waits.summary()}")
     print(f"latency: p50 {statistics.median(times):.1f} ms, p95 {percentile(times, 95):.1f} ms")
     print(f"throughput: {len(records) / elapsed:.1f} overrides/s")
+    print(f"override_throughput_per_s: {len(records) / elapsed:.1f}")
+    print(f"override_p95_ms: {percentile(times, 95):.1f}")
     failed = lost or uneven or server_errors or after_pairs or after_scores or not worker_alive
     print("FAIL" if failed else "OK")
     return 1 if failed else 0

@@ -127,6 +127,16 @@ def test_a_reviewer_override_flips_the_exported_pair(iteration, tmp_path, alice)
     assert texts(load_from_disk(str(tmp_path / "pairs")))[0] == ("What color is it?", "It is green.", "It is red.")
 
 
+def test_a_flip_onto_a_pair_stored_the_other_way_round_exports_it_once(iteration, tmp_path, alice):
+    red = Instruction.objects.get(question="What color is it?")
+    right, wrong = iteration.responses.get(text="It is red."), iteration.responses.get(text="It is green.")
+    PreferencePairFactory(iteration=iteration, instruction=red, chosen=wrong, rejected=right)  # the wrong way
+    assert "2 pairs written" in export("trl", tmp_path / "pairs") and "1 flipped by review" in export(
+        "trl", tmp_path / "again"
+    )
+    assert texts(load_from_disk(str(tmp_path / "pairs"))) == EXPECTED
+
+
 def test_a_pair_that_became_a_tie_is_dropped(iteration, tmp_path, alice):
     ReviewFactory(claim=iteration.responses.get(text="A cat.").claims.get(index=1), decision=Decision.CORRECT)
     assert "1 pairs written" in export("trl", tmp_path / "pairs")

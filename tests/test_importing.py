@@ -34,8 +34,11 @@ def write_jsonl(folder, *records):
     return path
 
 
-def run_import(folder, *records):
-    call_command("import_instructions", str(write_jsonl(folder, *records)), "--images", str(folder / "images"))
+def run_import(folder, *records) -> str:
+    out = io.StringIO()
+    jsonl = str(write_jsonl(folder, *records))
+    call_command("import_instructions", jsonl, "--images", str(folder / "images"), stdout=out)
+    return out.getvalue()
 
 
 def stored_files(media_root):
@@ -131,20 +134,21 @@ def test_a_bad_line_aborts_the_import_and_writes_nothing(folder, media_root, bad
 def test_a_failed_write_removes_the_images_it_stored(folder, media_root, monkeypatch):
     from webapp import importing
 
-    real_get_or_create = Instruction.objects.get_or_create
-    calls = []
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
 
-    def fail_on_second(**kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("disk full")
-        return real_get_or_create(**kwargs)
-
-    monkeypatch.setattr(importing.Instruction.objects, "get_or_create", fail_on_second)
+    monkeypatch.setattr(importing.Instruction.objects, "bulk_create", fail)
     with pytest.raises(RuntimeError):
         run_import(folder, *GOOD)
     assert Instruction.objects.count() == 0
     assert stored_files(media_root) == []
+
+
+def test_lines_repeating_an_instruction_import_it_once_and_count_the_rest_as_there(folder, media_root):
+    run_import(folder, GOOD[0])
+    output = run_import(folder, *GOOD, GOOD[1], GOOD[0])
+    assert Instruction.objects.count() == 3
+    assert "2 instructions imported, 3 already there" in output
 
 
 def test_an_empty_file_is_an_error(folder, media_root):

@@ -29,7 +29,6 @@ from itertools import chain, islice
 from pathlib import Path
 
 from django.core.files.storage import default_storage
-from django.db.models import Exists, OuterRef
 
 from labeling.formats import (
     RlaifvRecord,
@@ -42,7 +41,15 @@ from labeling.formats import (
     write_trl_jsonl,
     write_trl_parquet,
 )
-from webapp.models import Claim, Iteration, PreferencePair, Response, response_scores
+from webapp.models import (
+    REVIEW_ROW,
+    VERDICT_ROW,
+    Claim,
+    Iteration,
+    Review,
+    effective_verdicts,
+    with_labeler_verdict,
+)
 
 FORMATS = ("trl", "rlaifv", "jsonl")
 DS_NAME = "RLAIF-V-Studio"
@@ -64,41 +71,62 @@ class ExportResult:
 
 @dataclass(frozen=True)
 class ExportedPair:
-    pair: PreferencePair
+    """A pair as it is written: its instruction's image, question and source, and both answers' texts."""
+
+    pk: int
+    image: str
+    question: str
+    source: str
+    origin: dict | None  # an imported pair's RLAIF-V metadata, exported again unchanged
     chosen: str
     rejected: str
 
 
-def _rejections(response_ids) -> dict[int, int | None]:
-    """Each response's effective rejections; None for a response without claims."""
-    responses = Response.objects.filter(pk__in=response_ids)
-    scored = response_scores(responses).annotate(has_claims=Exists(Claim.objects.filter(response=OuterRef("pk"))))
-    return {r.pk: (r.n_rejected if r.has_claims else None) for r in scored}
+# What an export reads of a pair: plain rows, not model instances (building those cost more than the query).
+PAIR_ROW = ("pk", "instruction__image", "instruction__question", "instruction__source", "origin")
+ANSWERS = ("chosen_id", "chosen__text", "rejected_id", "rejected__text")
+
+
+def _rejections(iteration: Iteration, response_ids) -> dict[int, int | None]:
+    """Each response's effective rejections (the rule of `effective_verdicts`); None for one without claims."""
+    claims = with_labeler_verdict(Claim.objects.filter(response__in=response_ids), iteration.labeler, iteration.margin)
+    reviews = Review.objects.filter(claim__response__in=response_ids).order_by("created_at", "pk")
+    rejected = dict.fromkeys(response_ids)
+    for verdict in effective_verdicts(claims.values_list(*VERDICT_ROW), reviews.values_list(*REVIEW_ROW)).values():
+        rejected[verdict.response_id] = (rejected[verdict.response_id] or 0) + (verdict.accepted is False)
+    return rejected
 
 
 def effective_pairs(iteration: Iteration, tally: ExportResult) -> Iterator[ExportedPair]:
-    """The iteration's non-excluded pairs ordered by effective verdicts, read PAIR_CHUNK at a time; `tally`
-    counts the ties dropped and the pairs flipped."""
-    pairs = iteration.pairs.filter(excluded=False).select_related("instruction", "chosen", "rejected").order_by("pk")
+    """The iteration's non-excluded pairs ordered by effective verdicts, read PAIR_CHUNK at a time through a
+    server-side cursor (on PostgreSQL), so memory does not grow with the pairs; `tally` counts the ties dropped
+    and the pairs flipped."""
+    pairs = iteration.pairs.filter(excluded=False).order_by("pk").values_list(*PAIR_ROW, *ANSWERS)
     rows = pairs.iterator(chunk_size=PAIR_CHUNK)
-    seen = set()
     while chunk := list(islice(rows, PAIR_CHUNK)):
-        n_rejected = _rejections({p.chosen_id for p in chunk} | {p.rejected_id for p in chunk})
-        for pair in chunk:
-            chosen, rejected = pair.chosen, pair.rejected
-            a, b = n_rejected[chosen.pk], n_rejected[rejected.pk]
+        n_rejected = _rejections(iteration, {row[5] for row in chunk} | {row[7] for row in chunk})
+        ordered = []
+        for pk, image, question, source, origin, chosen, chosen_text, rejected, rejected_text in chunk:
+            a, b = n_rejected[chosen], n_rejected[rejected]
+            flip = False
             if a is not None or b is not None:
                 a, b = a or 0, b or 0
                 if a == b:
                     tally.ties_dropped += 1
                     continue
-                if a > b:
-                    chosen, rejected = rejected, chosen
+                if flip := a > b:
+                    chosen, chosen_text, rejected, rejected_text = rejected, rejected_text, chosen, chosen_text
                     tally.flipped += 1
-            if (chosen.pk, rejected.pk) in seen:  # a flip can duplicate the pair stored the other way round
-                continue
-            seen.add((chosen.pk, rejected.pk))
-            yield ExportedPair(pair, chosen.text, rejected.text)
+            exported = ExportedPair(pk, image, question, source, origin, chosen_text, rejected_text)
+            ordered.append((flip, chosen, rejected, exported))
+        # A flip can duplicate a pair stored the other way round, which is exported in its own right.
+        flipped = [chosen for flip, chosen, _, _ in ordered if flip]
+        stored = set()
+        if flipped:
+            stored = set(iteration.pairs.filter(excluded=False, chosen__in=flipped).values_list("chosen", "rejected"))
+        for flip, chosen, rejected, exported in ordered:
+            if not (flip and (chosen, rejected) in stored):
+                yield exported
 
 
 def nonempty_pairs(iteration: Iteration, tally: ExportResult) -> Iterator[ExportedPair]:
@@ -115,25 +143,24 @@ def nonempty_pairs(iteration: Iteration, tally: ExportResult) -> Iterator[Export
 def _records(iteration: Iteration, pairs: Iterable[ExportedPair], tally: ExportResult) -> Iterator[RlaifvRecord]:
     origin_split = json.dumps({"model": iteration.policy, "feedback_model": iteration.labeler})
     for exported in pairs:
-        instruction = exported.pair.instruction
         try:
-            with default_storage.open(instruction.image.name, "rb") as file:
+            with default_storage.open(exported.image, "rb") as file:
                 image = file.read()
         except FileNotFoundError:
-            raise ExportFailed(f"pair {exported.pair.pk}: image {instruction.image.name} is missing") from None
+            raise ExportFailed(f"pair {exported.pk}: image {exported.image} is missing") from None
         made_here = {
-            "image_path": instruction.image.name,
+            "image_path": exported.image,
             "ds_name": DS_NAME,
-            "origin_dataset": instruction.source,
+            "origin_dataset": exported.source,
             "origin_split": origin_split,
-            "idx": str(exported.pair.pk),
+            "idx": str(exported.pk),
         }
         yield RlaifvRecord(
             image=image,
-            question=instruction.question,
+            question=exported.question,
             chosen=exported.chosen,
             rejected=exported.rejected,
-            **(exported.pair.origin or made_here),
+            **(exported.origin or made_here),
         )
         tally.written += 1
 
@@ -202,9 +229,8 @@ def _jsonl_zip(pairs: Iterable[ExportedPair], tally: ExportResult) -> Iterator[b
         rows.compress_type, rows.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
         with zip_file.open(rows, "w", force_zip64=True) as out:  # its size is unknown until the end
             for exported in pairs:
-                image = exported.pair.instruction.image.name
-                images[image] = None
-                line = trl_jsonl_line(image, exported.pair.instruction.question, exported.chosen, exported.rejected)
+                images[exported.image] = None
+                line = trl_jsonl_line(exported.image, exported.question, exported.chosen, exported.rejected)
                 out.write(line.encode())
                 tally.written += 1
                 yield sink.take()

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 
+from labeling.batching import batched
 from webapp import audit, limits
 from webapp.actors import Actor
 from webapp.images import ImageError, ValidImage, store_image, validate_image
@@ -72,7 +73,21 @@ def _string_field(record: dict, field: str, line: int, required: bool, default: 
     return value
 
 
-def _check_line(line_no: int, text: str, images_dir: Path, default_source: str) -> _Row:
+class _Images:
+    """The images folder; each image file is read and validated once, however many lines share it."""
+
+    def __init__(self, folder: Path):
+        self.root, self.checked = Path(folder).resolve(), {}
+
+    def valid(self, path: Path, name: str) -> ValidImage:
+        if path not in self.checked:
+            if not path.is_file():
+                raise FileNotFoundError(name)
+            self.checked[path] = validate_image(path.read_bytes())
+        return self.checked[path]
+
+
+def _check_line(line_no: int, text: str, images: _Images, default_source: str) -> _Row:
     try:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -95,16 +110,16 @@ def _check_line(line_no: int, text: str, images_dir: Path, default_source: str) 
         raise ImportFailed(f"line {line_no}: field 'image' must be a file in the images folder, not a URL")
     if len(image_name) > 1000:
         raise ImportFailed(f"line {line_no}: field 'image' is longer than 1000 characters")
-    root = images_dir.resolve()
+    root = images.root
     path = (root / image_name).resolve()
     if not path.is_relative_to(root):
         raise ImportFailed(f"line {line_no}: image path '{image_name}' leaves the images folder")
     try:
-        if not path.is_file():
-            raise ImportFailed(f"line {line_no}: image file not found: {image_name}")
-        image = validate_image(path.read_bytes())
+        image = images.valid(path, image_name)
     except ImageError as exc:
         raise ImportFailed(f"line {line_no}: {image_name}: {exc}") from None
+    except FileNotFoundError:
+        raise ImportFailed(f"line {line_no}: image file not found: {image_name}") from None
     except OSError as exc:
         raise ImportFailed(f"line {line_no}: image '{image_name[:100]}' cannot be read: {exc.strerror}") from None
     return _Row(image, question, source, split, _objects_field(record, line_no))
@@ -142,9 +157,10 @@ def import_instructions(
     """
     lines = list(lines)
     report = progress or (lambda phase, done, total: None)
+    images = _Images(images_dir)
     rows = []
     for n, text in lines:
-        rows.append(_check_line(n, text, Path(images_dir), default_source))
+        rows.append(_check_line(n, text, images, default_source))
         report("checking", len(rows), len(lines))
     if not rows:
         raise ImportFailed("no instructions to import (the file has no non-blank lines)")
@@ -152,24 +168,10 @@ def import_instructions(
     written: list[str] = []
     try:
         with transaction.atomic():
-            created = 0
-            for row in rows:
-                if store_image(row.image):
-                    written.append(row.image.name)
-                _, was_created = Instruction.objects.get_or_create(
-                    source=row.source,
-                    image_sha256=row.image.sha256,
-                    question=row.question,
-                    defaults={
-                        "image": row.image.name,
-                        "width": row.image.width,
-                        "height": row.image.height,
-                        "split": row.split,
-                        "objects_present": row.objects,
-                    },
-                )
-                created += was_created
-            result = ImportResult(created=created, skipped=len(rows) - created)
+            for image in {row.image.name: row.image for row in rows}.values():
+                if store_image(image):
+                    written.append(image.name)
+            result = _write(rows)
             audit.record(
                 AuditAction.IMPORT, target=origin, actor=actor, created=result.created, skipped=result.skipped,
                 source=default_source,
@@ -181,3 +183,52 @@ def import_instructions(
             default_storage.delete(name)
         raise
     return result
+
+
+WRITE_BATCH = 300  # rows looked up and inserted per query (3 parameters each: under SQLite's 999)
+
+
+def _write(rows: list[_Row]) -> ImportResult:
+    """Insert the rows not there yet (source, image and question name one), a batch per query."""
+    new = {}
+    for row in rows:
+        new.setdefault((row.source, row.image.sha256, row.question), row)  # the first line wins
+    for key in existing_instructions(list(new)):
+        del new[key]
+    try:
+        Instruction.objects.bulk_create(
+            [
+                Instruction(
+                    source=row.source,
+                    image_sha256=row.image.sha256,
+                    question=row.question,
+                    image=row.image.name,
+                    width=row.image.width,
+                    height=row.image.height,
+                    split=row.split,
+                    objects_present=row.objects,
+                )
+                for row in new.values()
+            ],
+            batch_size=WRITE_BATCH,
+        )
+    except IntegrityError:
+        raise ImportFailed("another import added some of these instructions meanwhile: import again") from None
+    return ImportResult(created=len(new), skipped=len(rows) - len(new))
+
+
+def existing_instructions(keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:
+    """The id of each (source, image_sha256, question) key an instruction has already, looked up through the
+    unique index WRITE_BATCH keys a query."""
+    table = Instruction._meta.db_table
+    found = {}
+    for batch in batched(keys, WRITE_BATCH):
+        values = ", ".join(["(%s, %s, %s)"] * len(batch))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT source, image_sha256, question, id FROM {table} "
+                f"WHERE (source, image_sha256, question) IN (VALUES {values})",
+                [part for key in batch for part in key],
+            )
+            found |= {(source, sha256, question): pk for source, sha256, question, pk in cursor.fetchall()}
+    return found

@@ -1,4 +1,4 @@
-"""What the dashboard shows per iteration, in a fixed number of grouped queries whatever the number of rows.
+"""What the dashboard shows per iteration, read from counts kept up to date as the data changes (webapp/counts.py).
 
 Scores come from the cached `Response.score` (kept equal to the effective verdicts by combine and by every
 review), so the share of claims rejected needs no pass over the verdicts. Agreement is measured on the
@@ -6,15 +6,13 @@ claims a human decided (latest decisive review) against the labeler's verdict on
 serves the most uncertain claims first, so it understates the agreement on claims at large.
 """
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.core.cache import cache
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, Q, Sum
 
 from labeling.audit import wilson_interval
-from labeling.calibration import accepts
-from webapp.models import Claim, Decision, Iteration, IterationStatus, Job, PreferencePair, Response, Review
+from webapp.counts import counts_of
+from webapp.models import Iteration, Job
 from webapp.progress import StageProgress
 
 
@@ -68,11 +66,14 @@ class IterationStats:
 
 
 def iteration_stats(iterations: list[Iteration]) -> list[IterationStats]:
-    """Counts, scores, progress and agreement of each iteration: at most five queries for any number of them."""
+    """Progress, counts, scores and agreement of each iteration: two queries for any number of them and of rows.
+
+    Progress is summed from the jobs (a few per chunk of instructions); the rest is the stored counts
+    (webapp/counts.py), which every writer keeps up to date.
+    """
     stats = {it.pk: IterationStats(it) for it in iterations}
-    ids = list(stats)
     order = list(Job.Kind.values)
-    jobs = Job.objects.filter(iteration__in=ids).values("iteration", "kind").order_by()
+    jobs = Job.objects.filter(iteration__in=list(stats)).values("iteration", "kind").order_by()
     for row in jobs.annotate(
         done=Sum("done"),
         total=Sum("total"),
@@ -82,76 +83,11 @@ def iteration_stats(iterations: list[Iteration]) -> list[IterationStats]:
         running=Count("id", filter=Q(state=Job.State.RUNNING)),
     ):
         stats[row.pop("iteration")].progress.append(StageProgress(**row))
-    for s in stats.values():
+    for iteration_id, row in counts_of(iterations).items():
+        s = stats[iteration_id]
         s.progress.sort(key=lambda p: order.index(p.kind))
-
-    scores = Response.objects.filter(iteration__in=ids).values("iteration", "score").order_by()
-    for row in scores.annotate(n=Count("id")):
-        s = stats[row["iteration"]]
-        s.responses += row["n"]
-        if row["score"] is not None:
-            s.scored += row["n"]
-            s.rejected -= row["score"] * row["n"]
-            s.scores[row["score"]] = row["n"]
-
-    pairs = PreferencePair.objects.filter(iteration__in=ids).values("iteration").order_by()
-    for row in pairs.annotate(n=Count("id"), excluded=Count("id", filter=Q(excluded=True))):
-        stats[row["iteration"]].pairs, stats[row["iteration"]].excluded = row["n"], row["excluded"]
-
-    for iteration_id, n in _claim_counts(iterations).items():
-        stats[iteration_id].claims = n
-    for iteration_id, agreement in _agreement(ids).items():
-        stats[iteration_id].agreement = agreement
+        s.responses, s.scored, s.rejected, s.claims = row.responses, row.scored, row.rejected, row.claims
+        s.pairs, s.excluded = row.pairs, row.excluded
+        s.scores = {int(score): n for score, n in row.scores.items()}
+        s.agreement = Agreement(row.agree, row.decided) if row.decided else None
     return list(stats.values())
-
-
-# Only the divide stage adds claims, so an iteration past it has a fixed number of them.
-_SETTLED = {IterationStatus.REVIEWING, IterationStatus.TRAINING, IterationStatus.EVALUATING, IterationStatus.DONE}
-
-
-def _claim_counts(iterations: list[Iteration]) -> dict[int, int]:
-    """Claims per iteration. Counting them is a pass over every claim, so a settled iteration's count is cached."""
-
-    def key(it):
-        return f"webapp:claims:{it.pk}:{it.created_at.timestamp()}"
-
-    settled = [it for it in iterations if it.status in _SETTLED]
-    cached = cache.get_many([key(it) for it in settled])
-    counts = {it.pk: cached[key(it)] for it in settled if key(it) in cached}
-    todo = [it.pk for it in iterations if it.pk not in counts]
-    if todo:
-        rows = Claim.objects.filter(response__iteration__in=todo).values("response__iteration").order_by()
-        fresh = {row["response__iteration"]: row["n"] for row in rows.annotate(n=Count("id"))}
-        counts |= {pk: fresh.get(pk, 0) for pk in todo}
-        cache.set_many({key(it): counts[it.pk] for it in settled if it.pk in todo}, timeout=None)
-    return counts
-
-
-def _agreement(iteration_ids: list[int]) -> dict[int, Agreement]:
-    """Per iteration: of the claims a reviewer decided that the labeler also judged, how many they agree on.
-
-    Read from the reviews (few) rather than the claims (many): each claim's latest decisive review, as in
-    `Claim.objects.with_effective_verdict()` (undone ones skipped), against the iteration labeler's verdict.
-    """
-    rows = (
-        Review.objects.decisive()
-        .filter(
-            claim__response__iteration__in=iteration_ids,
-            claim__verdicts__labeler=F("claim__response__iteration__labeler"),
-        )
-        .order_by("claim", "created_at", "pk")
-        .values_list(
-            "claim",
-            "claim__response__iteration",
-            "decision",
-            "claim__verdicts__p_yes",
-            "claim__verdicts__p_no",
-            "claim__response__iteration__margin",
-        )
-    )
-    latest = {claim: rest for claim, *rest in rows}
-    counts = defaultdict(lambda: [0, 0])
-    for iteration_id, decision, p_yes, p_no, margin in latest.values():
-        counts[iteration_id][0] += (decision == Decision.CORRECT) == accepts(p_yes, p_no, margin)
-        counts[iteration_id][1] += 1
-    return {iteration_id: Agreement(agree, n) for iteration_id, (agree, n) in counts.items()}

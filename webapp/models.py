@@ -52,6 +52,21 @@ class Instruction(models.Model):
         return f"#{self.pk} {self.question[:60]}"
 
 
+class InstructionSource(models.Model):
+    """A source and how many instructions carry it, kept by triggers on webapp_instruction (migration
+    0018_instruction_source_counts): the dashboard and the pair list's filter read a handful of rows instead of
+    grouping every instruction."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    instructions = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.instructions})"
+
+
 class IterationStatus(models.TextChoices):
     DRAFT = "draft"
     GENERATING = "generating"
@@ -427,6 +442,33 @@ class PreferencePair(models.Model):
 
     def __str__(self):
         return f"pair {self.pk}: {self.chosen_id} ≻ {self.rejected_id}"
+
+
+class IterationCounts(models.Model):
+    """The dashboard's counts of one iteration, kept up to date by every writer (webapp/counts.py) rather than
+    counted on each request."""
+
+    iteration = models.OneToOneField(Iteration, primary_key=True, on_delete=models.CASCADE, related_name="counts")
+    responses = models.PositiveIntegerField(default=0)
+    scored = models.PositiveIntegerField(default=0, help_text="Answers with a score (after combine)")
+    rejected = models.PositiveIntegerField(default=0, help_text="Rejected claims of the scored answers")
+    claims = models.PositiveIntegerField(default=0)
+    pairs = models.PositiveIntegerField(default=0)
+    excluded = models.PositiveIntegerField(default=0, help_text="Pairs a reviewer excluded")
+    agree = models.PositiveIntegerField(default=0, help_text="Decided claims where the labeler agrees")
+    decided = models.PositiveIntegerField(default=0, help_text="Claims a reviewer decided that the labeler judged")
+    scores = models.JSONField(default=dict, blank=True, help_text="Score → answers with that score")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(scored__lte=F("responses")), name="counts_scored_le_responses"),
+            models.CheckConstraint(condition=Q(excluded__lte=F("pairs")), name="counts_excluded_le_pairs"),
+            models.CheckConstraint(condition=Q(agree__lte=F("decided")), name="counts_agree_le_decided"),
+        ]
+
+    def __str__(self):
+        return f"counts of iteration {self.iteration_id}"
 
 
 class AuditDesign(models.TextChoices):

@@ -15,16 +15,17 @@ pair rebuilt under it, reviews still winning over the labeler, and the change is
 from collections import Counter
 from dataclasses import asdict
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from labeling.calibration import PairChanges, pair_changes
 from labeling.combine import Pair, ScoredResponse, combine_pairs, make_pairs
-from webapp import audit
+from webapp import audit, counts
 from webapp.actors import actor_for
 from webapp.config import config
 from webapp.models import (
     CLAIM_DECISIONS,
+    REVIEW_ROW,
     VERDICT_ROW,
     AuditAction,
     AuditItem,
@@ -39,6 +40,7 @@ from webapp.models import (
     Review,
     effective_verdicts,
     response_scores,
+    standing_decisions,
     with_labeler_verdict,
 )
 
@@ -51,12 +53,45 @@ class CannotUndo(Exception):
     """The review named is an undo, is already undone, or is someone else's."""
 
 
-def _lock_open(iteration_id: int) -> Iteration:
-    """Lock the iteration for this transaction, so approving the gate or another review waits for it."""
-    iteration = Iteration.objects.select_for_update().filter(pk=iteration_id).first()
+class _NoLengthRatio(Exception):
+    """The iteration was combined before its stage recorded the length ratio r, which a rebuild needs."""
+
+
+def _lock_open(iteration_id: int, instruction_id: int) -> Iteration:
+    """Lock what a review changes, for this transaction: the instruction whose answers and pairs it rebuilds.
+
+    The iteration is only share-locked: reviews of other instructions run side by side, while approving the
+    gate (an UPDATE of the iteration) waits for the reviews in flight, and a review that waited for the
+    approval finds the gate closed. Two reviews of one instruction take turns, so neither rebuild is lost.
+    Both locks are taken in one statement; SQLite, which writes one transaction at a time, needs neither.
+    """
+    locks = " FOR SHARE OF i FOR NO KEY UPDATE OF s" if connection.features.has_select_for_update else ""
+    iteration = next(
+        iter(
+            Iteration.objects.raw(
+                f"SELECT i.* FROM webapp_iteration i, webapp_instruction s WHERE i.id = %s AND s.id = %s{locks}",
+                [iteration_id, instruction_id],
+            )
+        ),
+        None,
+    )
     if iteration is None or iteration.status != IterationStatus.REVIEWING:
         raise ReviewClosed("reviews are taken only while the iteration is at its review gate")
+    if "length_ratio" not in (iteration.metrics or {}):
+        raise _NoLengthRatio
     return iteration
+
+
+def _in_review(iteration_id: int, work):
+    """`work()` in a transaction. An iteration combined before r was recorded gets it first, outside the review's
+    locks (storing it updates the iteration, which two reviews holding the share lock could not both do)."""
+    try:
+        with transaction.atomic():
+            return work()
+    except _NoLengthRatio:
+        ensure_length_ratio(iteration_id)
+    with transaction.atomic():
+        return work()
 
 
 def record_review(claim: Claim, reviewer, decision: str, note: str = "", audit: AuditSample | None = None) -> Review:
@@ -67,12 +102,15 @@ def record_review(claim: Claim, reviewer, decision: str, note: str = "", audit: 
     if audit is not None and not AuditItem.objects.filter(sample=audit, claim=claim).exists():
         raise ValueError(f"claim {claim.pk} was not drawn in audit sample {audit.pk}")
     response = claim.response
-    with transaction.atomic():
-        iteration = _lock_open(response.iteration_id)
+
+    def work():
+        iteration = _lock_open(response.iteration_id, response.instruction_id)
         review = Review.objects.create(claim=claim, reviewer=reviewer, decision=decision, note=note, audit=audit)
         if decision != Decision.UNSURE:
-            rebuild_pairs(iteration, response.instruction_id)
-    return review
+            counts.add(iteration, rebuild_pairs(iteration, response.instruction_id, review.pk))
+        return review
+
+    return _in_review(response.iteration_id, work)
 
 
 def undo_review(review: Review, reviewer) -> Review:
@@ -82,23 +120,29 @@ def undo_review(review: Review, reviewer) -> Review:
         raise CannotUndo("only the reviewer who made a decision can undo it")
     if review.decision == Decision.UNDO:
         raise CannotUndo("an undo cannot be undone: decide the claim again")
-    with transaction.atomic():
-        iteration = _lock_open(review.iteration_id)
+    instruction_id = review.claim.response.instruction_id
+
+    def work():
+        iteration = _lock_open(review.iteration_id, instruction_id)
         if Review.objects.filter(undoes=review).exists():
             raise CannotUndo("this decision is already undone")
         undo = Review.objects.create(
             claim=review.claim, iteration=iteration, reviewer=reviewer, decision=Decision.UNDO, undoes=review
         )
         if review.decision != Decision.UNSURE:
-            rebuild_pairs(iteration, review.claim.response.instruction_id)
-    return undo
+            counts.add(iteration, rebuild_pairs(iteration, instruction_id, undo.pk))
+        return undo
+
+    return _in_review(review.iteration_id, work)
 
 
 def set_excluded(pair: PreferencePair, user, excluded: bool) -> None:
     """Exclude a pair from training (or include it again); the flag survives rebuilds of its instruction. The
     change is on the audit trail (reviews are their own)."""
-    with transaction.atomic():
-        iteration = _lock_open(pair.iteration_id)
+
+    def work():
+        iteration = _lock_open(pair.iteration_id, pair.instruction_id)
+        was = PreferencePair.objects.filter(pk=pair.pk).values_list("excluded", flat=True).first()
         pair.excluded, pair.excluded_by = excluded, (user if excluded else None)
         PreferencePair.objects.filter(pk=pair.pk).update(excluded=pair.excluded, excluded_by=pair.excluded_by)
         audit.record(
@@ -109,10 +153,17 @@ def set_excluded(pair: PreferencePair, user, excluded: bool) -> None:
             chosen=pair.chosen_id,
             rejected=pair.rejected_id,
         )
+        if was is not None and was != excluded:  # None: a rebuild removed the pair meanwhile
+            counts.add(iteration, counts.Tally(excluded=1 if excluded else -1))
+
+    _in_review(pair.iteration_id, work)
 
 
-def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
+def rebuild_pairs(iteration: Iteration, instruction_id: int, latest: int | None = None) -> counts.Tally:
     """Re-score an instruction's responses from effective verdicts and rebuild its pairs. Call in a transaction.
+
+    Returns what that changed in the iteration's counts; `latest`, the review just appended, is the one whose
+    change in agreement with the labeler it counts.
 
     Plain queries (`effective_verdicts`) rather than `response_scores`: for one instruction's few claims,
     compiling the annotated query took longer than running it.
@@ -120,6 +171,7 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
     Responses without claims (imported pairs, self-reward iterations) have no verdicts to score by: their
     pairs are the only preference known and are left alone rather than rebuilt into nothing.
     """
+    change = counts.Tally()
     responses = list(
         Response.objects.filter(iteration=iteration, instruction_id=instruction_id, status=ResponseStatus.LABELED)
         .only("pk", "instruction_id", "text", "score")
@@ -128,13 +180,24 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
     claims = with_labeler_verdict(Claim.objects.filter(response__in=responses), iteration.labeler, iteration.margin)
     claims = list(claims.values_list(*VERDICT_ROW))
     if not claims:
-        return
-    verdicts = effective_verdicts(claims).values()
+        return change
+    decisions = list(
+        Review.objects.filter(claim__in=[row[0] for row in claims])
+        .order_by("created_at", "pk")
+        .values_list(*REVIEW_ROW)
+    )
+    verdicts = effective_verdicts(claims, decisions).values()
+    if latest is not None:
+        labeler_accepted = {claim: accepted for claim, _, accepted, _ in claims}
+        change.decided_claims(standing_decisions(decisions), labeler_accepted)
+        before = [row for row in decisions if row[0] != latest]
+        change.decided_claims(standing_decisions(before), labeler_accepted, sign=-1)
     rejected = Counter(v.response_id for v in verdicts if v.accepted is False)
     for r in responses:
         r.n_rejected = rejected[r.pk]
     changed = [r for r in responses if r.score != -r.n_rejected]
     for r in changed:
+        change.score_moved(r.score, -r.n_rejected)
         r.score = -r.n_rejected
     Response.objects.bulk_update(changed, ["score"])
     cfg = config(iteration)
@@ -145,7 +208,7 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int) -> None:
         length_balance=cfg["length_balance"],
         length_ratio=iteration_length_ratio(iteration) if cfg["length_balance"] else None,
     )
-    _replace_pairs(iteration, [instruction_id], pairs)
+    return change + _replace_pairs(iteration, [instruction_id], pairs)
 
 
 class BadMargin(ValueError):
@@ -158,7 +221,10 @@ def apply_margin(iteration_id: int, user, margin: float) -> PairChanges:
     if not -1.0 <= margin <= 1.0:
         raise BadMargin(f"a margin is between -1 and 1 (p_yes − p_no lies there), not {margin}")
     with transaction.atomic():
-        iteration = _lock_open(iteration_id)
+        # The whole iteration changes: wait for the reviews in flight (their share locks) and keep new ones out.
+        iteration = Iteration.objects.select_for_update().filter(pk=iteration_id).first()
+        if iteration is None or iteration.status != IterationStatus.REVIEWING:
+            raise ReviewClosed("reviews are taken only while the iteration is at its review gate")
         old = list(PreferencePair.objects.filter(iteration=iteration).values_list("chosen", "rejected", "score_gap"))
         previous = iteration.margin
         Iteration.objects.filter(pk=iteration.pk).update(margin=margin)
@@ -178,6 +244,7 @@ def apply_margin(iteration_id: int, user, margin: float) -> PairChanges:
         metrics = iteration.metrics or {}
         iteration.metrics = metrics | {"margins": [*metrics.get("margins", []), record]}
         iteration.save(update_fields=["metrics"])
+        counts.refresh(iteration)  # every score, pair and agreement may have moved
     return changes
 
 
@@ -221,9 +288,9 @@ def _scored_pairs(iteration: Iteration, margin: float | None) -> tuple[list[Resp
     return responses, pairs
 
 
-def _replace_pairs(iteration: Iteration, instruction_ids, pairs) -> None:
+def _replace_pairs(iteration: Iteration, instruction_ids, pairs) -> counts.Tally:
     """Make the stored pairs of these instructions equal `pairs`, keeping the row (its id and exclusion) of two
-    answers still paired."""
+    answers still paired; returns the change in the pair counts."""
     stored = PreferencePair.objects.filter(iteration=iteration, instruction_id__in=instruction_ids)
     old = {frozenset((p.chosen_id, p.rejected_id)): p for p in stored}
     keep, create = [], []
@@ -245,13 +312,22 @@ def _replace_pairs(iteration: Iteration, instruction_ids, pairs) -> None:
     PreferencePair.objects.filter(pk__in=[p.pk for p in old.values()]).delete()
     PreferencePair.objects.bulk_update(keep, ["chosen", "rejected", "score_gap"])
     PreferencePair.objects.bulk_create(create)
+    return counts.Tally(pairs=len(create) - len(old), excluded=-sum(p.excluded for p in old.values()))
+
+
+def ensure_length_ratio(iteration_id: int) -> None:
+    """Record the r of an iteration combined before the stage recorded it, the iteration locked meanwhile."""
+    with transaction.atomic():
+        iteration = Iteration.objects.select_for_update().filter(pk=iteration_id).first()
+        if iteration is not None and iteration.status == IterationStatus.REVIEWING:
+            iteration_length_ratio(iteration)
 
 
 def iteration_length_ratio(iteration: Iteration) -> float | None:
     """The r the combine stage chose for the whole iteration (None: it kept no pair at any r).
 
-    An iteration combined before the stage recorded r gets it computed once, as the stage would, and stored.
-    Call with the iteration locked (inside record_review), so two reviews do not both compute it.
+    An iteration combined before the stage recorded r gets it computed once, as the stage would, and stored
+    (by `ensure_length_ratio`, with the iteration locked, so two reviews do not both compute it).
     """
     if "length_ratio" in (iteration.metrics or {}):
         return iteration.metrics["length_ratio"]

@@ -25,6 +25,7 @@ from webapp.models import (
     Decision,
     EffectiveVerdict,
     Instruction,
+    InstructionSource,
     Iteration,
     IterationStatus,
     PreferencePair,
@@ -108,7 +109,7 @@ def iteration_choice(number: int | None) -> IterationChoice:
 
 def instruction_sources() -> list[str]:
     """Every instruction source, for the pair list's source filter."""
-    return list(Instruction.objects.values_list("source", flat=True).distinct().order_by("source"))
+    return list(InstructionSource.objects.filter(instructions__gt=0).values_list("name", flat=True))
 
 
 def search_pairs(pairs, iteration: Iteration, text: str):
@@ -464,8 +465,12 @@ def queue_view(iteration: Iteration, reviewer, last_review: int | None = None) -
             items.append(
                 QueueItem(view, v.claim.response, v.claim.response.instruction, v.p_no, links.get(v.claim.response_id))
             )
-    # The reviewer's own count: it grows with one person's work, not with the iteration.
-    done = Review.objects.standing().filter(reviewer=reviewer, iteration=iteration)
+    # The reviewer's own count: it grows with one person's work, not with the iteration. An undo names one of
+    # its reviewer's own decisions, so both sides are read through the (reviewer, iteration) index rather than
+    # by joining every review of the iteration to find the undone ones.
+    mine = Review.objects.filter(reviewer=reviewer, iteration=iteration)
+    undone = mine.filter(undoes__isnull=False).values("undoes")
+    done = mine.filter(undoes__isnull=True).exclude(pk__in=undone)
     return QueueView(
         items=items,
         waiting=len(waiting),

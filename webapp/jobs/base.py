@@ -10,19 +10,32 @@ from collections.abc import Callable
 
 from django.db import transaction
 
-from webapp.models import Iteration, Job
+from webapp import counts
+from webapp.models import Iteration, Job, JobKind
 
 
 class Stopped(Exception):
     """The iteration left the job's stage (cancelled, failed) while the job ran: its rows are not written."""
 
 
+# Jobs that add answers, claims, verdicts, scores or pairs: the dashboard's counts follow what they write.
+COUNTED_JOBS = {JobKind.GENERATE: False, JobKind.DIVIDE: False, JobKind.LABEL: False, JobKind.COMBINE: True}
+
+
 def commit_chunk(job: Job, write: Callable[[], object]) -> None:
-    """Write the chunk's rows and mark the job done atomically, unless the iteration has moved on."""
+    """Write the chunk's rows and mark the job done atomically, unless the iteration has moved on; the
+    iteration's counts change by what the write changed in the chunk's instructions, in the same transaction."""
     with transaction.atomic():
         if not Iteration.objects.filter(pk=job.iteration_id, status=job.stage).exists():
             raise Stopped
-        write()
+        if job.kind not in COUNTED_JOBS:
+            write()
+        else:
+            # combine sees the whole iteration: count all of it rather than name every instruction
+            instructions = None if COUNTED_JOBS[job.kind] else job.instruction_ids
+            before = counts.tally(job.iteration, instructions)
+            write()
+            counts.add(job.iteration, counts.tally(job.iteration, instructions) - before)
         job.succeed()
 
 

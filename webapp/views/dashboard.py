@@ -6,7 +6,6 @@ polling once the iteration leaves its active stages. Any signed-in user may look
 group sees it read-only (no links into the review and iteration pages, which would refuse them).
 """
 
-from django.db.models import Count
 from django.shortcuts import render
 
 from webapp import lifecycle
@@ -14,7 +13,7 @@ from webapp.charts import as_data, score_chart, trend_charts
 from webapp.comparison import compare
 from webapp.labeler_audit import latest_audits, with_latest_audit
 from webapp.metrics import iteration_stats
-from webapp.models import Instruction, Iteration, IterationStatus
+from webapp.models import InstructionSource, Iteration, IterationStatus
 
 SHOWN = 20
 
@@ -34,6 +33,6 @@ def index(request):
         "active": set(lifecycle.ACTIVE),
         "trends": trends,
         "charts": trends + as_data([chart for chart in scores if chart]),
-        "sources": Instruction.objects.values("source").annotate(n=Count("id")).order_by("source"),
+        "sources": InstructionSource.objects.filter(instructions__gt=0),
     }
     return render(request, "dashboard/index.html", context)
