@@ -4,7 +4,8 @@ Usage:
     .venv/bin/python docs/screenshots/take.py --password PASSWORD [--url http://127.0.0.1:8000] [--username demo]
 
 It logs in, opens the dashboard, the latest iteration's page and a pair page of the iteration waiting at its
-review gate (pressing `n` on the first claim, so the page shows a decision), and writes the PNGs beside itself.
+review gate (pressing `--keys` there, `y` by default: the first claim confirmed, so the page shows a decision), and
+writes the PNGs beside itself.
 """
 
 import argparse
@@ -23,6 +24,7 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--username", default="demo")
     parser.add_argument("--password", required=True)
+    parser.add_argument("--keys", default="y", help="review keys to press on the pair page")
     args = parser.parse_args()
 
     with sync_playwright() as playwright:
@@ -44,10 +46,14 @@ def main() -> None:
         page.screenshot(path=HERE / "iteration.png", full_page=True)
 
         page.goto("/review/pairs/")
-        page.locator("a[href*='/pairs/']").first.click()
+        pair = page.eval_on_selector_all(
+            "a", "links => links.map(a => a.getAttribute('href')).find(h => /\\/review\\/\\d+\\/pairs\\/\\d+-\\d+\\//.test(h))"
+        )
+        page.goto(pair)
         page.wait_for_selector(".claim")
-        page.keyboard.press("n")
-        page.wait_for_timeout(800)
+        for key in args.keys:
+            page.keyboard.press(key)
+            page.wait_for_timeout(800)
         page.screenshot(path=HERE / "pair.png", full_page=True)
         browser.close()
     print("screenshots written under", HERE)
