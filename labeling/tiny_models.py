@@ -25,7 +25,7 @@ from labeling.tiny_families.gemma3 import build_gemma3
 from labeling.tiny_families.idefics3 import build_idefics3
 from labeling.tiny_families.onevision import build_llava_onevision
 from labeling.tiny_families.qwen_vl import build_qwen2_5_vl, build_qwen2_vl
-from labeling.tiny_parts import INIT_STD, make_tokenizer, seeded, set_generation_ids
+from labeling.tiny_parts import INIT_STD, make_tokenizer, seeded, set_generation_ids, text_sizes
 
 # `USER: <image> question\nASSISTANT:`; assistant turns end with eos. Newlines are written as {{ '\n' }}
 # because trim_blocks would drop literal ones. Content may be a string or a list of typed parts.
@@ -61,19 +61,7 @@ def build_tokenizer(words: Sequence[str] | None = None) -> PreTrainedTokenizerFa
 
 
 def _text_config(tokenizer, width: int, layers: int) -> LlamaConfig:
-    return LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=width,
-        intermediate_size=2 * width,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        initializer_range=INIT_STD,
-    )
+    return LlamaConfig(**text_sizes(tokenizer, width, layers))
 
 
 def build_llava(path: Path, image_px: int, patch_px: int, vision_width: int, text_width: int, layers: int):

@@ -52,6 +52,35 @@ def make_tokenizer(
     )
 
 
+def text_sizes(tokenizer, width: int, layers: int) -> dict:
+    """A tiny language model's sizes and special ids, the same in every family's text config."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": width,
+        "intermediate_size": 2 * width,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "initializer_range": INIT_STD,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def vision_sizes(layers: int, image_px: int, patch_px: int) -> dict:
+    """A tiny vision encoder's sizes, the same in every family that takes a ViT-like config."""
+    return {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "image_size": image_px,
+        "patch_size": patch_px,
+    }
+
+
 def seeded(model_class, config):
     """`model_class(config)` with weights drawn from SEED, leaving the global RNG as it was."""
     with torch.random.fork_rng(devices=[]):

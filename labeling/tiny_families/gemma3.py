@@ -19,7 +19,7 @@ from transformers import (
 )
 
 from labeling.processors import make_processor
-from labeling.tiny_parts import INIT_STD, make_tokenizer, seeded, set_generation_ids
+from labeling.tiny_parts import INIT_STD, make_tokenizer, seeded, set_generation_ids, text_sizes, vision_sizes
 from labeling.tiny_vocab import tiny_vocabulary
 
 # Gemma's turn markup; the assistant is "model", text is trimmed, the image is its begin marker.
@@ -53,30 +53,13 @@ def build_gemma3(path: Path, width: int = 64, layers: int = 2):
         eos_token="<end_of_turn>",
     )
     text = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=width,
-        intermediate_size=2 * width,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        **text_sizes(tokenizer, width, layers),
         head_dim=width // 4,
         query_pre_attn_scalar=width // 4,
         sliding_window=SLIDING_WINDOW,
         layer_types=["sliding_attention"] * (layers - 1) + ["full_attention"],
-        max_position_embeddings=4096,
-        initializer_range=INIT_STD,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
     )
-    vision = SiglipVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        image_size=IMAGE_PX,
-        patch_size=PATCH_PX,
-    )
+    vision = SiglipVisionConfig(**vision_sizes(layers, IMAGE_PX, PATCH_PX))
     config = Gemma3Config(
         text_config=text,
         vision_config=vision,

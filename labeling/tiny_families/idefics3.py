@@ -17,7 +17,7 @@ from transformers import (
 )
 
 from labeling.processors import make_processor
-from labeling.tiny_parts import INIT_STD, make_tokenizer, seeded, set_generation_ids
+from labeling.tiny_parts import INIT_STD, make_tokenizer, seeded, set_generation_ids, text_sizes, vision_sizes
 from labeling.tiny_vocab import tiny_vocabulary
 
 # Idefics3's markup: `User:<image>question<end_of_utterance>\nAssistant:`.
@@ -46,26 +46,9 @@ def build_idefics3(path: Path, width: int = 64, layers: int = 2):
         control_tokens=["<fake_token_around_image>", "<global-img>", *TILE_TAGS],
         eos_token="<end_of_utterance>",
     )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=width,
-        intermediate_size=2 * width,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        initializer_range=INIT_STD,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    text = LlamaConfig(**text_sizes(tokenizer, width, layers))
     vision = Idefics3VisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        image_size=TILE_PX,
-        patch_size=PATCH_PX,
+        **vision_sizes(layers, TILE_PX, PATCH_PX),
         initializer_range=INIT_STD,
     )
     config = Idefics3Config(

@@ -17,7 +17,7 @@ from transformers import (
 )
 
 from labeling.processors import make_processor
-from labeling.tiny_parts import INIT_STD, make_tokenizer, seeded, set_generation_ids
+from labeling.tiny_parts import INIT_STD, make_tokenizer, seeded, set_generation_ids, text_sizes, vision_sizes
 from labeling.tiny_vocab import tiny_vocabulary
 
 # OneVision's Qwen2 chat markup (without its default system turn): `<image>` and a newline before the text.
@@ -45,27 +45,8 @@ def build_llava_onevision(path: Path, width: int = 64, layers: int = 2):
         control_tokens=["<|im_start|>"],
         eos_token="<|im_end|>",
     )
-    text = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=width,
-        intermediate_size=2 * width,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        initializer_range=INIT_STD,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    vision = SiglipVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        image_size=TILE_PX,
-        patch_size=PATCH_PX,
-    )
+    text = Qwen2Config(**text_sizes(tokenizer, width, layers))
+    vision = SiglipVisionConfig(**vision_sizes(layers, TILE_PX, PATCH_PX))
     config = LlavaOnevisionConfig(
         vision_config=vision,
         text_config=text,
