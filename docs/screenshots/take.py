@@ -46,9 +46,8 @@ def main() -> None:
         page.screenshot(path=HERE / "iteration.png", full_page=True)
 
         page.goto("/review/pairs/")
-        pair = page.eval_on_selector_all(
-            "a", "links => links.map(a => a.getAttribute('href')).find(h => /\\/review\\/\\d+\\/pairs\\/\\d+-\\d+\\//.test(h))"
-        )
+        hrefs = page.eval_on_selector_all("a", "links => links.map(a => a.getAttribute('href'))")
+        pair = next(h for h in hrefs if h and re.fullmatch(r"/review/\d+/pairs/\d+-\d+/", h))
         page.goto(pair)
         page.wait_for_selector(".claim")
         for key in args.keys:
