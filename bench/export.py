@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)  # run as a script, sys.path[0] is bench/
 
-from bench.web import fill, recreate_database, served_environment  # noqa: E402
+from bench.web import fill, migrated_database, served_environment  # noqa: E402
 
 # One export in a fresh process: its time from the first query to the last byte, its size and its peak memory.
 EXPORT = """
@@ -166,19 +166,17 @@ def main():
     os.environ.update(env)
     import django
 
-    recreate_database(args.database_url, keep=args.keep)
+    migrated_database(args.database_url, env, keep=args.keep)
     django.setup()
     from django.db import connection, transaction
 
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM webapp_preferencepair")
         filled = cursor.fetchone()[0]
     if filled < args.pairs:
         if filled:  # kept, but too small: start again
             connection.close()
-            recreate_database(args.database_url)
-            subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+            migrated_database(args.database_url, env)
         instructions = args.pairs * 56 // 100  # about 1.8 pairs per instruction of 4 answers
         fill_args = argparse.Namespace(instructions=instructions, answers=4, claims=4, reviewers=2)
         start = time.perf_counter()

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)  # run as a script, sys.path[0] is bench/
 
 from bench.export import jpeg  # noqa: E402
-from bench.web import SOURCES, WORDS, recreate_database, sentence, served_environment  # noqa: E402
+from bench.web import SOURCES, WORDS, migrated_database, sentence, served_environment  # noqa: E402
 
 
 def make_parser():
@@ -83,11 +83,6 @@ def write_inputs(folder: Path, rows: int, n_images: int) -> tuple[Path, Path, Pa
     return good, bad, parquet
 
 
-def fresh(env: dict, database_url: str) -> None:
-    recreate_database(database_url)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
-
-
 def timed(env: dict, command: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, capture_output=True, text=True)
@@ -116,7 +111,7 @@ def main():
 
     jsonl, rlaifv = [], []
     for _ in range(args.repeats):
-        fresh(env, args.database_url)
+        migrated_database(args.database_url, env)
         seconds, result = timed(env, ["import_instructions", str(good), "--images", str(folder / "images")])
         if result.returncode:
             raise SystemExit(result.stderr[-3000:])
@@ -126,7 +121,7 @@ def main():
         again, result = timed(env, ["import_instructions", str(good), "--images", str(folder / "images")])
         print(f"  jsonl again {again:6.1f} s   {result.stdout.strip()}", flush=True)
 
-        fresh(env, args.database_url)
+        migrated_database(args.database_url, env)
         seconds, result = timed(env, ["import_rlaifv", str(parquet)])
         if result.returncode:
             raise SystemExit(result.stderr[-3000:])
@@ -134,7 +129,7 @@ def main():
         pairs = count(args.database_url, "webapp_preferencepair")
         print(f"  rlaifv {seconds:6.1f} s   {result.stdout.strip()} ({pairs} pairs stored)", flush=True)
 
-    fresh(env, args.database_url)
+    migrated_database(args.database_url, env)
     seconds, result = timed(env, ["import_instructions", str(bad), "--images", str(folder / "images")])
     left = count(args.database_url, "webapp_instruction")
     refused = result.returncode != 0 and f"line {args.rows}:" in result.stderr

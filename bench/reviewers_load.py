@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)  # run as a script, sys.path[0] is bench/
 
-from bench.web import Client, fill, percentile, recreate_database, serve, served_environment  # noqa: E402
+from bench.web import Client, fill, migrated_database, percentile, serve, served_environment  # noqa: E402
 
 DECISIONS = {"correct": 45, "hallucinated": 45, "unsure": 10}  # the y / n / u keys
 
@@ -185,14 +185,13 @@ def main() -> int:
     os.environ.update(env)
     import django
 
-    recreate_database(args.database_url)
+    migrated_database(args.database_url, env)
     django.setup()
     from django.db import connection, transaction
     from django.db.models import Count, Max
 
     from webapp.models import Review
 
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     with transaction.atomic():
         fill(args)
     before_pairs, before_scores = pair_mismatches()

@@ -95,6 +95,12 @@ def recreate_database(url: str, keep: bool = False) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def migrated_database(url: str, env: dict, keep: bool = False) -> None:
+    """`recreate_database`, then the project's migrations run on it (in a subprocess with `env`)."""
+    recreate_database(url, keep=keep)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+
+
 def sentence(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
 
@@ -493,11 +499,10 @@ def main():
     os.environ.update(env)
     import django
 
-    recreate_database(args.database_url, keep=args.keep)
+    migrated_database(args.database_url, env, keep=args.keep)
     django.setup()
     from django.db import connection, transaction
 
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM webapp_claim")
         filled = cursor.fetchone()[0]

@@ -11,16 +11,15 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
 
 from labeling.backends import load_backend
 from labeling.backends.base import Sampling
 from labeling.generate import Instruction as LabelingInstruction
+from tests.shapes_world import install_shapes_world, launched_to_gate
 from tests.test_pipeline import wait_for
 from training.evaluate import answer_and_judge, truth_scores
 from training.shapes_models import ITERATION_CONFIG, LABELER, POLICY
 from webapp import lifecycle
-from webapp.iterations import create_iteration
 from webapp.models import Instruction, IterationStatus
 
 pytestmark = pytest.mark.slow
@@ -34,12 +33,7 @@ MARGIN = 0.03
 @pytest.fixture
 def shapes_world(processes, tmp_path, settings):
     """The trained shapes models in the test's MODELS_DIR and the world's instructions in its database."""
-    models = tmp_path / "models"
-    settings.MODELS_DIR = models
-    processes.env["MODELS_DIR"] = str(models)
-    call_command("build_shapes_models")
-    call_command("load_shapes", "--train", str(TRAIN), "--heldout", str(HELDOUT))
-    return models
+    return install_shapes_world(processes, tmp_path, settings, TRAIN, HELDOUT)
 
 
 def base_truth_scores() -> dict:
@@ -59,15 +53,7 @@ def base_truth_scores() -> dict:
 
 def test_one_iteration_with_the_labeler_lowers_held_out_hallucination(processes, shapes_world):
     processes.worker()
-    iteration = create_iteration(
-        policy=POLICY,
-        labeler=LABELER,
-        config=ITERATION_CONFIG,
-        instructions=Instruction.objects.filter(source="shapes", split="train"),
-    )
-    lifecycle.launch(iteration)
-    wait_for(iteration, S.REVIEWING, S.FAILED, processes=processes, timeout=900)
-    assert iteration.status == S.REVIEWING, iteration.error
+    iteration = launched_to_gate(processes, ITERATION_CONFIG, timeout=900)
     feedback = iteration.metrics["feedback"]
     assert feedback["labeler_accuracy"] >= 0.9, json.dumps(feedback)
     assert feedback["pairs_right"] > 10 * feedback["pairs_wrong"], json.dumps(feedback)

@@ -20,11 +20,11 @@ from tests.factories import (
     ResponseFactory,
     VerdictFactory,
 )
+from tests.shapes_world import install_shapes_world, launched_to_gate
 from tests.test_pipeline import wait_for
 from training.evaluate import labeler_accuracy
-from training.shapes_models import ITERATION_CONFIG, LABELER, POLICY
+from training.shapes_models import ITERATION_CONFIG, LABELER
 from webapp import lifecycle
-from webapp.iterations import create_iteration
 from webapp.jobs import rlaifv, whole_response
 from webapp.models import Claim, Decision, Instruction, IterationStatus, JobKind, Response, ResponseStatus, Verdict
 from webapp.review import record_review
@@ -142,27 +142,14 @@ def test_the_generate_stage_samples_the_generator_and_not_the_policy(tiny_models
 @pytest.fixture
 def shapes_world(processes, tmp_path, settings):
     """The trained shapes models in the test's MODELS_DIR and a small slice of their world in its database."""
-    models = tmp_path / "models"
-    settings.MODELS_DIR = models
-    processes.env["MODELS_DIR"] = str(models)
-    call_command("build_shapes_models")
-    call_command("load_shapes", "--train", "16", "--heldout", "16")
-    return models
+    return install_shapes_world(processes, tmp_path, settings, train=16, heldout=16)
 
 
 @pytest.mark.slow
 def test_a_whole_response_iteration_runs_through_a_worker_with_its_own_labeler(processes, shapes_world, bob):
     processes.worker()
     config = ITERATION_CONFIG | {"strategy": "whole_response", "n": 6, "max_steps": 2, "chunk_size": 8}
-    iteration = create_iteration(
-        policy=POLICY,
-        labeler=LABELER,
-        config=config,
-        instructions=Instruction.objects.filter(source="shapes", split="train"),
-    )
-    lifecycle.launch(iteration)
-    wait_for(iteration, S.REVIEWING, S.FAILED, processes=processes, timeout=600)
-    assert iteration.status == S.REVIEWING, iteration.error
+    iteration = launched_to_gate(processes, config, timeout=600)
 
     responses = Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED)
     claims = Claim.objects.filter(response__iteration=iteration).select_related("response")
