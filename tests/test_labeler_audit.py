@@ -67,10 +67,16 @@ def test_only_audit_reviews_count_towards_the_estimate(iteration):
     accepted = [Claim.objects.filter(pk=item.claim_id).with_effective_verdict().get() for item in (first, second)]
     # Audit reviews: the labeler right on the first claim, wrong on the second.
     record_review(
-        first.claim, alice, Decision.CORRECT if accepted[0].labeler_accepted else Decision.HALLUCINATED, audit=sample
+        first.claim,
+        alice,
+        Decision.CORRECT if accepted[0].labeler_accepted else Decision.HALLUCINATED,
+        audit_sample=sample,
     )
     record_review(
-        second.claim, alice, Decision.HALLUCINATED if accepted[1].labeler_accepted else Decision.CORRECT, audit=sample
+        second.claim,
+        alice,
+        Decision.HALLUCINATED if accepted[1].labeler_accepted else Decision.CORRECT,
+        audit_sample=sample,
     )
     estimate = audit_result(sample).estimate
     assert (estimate.reviewed, estimate.errors, estimate.rate) == (2, 1, 0.5)
@@ -82,7 +88,7 @@ def test_an_audit_review_must_be_of_a_drawn_claim(iteration):
     sample = start_audit(iteration, UserFactory(), UNIFORM, size=1, seed=0)
     other = Claim.objects.filter(response__iteration=iteration).exclude(pk=sample.items.get().claim_id).first()
     with pytest.raises(ValueError, match="was not drawn in audit sample"):
-        record_review(other, UserFactory(), Decision.CORRECT, audit=sample)
+        record_review(other, UserFactory(), Decision.CORRECT, audit_sample=sample)
 
 
 def test_a_stratified_sample_keeps_each_bands_population(iteration):
@@ -196,7 +202,7 @@ def test_the_dashboard_shows_audits_in_a_fixed_number_of_queries(client, bob, dj
         audited = reviewing_iteration(*ANSWERS)
         sample = start_audit(audited, bob, UNIFORM, size=7, seed=0)
         for item in sample.items.all()[:3]:
-            record_review(item.claim, bob, Decision.CORRECT, audit=sample)
+            record_review(item.claim, bob, Decision.CORRECT, audit_sample=sample)
     client.force_login(bob)
     with django_assert_max_num_queries(14 + SESSION_RENEWAL):
         page = client.get("/").content.decode()

@@ -94,18 +94,20 @@ def _in_review(iteration_id: int, work):
         return work()
 
 
-def record_review(claim: Claim, reviewer, decision: str, note: str = "", audit: AuditSample | None = None) -> Review:
+def record_review(
+    claim: Claim, reviewer, decision: str, note: str = "", audit_sample: AuditSample | None = None
+) -> Review:
     """Append a review; when it is decisive, re-score the claim's response and rebuild its instruction's pairs.
-    `audit`: the audit sample whose page it was made on (the claim must be one of its drawn claims)."""
+    `audit_sample`: the audit sample whose page it was made on (the claim must be one of its drawn claims)."""
     if decision not in CLAIM_DECISIONS:
         raise ValueError(f"unknown decision {decision!r}: one of {', '.join(CLAIM_DECISIONS)} (undo_review undoes)")
-    if audit is not None and not AuditItem.objects.filter(sample=audit, claim=claim).exists():
-        raise ValueError(f"claim {claim.pk} was not drawn in audit sample {audit.pk}")
+    if audit_sample is not None and not AuditItem.objects.filter(sample=audit_sample, claim=claim).exists():
+        raise ValueError(f"claim {claim.pk} was not drawn in audit sample {audit_sample.pk}")
     response = claim.response
 
     def work():
         iteration = _lock_open(response.iteration_id, response.instruction_id)
-        review = Review.objects.create(claim=claim, reviewer=reviewer, decision=decision, note=note, audit=audit)
+        review = Review.objects.create(claim=claim, reviewer=reviewer, decision=decision, note=note, audit=audit_sample)
         if decision != Decision.UNSURE:
             counts.add(iteration, rebuild_pairs(iteration, response.instruction_id, review.pk))
         return review

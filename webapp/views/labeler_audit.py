@@ -57,7 +57,7 @@ def audit(request, number):
         sample = latest_sample(iteration)
         if sample is None or request.POST.get("sample") != str(sample.pk):
             return HttpResponse(STALE_SAMPLE, status=409, content_type="text/plain")
-        answer = record_posted(request, Claim.objects.filter(response__iteration=iteration), audit=sample)
+        answer = record_posted(request, Claim.objects.filter(response__iteration=iteration), audit_sample=sample)
         if isinstance(answer, HttpResponse):
             return answer
         if not request.htmx:

@@ -77,9 +77,9 @@ def _posted_decision(request) -> tuple[str, int] | None:
     return None
 
 
-def record_posted(request, claims, audit: AuditSample | None = None) -> Review | HttpResponse:
+def record_posted(request, claims, audit_sample: AuditSample | None = None) -> Review | HttpResponse:
     """Record the decision, or the undo, posted on one of `claims`: the new review, or an error response.
-    `audit`: the audit sample whose page it was posted on."""
+    `audit_sample`: the audit sample whose page it was posted on."""
     try:
         if (undone := parse_id(request.POST.get("undo", ""))) is not None:
             reviews = Review.objects.filter(claim__in=claims, reviewer=request.user).select_related("claim__response")
@@ -90,7 +90,7 @@ def record_posted(request, claims, audit: AuditSample | None = None) -> Review |
             note = request.POST.get("note", "")
             if error := limits.too_long("The note", note, limits.NOTE):
                 return HttpResponseBadRequest(f"{error}: shorten it and decide again.", content_type="text/plain")
-            return record_review(claim, request.user, decision, note, audit=audit)
+            return record_review(claim, request.user, decision, note, audit_sample=audit_sample)
     except (ReviewClosed, CannotUndo) as exc:
         return HttpResponse(str(exc), status=409, content_type="text/plain")
     return HttpResponseBadRequest(f"press one of {', '.join(CLAIM_DECISIONS)} on a claim, or undo")
