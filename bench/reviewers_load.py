@@ -14,8 +14,9 @@ instructions, so reviewers collide on one instruction's claims and re-score its 
 Checks: the 2xx answers equal the Review rows created, per reviewer and in total; no 5xx; every instruction's
 stored pairs (and every answer's score) are what labeling.combine makes of the effective verdicts.
 While they work, the database's connections are sampled for lock waits (reviews queueing behind each other's
-row locks). Prints the figures last; exits 1 when a check fails. The gunicorn and worker logs stay in a
-temporary folder.
+row locks), and the CPU time each part spends is counted (gunicorn, PostgreSQL, the Celery worker, the clients):
+its sum per override bounds the throughput the machine's cores allow whatever the locking. Prints the figures
+last; exits 1 when a check fails. The gunicorn and worker logs stay in a temporary folder.
 """
 
 import argparse
@@ -37,7 +38,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)  # run as a script, sys.path[0] is bench/
 
-from bench.web import Client, fill, migrated_database, percentile, serve, served_environment  # noqa: E402
+from bench.web import (  # noqa: E402
+    Client,
+    cpu_seconds,
+    fill,
+    migrated_database,
+    percentile,
+    serve,
+    served_environment,
+    server_pids,
+)
 
 DECISIONS = {"correct": 45, "hallucinated": 45, "unsure": 10}  # the y / n / u keys
 
@@ -85,6 +95,43 @@ def reviewer(args, n: int, client: Client, deadline: float, records: list) -> No
         records.append((n, status, (time.perf_counter() - start) * 1000))
         if args.think:
             time.sleep(args.think)
+
+
+class CpuUse:
+    """CPU seconds spent between `start` and `stop` by the gunicorn workers, their PostgreSQL backends, the Celery
+    worker and this process (the simulated reviewers' threads): where an override's cost goes, since 2 cores
+    run all of them."""
+
+    def __init__(self, server: subprocess.Popen, worker: subprocess.Popen, database_url: str):
+        self.server, self.worker, self.database_url = server, worker, database_url
+
+    def sample(self) -> dict[str, dict[int, float]]:
+        app, database = server_pids(self.server, self.database_url)
+        return {
+            "app (gunicorn)": cpu_seconds(app),
+            "database": cpu_seconds(database),
+            "celery worker": cpu_seconds([self.worker.pid]),
+            "clients (this process)": {0: time.process_time()},
+        }
+
+    def start(self):
+        self.before = self.sample()
+
+    def stop(self):
+        after = self.sample()
+        self.used = {
+            part: sum(t - self.before[part].get(pid, 0.0) for pid, t in times.items()) for part, times in after.items()
+        }
+
+    def summary(self, overrides: int) -> str:
+        per = {part: 1000 * t / max(overrides, 1) for part, t in self.used.items()}
+        total = sum(per.values())
+        parts = ", ".join(f"{part} {ms:.1f}" for part, ms in per.items())
+        bound = 1000 * (os.cpu_count() or 1) / total if total else float("inf")
+        return (
+            f"{total:.1f} ms per override ({parts}): {os.cpu_count()} CPUs kept busy by this alone allow at most "
+            f"{bound:.0f} overrides/s"
+        )
 
 
 class LockWaits(threading.Thread):
@@ -208,6 +255,8 @@ def main() -> int:
             list(pool.map(lambda n: clients[n].log_in(f"reviewer{n}"), range(args.reviewers)))
         waits = LockWaits(args.database_url)
         waits.start()
+        cpu = CpuUse(server, worker, args.database_url)
+        cpu.start()
         start = time.monotonic()
         threads = [
             threading.Thread(target=reviewer, args=(args, n, c, start + args.seconds, records))
@@ -218,6 +267,7 @@ def main() -> int:
         for t in threads:
             t.join()
         elapsed = time.monotonic() - start
+        cpu.stop()
         waits.stop.set()
         waits.join()
         worker_alive = worker.poll() is None
@@ -261,6 +311,7 @@ def main() -> int:
     print(f"5xx: {server_errors}")
     print(f"other errors (3xx/4xx/transport): {other_errors}")
     print(f"lock waits: {waits.summary()}")
+    print(f"CPU: {cpu.summary(len(records))}")
     print(f"latency: p50 {statistics.median(times):.1f} ms, p95 {percentile(times, 95):.1f} ms")
     print(f"throughput: {len(records) / elapsed:.1f} overrides/s")
     print(f"override_throughput_per_s: {len(records) / elapsed:.1f}")

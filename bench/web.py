@@ -375,30 +375,44 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def server_cpu(server: subprocess.Popen, database: str) -> float:
-    """CPU seconds used so far by the gunicorn workers and the PostgreSQL backends of the bench database.
-
-    Wall times on a shared machine include waiting for other work; this is what the requests themselves cost.
-    """
+def server_pids(server: subprocess.Popen, database: str) -> tuple[list[int], list[int]]:
+    """The gunicorn workers' process ids, and those of the PostgreSQL backends connected to the bench database."""
     import psycopg
 
     with psycopg.connect(database, autocommit=True) as conn:
-        pids = [pid for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
+        backends = [
+            pid for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ]
+    workers = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if int(fields[1]) == server.pid:  # field 4, the parent: a gunicorn worker
-            pids.append(int(stat.parent.name))
-    ticks = 0
+            workers.append(int(stat.parent.name))
+    return workers, backends
+
+
+def cpu_seconds(pids) -> dict[int, float]:
+    """CPU seconds (user + system) each of these processes has used so far; gone ones are left out."""
+    used = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime + stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return used
+
+
+def server_cpu(server: subprocess.Popen, database: str) -> float:
+    """CPU seconds used so far by the gunicorn workers and the PostgreSQL backends of the bench database.
+
+    Wall times on a shared machine include waiting for other work; this is what the requests themselves cost.
+    """
+    workers, backends = server_pids(server, database)
+    return sum(cpu_seconds(workers + backends).values())
 
 
 def one_client(client: Client, targets: Targets, n: int, cpu) -> dict:
