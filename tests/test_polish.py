@@ -132,7 +132,7 @@ def production(settings):
 def assert_styled(response, status, heading):
     html = response.content.decode()
     assert response.status_code == status
-    assert f"<h1>{heading}</h1>" in html and "/static/css/app.css" in html and "favicon.svg" in html
+    assert f"<h1>{heading}</h1>" in html and "/static/webapp/app.css" in html and "favicon.svg" in html
     assert "<style" not in html and "style=" not in html and "<script>" not in html  # nothing the CSP blocks
 
 

@@ -278,4 +278,4 @@ def test_the_base_layout_needs_nothing_the_policy_blocks(client, alice):
         html = response.content.decode()
         assert response.status_code == 200
         assert INLINE.findall(html) == []
-        assert '<link rel="stylesheet" href="/static/css/app.css">' in html
+        assert '<link rel="stylesheet" href="/static/webapp/app.css">' in html

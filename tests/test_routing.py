@@ -121,6 +121,12 @@ def test_the_multi_gpu_compose_file_runs_one_worker_per_gpu_group_on_the_main_ho
         assert service["environment"]["CELERY_BROKER_URL"] == "redis://:secret@10.0.0.5:6379/0"
         assert {"media:/data/media:rw", "models:/data/models:rw"} <= set(service["volumes"])
         assert service["environment"]["DEBUG"] == "0"  # app.env's production settings reach every worker
+    # The main host's volumes, as docker/compose.yaml's project (COMPOSE_PROJECT_NAME of docker/.env) names them.
+    volumes = yaml.safe_load(result.stdout)["volumes"]
+    assert {name: volume["name"] for name, volume in volumes.items()} == {
+        "media": "rlaifv-studio_media",
+        "models": "rlaifv-studio_models",
+    }
 
 
 def test_a_model_served_elsewhere_still_runs_on_a_gpu_worker_which_holds_the_api_tokens():

@@ -283,7 +283,7 @@ def real_ids(iteration, media_root, alice):
         "id": alice.pk,
         "app_label": "webapp",
         "url": "nowhere/",
-        "path": "css/app.css",
+        "path": "webapp/app.css",
     }
 
 
