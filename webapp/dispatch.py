@@ -45,7 +45,10 @@ def enqueue(job: Job) -> None:
 
 
 def enqueue_import(upload: InstructionImport) -> None:
-    """Send an upload's import to the CPU queue once the transaction that saved it commits."""
+    """Send an upload's import to the CPU queue once the transaction that saved it commits: a new upload, or one
+    the watchdog re-sends. Sending counts as a sign of life, so the watchdog waits a whole period for a worker to
+    take it; its state is left alone, and a worker still running it finishes it (the first to commit wins)."""
+    InstructionImport.objects.filter(pk=upload.pk).update(heartbeat_at=timezone.now())
     transaction.on_commit(lambda: app.send_task(RUN_IMPORT_TASK, args=[upload.pk], queue="cpu"))
 
 

@@ -142,6 +142,7 @@ def import_instructions(
     images_dir: Path,
     default_source: str = "user",
     progress: Callable[[str, int, int], None] | None = None,
+    begin_with: Callable[[], None] | None = None,
     commit_with: Callable[[ImportResult], None] | None = None,
     origin: str = "",
     actor: Actor | None = None,
@@ -153,7 +154,9 @@ def import_instructions(
 
     `progress(phase, done, total)` hears of each line checked ("checking"), then once that writing starts
     ("writing"; rows written inside the transaction are invisible to others until it commits).
-    `commit_with(result)` runs inside the transaction, so what it writes commits with the rows or not at all.
+    `begin_with()` runs first inside the transaction, before any image or row is written (an upload's import
+    waits there for another delivery of it, webapp.jobs.imports); `commit_with(result)` runs last inside it, so
+    what it writes commits with the rows or not at all.
     """
     lines = list(lines)
     report = progress or (lambda phase, done, total: None)
@@ -168,6 +171,8 @@ def import_instructions(
     written: list[str] = []
     try:
         with transaction.atomic():
+            if begin_with:
+                begin_with()
             for image in {row.image.name: row.image for row in rows}.values():
                 if store_image(image):
                     written.append(image.name)

@@ -259,7 +259,7 @@ except (TypeError, ValueError) as error:
     raise ImproperlyConfigured(f"ENGINE_OPTIONS: {error}") from None
 # GiB of GPU memory a worker's loaded models may hold together. Unset: one stage's models at a time.
 GPU_MEMORY_BUDGET_GB = env_float("GPU_MEMORY_BUDGET_GB", None)
-# A job whose worker has not reported for this long is presumed dead and re-queued.
+# A job or an uploaded import whose worker has not reported for this long is presumed dead and re-queued.
 STALE_JOB_SECONDS = env_int("STALE_JOB_SECONDS", 600)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-jobs": {"task": "webapp.tasks.requeue_stale_jobs", "schedule": max(STALE_JOB_SECONDS / 4, 5)},

@@ -62,5 +62,6 @@ def run_import(self, import_id: int) -> None:
 
 @shared_task(name="webapp.tasks.requeue_stale_jobs")
 def requeue_stale_jobs() -> int:
-    """Periodic (celery beat): re-send jobs whose worker died or whose message was lost."""
-    return watchdog.requeue_stale_jobs()
+    """Periodic (celery beat): re-send the jobs and the uploads whose worker died or whose message was lost;
+    returns how many of both. The name is older than the uploads' part and stays, as beat schedules hold it."""
+    return watchdog.requeue_stale_jobs() + watchdog.requeue_stale_imports()

@@ -3,21 +3,30 @@
 The same validation as `manage.py import_instructions FILE --images ZIP` (webapp/archives.py, then
 webapp/importing.py): all or nothing. The import's outcome is written in the import's own transaction, so a
 duplicate delivery of the task finds it done, and a crash before the commit leaves it to run again.
+
+While it runs, the upload shows life in `heartbeat_at` (a heartbeat thread, and each progress write), so the
+watchdog (webapp.watchdog) re-sends it only when its worker died or its message was lost. A re-sent upload
+whose first worker was alive after all runs twice side by side: their writing phases take turns (`_write_alone`)
+and the second finds it done, so nothing is imported twice and no image of the first is deleted.
 """
 
 import time
 
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.utils import timezone
 
 from webapp import limits
 from webapp.actors import Actor
 from webapp.archives import ArchiveError, unpacked
 from webapp.importing import ImportFailed, ImportResult, import_instructions, read_jsonl
+from webapp.jobs.heartbeat import heartbeat
 from webapp.models import ImportState, InstructionImport
 
 PROGRESS_EVERY = 0.5  # seconds between progress writes while lines are checked
 FINAL = (ImportState.SUCCEEDED, ImportState.FAILED)
+# The first key of the PostgreSQL advisory lock that an upload's writing phase holds; the second is the upload's id.
+IMPORT_WRITE_LOCK = 1
 
 
 class AlreadyDone(Exception):
@@ -32,9 +41,31 @@ def _reporter(import_id: int):
         if phase == "checking" and done < total and time.monotonic() - last < PROGRESS_EVERY:
             return
         last = time.monotonic()
-        InstructionImport.objects.filter(pk=import_id).update(phase=phase, done=done, total=total)
+        InstructionImport.objects.filter(pk=import_id, state=ImportState.RUNNING).update(
+            phase=phase, done=done, total=total, heartbeat_at=timezone.now()
+        )
 
     return report
+
+
+def _write_alone(import_id: int):
+    """First in the writing transaction: wait until no other delivery of this upload is writing, then go on only
+    if none finished it meanwhile.
+
+    Without it, two deliveries writing at once could each store some of the images; the one that loses the race
+    for the rows rolls back and deletes the images it stored, which the winner's rows point to. A PostgreSQL
+    advisory lock rather than the upload's row lock: the heartbeat and the progress writes update that row, and
+    must not wait for a long write. SQLite has a single writer and the folder broker a single worker.
+    """
+
+    def claim() -> None:
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [IMPORT_WRITE_LOCK, import_id])
+        if not InstructionImport.objects.filter(pk=import_id, state=ImportState.RUNNING).exists():
+            raise AlreadyDone
+
+    return claim
 
 
 def _succeed(import_id: int):
@@ -61,17 +92,20 @@ def run_import(import_id: int, worker: str = "") -> None:
     upload = InstructionImport.objects.filter(pk=import_id).select_related("uploaded_by").first()
     if upload is None or upload.state in FINAL:
         return
-    InstructionImport.objects.filter(pk=import_id).exclude(state__in=FINAL).update(
-        state=ImportState.RUNNING, phase="unpacking", done=0, worker=worker
-    )
+    unfinished = InstructionImport.objects.filter(pk=import_id).exclude(state__in=FINAL)
+    now = timezone.now()
+    if not unfinished.update(state=ImportState.RUNNING, phase="unpacking", done=0, worker=worker, heartbeat_at=now):
+        return  # another delivery finished it since
     try:
-        with default_storage.open(upload.jsonl.name, "rb") as file:
-            lines = read_jsonl(file)
-        with default_storage.open(upload.images.name, "rb") as archive, unpacked(archive) as images:
-            import_instructions(
-                lines, images, upload.source, progress=_reporter(import_id), commit_with=_succeed(import_id),
-                origin=f"{upload} ({upload.jsonl_name})", actor=Actor.of_user(upload.uploaded_by),
-            )  # fmt: skip
+        with heartbeat(InstructionImport.objects.filter(pk=import_id, state=ImportState.RUNNING)):
+            with default_storage.open(upload.jsonl.name, "rb") as file:
+                lines = read_jsonl(file)
+            with default_storage.open(upload.images.name, "rb") as archive, unpacked(archive) as images:
+                import_instructions(
+                    lines, images, upload.source, progress=_reporter(import_id), begin_with=_write_alone(import_id),
+                    commit_with=_succeed(import_id), origin=f"{upload} ({upload.jsonl_name})",
+                    actor=Actor.of_user(upload.uploaded_by),
+                )  # fmt: skip
     except ArchiveError as exc:
         fail_import(import_id, f"{upload.images_name}: {exc}")
     except ImportFailed as exc:

@@ -37,7 +37,7 @@ def run_job(job_id: int, worker: str = "") -> None:
         return
     job.worker = worker
     try:
-        with heartbeat(job.pk):
+        with heartbeat(Job.objects.filter(pk=job.pk, state=JobState.RUNNING)):
             WORK[strategy(job.iteration)][job.kind](job)
     except Stopped:
         return
