@@ -21,8 +21,9 @@ from tests.test_transfer import upload_form, uploaded_files
 from tests.workers import purge_queues
 from webapp.celery import app
 from webapp.dispatch import RUN_IMPORT_TASK
+from webapp.image_writes import IMAGE_WRITES_LOCK
 from webapp.images import validate_image
-from webapp.jobs.imports import FINAL, IMPORT_WRITE_LOCK, run_import
+from webapp.jobs.imports import FINAL, run_import
 from webapp.models import AuditAction, AuditEvent, ImportState, Instruction, InstructionImport
 from webapp.tasks import requeue_stale_jobs as beat_task
 from webapp.watchdog import requeue_stale_imports
@@ -205,12 +206,12 @@ def waiting_for_this_test() -> int:
     return waiting("pg_backend_pid() = ANY(pg_blocking_pids(pid))")
 
 
-def waiting_for_the_write_lock(upload: InstructionImport) -> int:
-    """Sessions waiting for the upload's write lock: another delivery of it is writing."""
+def waiting_for_the_write_lock() -> int:
+    """Sessions waiting for the image-writing lock: another import is writing."""
     return waiting(
         "locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND classid = %s AND objid = %s",
-        [IMPORT_WRITE_LOCK, upload.pk],
+        " AND classid = 0 AND objid = %s AND objsubid = 1",  # a bigint key: its high and low halves
+        [IMAGE_WRITES_LOCK],
     )
 
 
@@ -259,7 +260,7 @@ def test_a_second_delivery_while_the_first_writes_waits_and_imports_nothing_twic
         first = in_thread(run_import, upload.pk, worker="first")
         eventually(lambda: waiting_for_this_test() == 1)
         second = in_thread(run_import, upload.pk, worker="second")  # the watchdog thought the first was dead
-        eventually(lambda: waiting_for_the_write_lock(upload) == 1)  # before it stored or wrote anything
+        eventually(lambda: waiting_for_the_write_lock() == 1)  # before it stored or wrote anything
     finished(first, second)
     imported_once(upload, media_root)
 

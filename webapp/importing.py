@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from labeling.batching import batched
 from webapp import audit, limits
 from webapp.actors import Actor
+from webapp.image_writes import image_writes
 from webapp.images import ImageError, ValidImage, store_image, validate_image
 from webapp.models import AuditAction, Instruction, Split
 
@@ -169,24 +170,25 @@ def import_instructions(
         raise ImportFailed("no instructions to import (the file has no non-blank lines)")
     report("writing", len(rows), len(rows))
     written: list[str] = []
-    try:
-        with transaction.atomic():
-            if begin_with:
-                begin_with()
-            for image in {row.image.name: row.image for row in rows}.values():
-                if store_image(image):
-                    written.append(image.name)
-            result = _write(rows)
-            audit.record(
-                AuditAction.IMPORT, target=origin, actor=actor, created=result.created, skipped=result.skipped,
-                source=default_source,
-            )  # fmt: skip
-            if commit_with:
-                commit_with(result)
-    except BaseException:
-        for name in written:
-            default_storage.delete(name)
-        raise
+    with image_writes():
+        try:
+            with transaction.atomic():
+                if begin_with:
+                    begin_with()
+                for image in {row.image.name: row.image for row in rows}.values():
+                    if store_image(image):
+                        written.append(image.name)
+                result = _write(rows)
+                audit.record(
+                    AuditAction.IMPORT, target=origin, actor=actor, created=result.created, skipped=result.skipped,
+                    source=default_source,
+                )  # fmt: skip
+                if commit_with:
+                    commit_with(result)
+        except BaseException:
+            for name in written:
+                default_storage.delete(name)
+            raise
     return result
 
 

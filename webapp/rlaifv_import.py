@@ -27,6 +27,7 @@ from django.db import transaction
 
 from labeling.formats import FormatError, RlaifvRecord, read_rlaifv, rlaifv_metadata
 from webapp import audit, counts, limits
+from webapp.image_writes import image_writes
 from webapp.images import ImageError, store_image, validate_image
 from webapp.importing import WRITE_BATCH, existing_instructions
 from webapp.iterations import create_iteration
@@ -204,12 +205,13 @@ def import_rlaifv(path, source: str | None = None) -> RlaifvImportResult:
         raise RlaifvImportFailed("source must be 1 to 100 characters")
     digest = _sha256(path)
     written: list[str] = []
-    try:
-        with transaction.atomic():
-            return _import_rows(path, digest, source and source.strip(), written)
-    except BaseException as exc:
-        for name in written:
-            default_storage.delete(name)
-        if isinstance(exc, FormatError):
-            raise RlaifvImportFailed(str(exc)) from None
-        raise
+    with image_writes():
+        try:
+            with transaction.atomic():
+                return _import_rows(path, digest, source and source.strip(), written)
+        except BaseException as exc:
+            for name in written:
+                default_storage.delete(name)
+            if isinstance(exc, FormatError):
+                raise RlaifvImportFailed(str(exc)) from None
+            raise

@@ -6,14 +6,14 @@ duplicate delivery of the task finds it done, and a crash before the commit leav
 
 While it runs, the upload shows life in `heartbeat_at` (a heartbeat thread, and each progress write), so the
 watchdog (webapp.watchdog) re-sends it only when its worker died or its message was lost. A re-sent upload
-whose first worker was alive after all runs twice side by side: their writing phases take turns (`_write_alone`)
-and the second finds it done, so nothing is imported twice and no image of the first is deleted.
+whose first worker was alive after all runs twice side by side: their writing phases take turns (every import
+holds the image-writing lock, webapp/image_writes.py) and the second finds it done (`_still_running`), so nothing
+is imported twice and no image of the first is deleted.
 """
 
 import time
 
 from django.core.files.storage import default_storage
-from django.db import connection
 from django.utils import timezone
 
 from webapp import limits
@@ -25,8 +25,6 @@ from webapp.models import ImportState, InstructionImport
 
 PROGRESS_EVERY = 0.5  # seconds between progress writes while lines are checked
 FINAL = (ImportState.SUCCEEDED, ImportState.FAILED)
-# The first key of the PostgreSQL advisory lock that an upload's writing phase holds; the second is the upload's id.
-IMPORT_WRITE_LOCK = 1
 
 
 class AlreadyDone(Exception):
@@ -48,24 +46,20 @@ def _reporter(import_id: int):
     return report
 
 
-def _write_alone(import_id: int):
-    """First in the writing transaction: wait until no other delivery of this upload is writing, then go on only
-    if none finished it meanwhile.
+def _still_running(import_id: int):
+    """First in the writing transaction, where `import_instructions` holds the image-writing lock
+    (webapp/image_writes.py): go on only if no other delivery of this upload finished it meanwhile.
 
-    Without it, two deliveries writing at once could each store some of the images; the one that loses the race
-    for the rows rolls back and deletes the images it stored, which the winner's rows point to. A PostgreSQL
-    advisory lock rather than the upload's row lock: the heartbeat and the progress writes update that row, and
-    must not wait for a long write. SQLite has a single writer and the folder broker a single worker.
+    Two deliveries of one upload therefore write one after the other, and the second writes nothing: neither
+    stores images that the other's rollback would delete under its rows. The lock is not the upload's row, which
+    the heartbeat and the progress writes keep updating during a long write.
     """
 
-    def claim() -> None:
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [IMPORT_WRITE_LOCK, import_id])
+    def check() -> None:
         if not InstructionImport.objects.filter(pk=import_id, state=ImportState.RUNNING).exists():
             raise AlreadyDone
 
-    return claim
+    return check
 
 
 def _succeed(import_id: int):
@@ -102,7 +96,7 @@ def run_import(import_id: int, worker: str = "") -> None:
                 lines = read_jsonl(file)
             with default_storage.open(upload.images.name, "rb") as archive, unpacked(archive) as images:
                 import_instructions(
-                    lines, images, upload.source, progress=_reporter(import_id), begin_with=_write_alone(import_id),
+                    lines, images, upload.source, progress=_reporter(import_id), begin_with=_still_running(import_id),
                     commit_with=_succeed(import_id), origin=f"{upload} ({upload.jsonl_name})",
                     actor=Actor.of_user(upload.uploaded_by),
                 )  # fmt: skip

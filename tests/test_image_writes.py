@@ -1,0 +1,51 @@
+"""Imports share stored images by content, so one that fails must not delete a file that another committed rows
+naming: every import stores images, writes rows and cleans up under one lock (webapp/image_writes.py)."""
+
+import json
+import threading
+
+import pytest
+from django.db import connection
+
+from tests.test_import_watchdog import in_thread
+from tests.test_importing import png_bytes
+from webapp.importing import import_instructions
+from webapp.models import Instruction
+
+needs_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="two writers at once need PostgreSQL")
+
+
+class LateFailure(Exception):
+    """The first import fails after it stored its image and wrote its rows (the last check of its transaction)."""
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_import_that_fails_never_deletes_an_image_that_another_import_committed(tmp_path, media_root):
+    (tmp_path / "red.png").write_bytes(png_bytes())
+    first_stored, second_done = threading.Event(), threading.Event()
+
+    def fail_late(result):
+        first_stored.set()
+        second_done.wait(3)  # under the lock the second import cannot finish meanwhile: this times out
+        raise LateFailure
+
+    def first():
+        line = json.dumps({"image": "red.png", "question": "What colour is it?"})
+        return import_instructions([(1, line)], tmp_path, commit_with=fail_late)
+
+    def second():
+        line = json.dumps({"image": "red.png", "question": "Describe the picture."})
+        import_instructions([(1, line)], tmp_path)
+        second_done.set()
+
+    failing = in_thread(first)
+    assert first_stored.wait(30)  # the first holds the red image, stored by it and not yet committed
+    committing = in_thread(second)
+    failing.join(60)
+    committing.join(60)
+    assert isinstance(failing.error, LateFailure) and committing.error is None
+    kept = Instruction.objects.get()
+    assert kept.question == "Describe the picture."
+    assert kept.image.storage.exists(kept.image.name)  # stored again by the second, after the first deleted it
+    assert kept.image.read() == png_bytes()
