@@ -12,8 +12,9 @@ from tests.factories import (
 from webapp.jobs import rlaifv
 from webapp.models import IterationStatus, JobKind, ResponseStatus
 
-# What each logged-in request adds to a page's queries: the session is written on every request (its idle
-# timeout renews), in the test's transaction a savepoint, the update and its release.
+# What a logged-in request may add to a page's queries: the session is written when its renewal is due
+# (webapp/session_renewal.py; the first request after a login), in the test's transaction a savepoint, the
+# update and its release.
 SESSION_RENEWAL = 3
 
 

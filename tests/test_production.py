@@ -8,17 +8,22 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 from django.conf import settings
+from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from tests.review_data import reviewing_iteration
+from webapp.session_renewal import RENEWED
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"  # tests/factories.py
@@ -254,19 +259,41 @@ def test_a_session_ends_at_browser_close_and_after_an_idle_hour(settings):
     assert settings.SESSION_COOKIE_AGE == 3600
 
 
+def renewed_at(session: Session, seconds_ago: int) -> None:
+    """Make the stored session's last renewal `seconds_ago` old, its expiry left as it is."""
+    data = session.get_decoded() | {RENEWED: int(time.time()) - seconds_ago}
+    Session.objects.filter(pk=session.pk).update(session_data=SessionStore().encode(data))
+
+
 @pytest.mark.django_db
-def test_each_request_renews_the_session_and_an_idle_one_is_logged_out(client, alice):
+def test_a_request_renews_the_session_once_a_minute_and_an_idle_one_is_logged_out(client, alice):
     response = client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
     cookie = response.cookies[settings.SESSION_COOKIE_NAME]
     assert cookie["expires"] == "" and cookie["max-age"] == ""  # a browser-session cookie
     session = Session.objects.get()
+    renewed_at(session, seconds_ago=61)
     Session.objects.update(expire_date=timezone.now() + timedelta(minutes=1))  # nearly idle for an hour
     assert client.get(reverse("home")).status_code == 200
     renewed = Session.objects.get(pk=session.pk).expire_date
     assert renewed > timezone.now() + timedelta(minutes=59)
+
+    # Renewed under a minute ago: the next requests write nothing, and the session keeps that expiry.
+    Session.objects.update(expire_date=timezone.now() + timedelta(minutes=30))
+    assert client.get(reverse("home")).status_code == 200
+    assert Session.objects.get(pk=session.pk).expire_date < timezone.now() + timedelta(minutes=31)
+
     Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))  # idle past the hour
     response = client.get(reverse("home"))
     assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.django_db
+def test_a_request_within_the_minute_does_not_write_the_session(client, alice):
+    client.force_login(alice)
+    client.get(reverse("home"))  # the first request after the login renews it
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(reverse("home")).status_code == 200
+    assert not [q for q in queries.captured_queries if "django_session" in q["sql"] and "UPDATE" in q["sql"]]
 
 
 @pytest.mark.django_db

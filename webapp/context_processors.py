@@ -6,5 +6,6 @@ from webapp.permissions import can_review
 
 
 def roles(request):
-    """`can_review`, looked up (one query) only by a template that asks."""
-    return {"can_review": SimpleLazyObject(lambda: can_review(request.user))}
+    """`can_review`, looked up (one query) only by a template that asks, unless the view's check
+    (`reviewer_required`) already found it."""
+    return {"can_review": SimpleLazyObject(lambda: getattr(request, "can_review", False) or can_review(request.user))}

@@ -30,6 +30,7 @@ def reviewer_required(view):
     def checked(request, *args, **kwargs):
         if not can_review(request.user):
             raise PermissionDenied(REVIEWERS_ONLY)
+        request.can_review = True  # checked: the page's templates ask again (context_processors.roles)
         return view(request, *args, **kwargs)
 
     return checked

@@ -67,6 +67,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "webapp.session_renewal.SessionRenewalMiddleware",
     "webapp.actors.ActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -136,10 +137,10 @@ AXES_CLIENT_IP_CALLABLE = "webapp.logins.client_address"
 # (e.g. X-Real-IP; it must overwrite a client's). Unset, the connection's address (REMOTE_ADDR) is used.
 CLIENT_ADDRESS_HEADER = env_str("CLIENT_ADDRESS_HEADER", "")
 
-# Sessions end after SESSION_IDLE_MINUTES without a request (each request renews the cookie) and when the
-# browser closes.
+# Sessions end after SESSION_IDLE_MINUTES without a request and when the browser closes. A request renews the
+# session once its last renewal is SESSION_RENEW_SECONDS old (webapp/session_renewal.py), not on every request.
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_MINUTES", 60) * 60
-SESSION_SAVE_EVERY_REQUEST = True
+SESSION_RENEW_SECONDS = 60
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 
 AUTH_PASSWORD_VALIDATORS = [
