@@ -222,6 +222,28 @@ def test_the_pair_page_undoes_the_reviewers_last_decision_there(client, alice, b
     assert client.post(pair_url(iteration), {"undo": review.pk}).status_code == 409
 
 
+def test_the_pair_page_offers_the_reviewers_latest_decision_still_in_force(client, alice, bob, iteration):
+    """The page reads it from the claims' histories it shows; the HTMX answers query it: both agree."""
+    client.force_login(alice)
+    first, second, third = claim(iteration, 1, 1), claim(iteration, 0, 0), claim(iteration, 0, 1)
+    for decision, decided in (("correct", first), ("hallucinated", second), ("unsure", third)):
+        client.post(pair_url(iteration), {decision: decided.pk}, **HTMX)
+    mine = {r.claim_id: r for r in Review.objects.filter(reviewer=alice)}
+    client.post(pair_url(iteration), {"undo": mine[third.pk].pk}, **HTMX)  # the latest, undone
+    client.force_login(bob)
+    client.post(pair_url(iteration), {"correct": first.pk}, **HTMX)  # later, but bob's
+
+    client.force_login(alice)
+    page = client.get(pair_url(iteration)).content.decode()
+    assert f'data-last-decision="{mine[second.pk].pk}"' in page
+    answers = [answer(iteration, 0), answer(iteration, 1)]
+    queried = selectors.last_decision(Review.objects.filter(claim__response__in=answers), alice)
+    assert queried.review_id == mine[second.pk].pk
+    client.force_login(bob)
+    bobs = Review.objects.get(reviewer=bob)
+    assert f'data-last-decision="{bobs.pk}"' in client.get(pair_url(iteration)).content.decode()
+
+
 def test_an_order_flip_says_so_and_links_to_the_pair_as_it_now_stands(client, alice):
     # Answer 0 (ten words) is chosen over answer 1 (five): r = 0 keeps it; flipped, length balancing drops it.
     iteration = reviewing_iteration([[0.9, 0.8], [0.9, 0.45]], texts={0: "word " * 10, 1: "word " * 5})

@@ -185,6 +185,9 @@ class ReviewEntry:
     created_at: datetime
     note: str
     undone: bool  # an undo took it back
+    review_id: int
+    reviewer_id: int
+    standing: bool  # a decision still in force: neither an undo nor undone
 
 
 @dataclass(frozen=True)
@@ -219,7 +222,16 @@ def _claim_view(claim: Claim, verdict: EffectiveVerdict, history: list[Review]) 
         p_yes=verdict.p_yes,
         decider=decisive[-1].reviewer.get_username() if decisive else None,
         history=[
-            ReviewEntry(r.reviewer.get_username(), r.get_decision_display(), r.created_at, r.note, r.pk in undone)
+            ReviewEntry(
+                r.reviewer.get_username(),
+                r.get_decision_display(),
+                r.created_at,
+                r.note,
+                r.pk in undone,
+                review_id=r.pk,
+                reviewer_id=r.reviewer_id,
+                standing=r.undoes_id is None and r.pk not in undone,
+            )  # fmt: skip
             for r in history
         ],
     )
@@ -347,9 +359,25 @@ def pair_view(
         last_decision=(
             _own_decision(just_made)
             if just_made is not None and just_made.decision != Decision.UNDO
+            else _own_latest(claims, reviewer)
+            if claim_ids is None  # the whole page: its claims' histories hold all the reviews
             else last_decision(Review.objects.filter(claim__response__in=[left, right]), reviewer)
         ),
     )
+
+
+def _own_latest(claims: list[ClaimView], reviewer) -> OwnDecision | None:
+    """`last_decision` read from the histories of all the page's claims, which hold every review of them."""
+    mine = [
+        (entry.created_at, entry.review_id, entry, claim)
+        for claim in claims
+        for entry in claim.history
+        if entry.standing and entry.reviewer_id == getattr(reviewer, "pk", None)
+    ]
+    if not mine:
+        return None
+    *_, entry, claim = max(mine, key=lambda row: row[:2])
+    return OwnDecision(entry.review_id, entry.decision, claim.pk, claim.text)
 
 
 def last_decision(reviews, reviewer) -> OwnDecision | None:
