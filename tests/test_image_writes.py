@@ -7,10 +7,13 @@ import threading
 import pytest
 from django.db import connection
 
-from tests.test_import_watchdog import in_thread
+from tests.test_export_import import instruction_rows
+from tests.test_import_watchdog import eventually, finished, in_thread, waiting_for_the_write_lock
 from tests.test_importing import png_bytes
+from webapp.image_writes import IMAGE_WRITES_LOCK
 from webapp.importing import import_instructions
 from webapp.models import Instruction
+from webapp.rlaifv_import import import_rlaifv
 
 needs_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="two writers at once need PostgreSQL")
 
@@ -49,3 +52,22 @@ def test_an_import_that_fails_never_deletes_an_image_that_another_import_committ
     assert kept.question == "Describe the picture."
     assert kept.image.storage.exists(kept.image.name)  # stored again by the second, after the first deleted it
     assert kept.image.read() == png_bytes()
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_rlaifv_importer_stores_its_images_under_the_same_lock(tmp_path, media_root):
+    path = instruction_rows(tmp_path, ((1, 2, 3), "What is it?"))
+    holder = connection.get_new_connection(connection.get_connection_params())  # another import, say
+    holder.autocommit = True
+    try:
+        holder.execute("SELECT pg_advisory_lock(%s)", [IMAGE_WRITES_LOCK])
+        importing = in_thread(import_rlaifv, path)
+        eventually(lambda: waiting_for_the_write_lock() == 1)
+        assert not [p for p in media_root.rglob("*") if p.is_file()]  # nothing stored while it waits
+        holder.execute("SELECT pg_advisory_unlock(%s)", [IMAGE_WRITES_LOCK])
+        finished(importing)
+    finally:
+        holder.close()
+    stored = Instruction.objects.get()
+    assert stored.question == "What is it?" and stored.image.storage.exists(stored.image.name)
