@@ -8,8 +8,9 @@ import pytest
 from django.db import connection
 
 from tests.test_export_import import instruction_rows
-from tests.test_import_watchdog import eventually, finished, in_thread, waiting_for_the_write_lock
+from tests.test_import_watchdog import waiting_for_the_write_lock
 from tests.test_importing import png_bytes
+from tests.threads import eventually, finished, in_thread
 from webapp.image_writes import IMAGE_WRITES_LOCK
 from webapp.importing import import_instructions
 from webapp.models import Instruction

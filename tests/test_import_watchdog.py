@@ -3,7 +3,6 @@ re-sent upload is imported once: a delivery of one done finds it done, one whose
 waits for it."""
 
 import importlib
-import threading
 import time
 from contextlib import contextmanager
 from datetime import timedelta
@@ -18,6 +17,7 @@ from kombu import Exchange, Queue
 
 from tests.test_importing import png_bytes
 from tests.test_transfer import upload_form, uploaded_files
+from tests.threads import eventually, finished, in_thread
 from tests.workers import purge_queues
 from webapp.celery import app
 from webapp.dispatch import RUN_IMPORT_TASK
@@ -176,23 +176,6 @@ def one_line_held():
         transaction.set_rollback(True)
 
 
-def in_thread(work, *args, **kwargs) -> threading.Thread:
-    """Run `work` as a worker would, on its own database connection; its error is kept on the thread."""
-
-    def run():
-        try:
-            work(*args, **kwargs)
-        except BaseException as exc:  # handed to the test by `finished`
-            thread.error = exc
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.error = None
-    thread.start()
-    return thread
-
-
 def waiting(sql: str, params=()) -> int:
     """How many sessions wait for a lock that `sql` (a condition on pg_locks) names; pg_locks is read live, even
     inside the test's open transaction."""
@@ -213,21 +196,6 @@ def waiting_for_the_write_lock() -> int:
         " AND classid = 0 AND objid = %s AND objsubid = 1",  # a bigint key: its high and low halves
         [IMAGE_WRITES_LOCK],
     )
-
-
-def eventually(check, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def finished(*threads: threading.Thread) -> None:
-    for thread in threads:
-        thread.join(60)
-        assert not thread.is_alive()
-        if thread.error:
-            raise thread.error
 
 
 @needs_postgres

@@ -2,14 +2,15 @@
 long batch, unpacking a large zip, writing its rows).
 
 The stale-work watchdog re-sends a running job or upload whose heartbeat stops; progress updates alone would let
-a slow model load look like a dead worker. A killed worker's thread dies with it, so the beat stops.
+a slow model load look like a dead worker. A killed worker's thread dies with it, so the beat stops; a database
+blip only skips a beat, or a long job would be re-sent (and its GPU work done twice) after one dropped connection.
 """
 
 import threading
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -26,9 +27,10 @@ def heartbeat(running: QuerySet, every: float | None = None):
     def beat():
         try:
             while not stop.wait(interval):
-                running.update(heartbeat_at=timezone.now())
-        except Exception:  # a database blip: the work's own writes will surface it
-            pass
+                try:
+                    running.update(heartbeat_at=timezone.now())
+                except DatabaseError:  # a blip (a restart, a dropped connection): reconnect on the next beat
+                    connection.close()
         finally:
             connection.close()  # this thread's own connection
 
