@@ -202,15 +202,7 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int, latest: int | None 
         change.score_moved(r.score, -r.n_rejected)
         r.score = -r.n_rejected
     Response.objects.bulk_update(changed, ["score"])
-    cfg = config(iteration)
-    pairs = make_pairs(
-        [ScoredResponse(r.pk, r.instruction_id, r.text, r.n_rejected) for r in responses],
-        k=cfg["pairs_per_instruction"],
-        seed=cfg["seed"],
-        length_balance=cfg["length_balance"],
-        length_ratio=iteration_length_ratio(iteration) if cfg["length_balance"] else None,
-    )
-    return change + _replace_pairs(iteration, [instruction_id], pairs)
+    return change + _replace_pairs(iteration, [instruction_id], _pairs_of(iteration, responses))
 
 
 class BadMargin(ValueError):
@@ -279,15 +271,20 @@ def _scored_pairs(iteration: Iteration, margin: float | None) -> tuple[list[Resp
     pairs: the combine stage's k, seed and r, as `rebuild_pairs` makes them."""
     labeled = Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED)
     responses = list(response_scores(labeled.filter(instruction__in=_claimed_instructions(iteration)), margin))
+    return responses, _pairs_of(iteration, responses)
+
+
+def _pairs_of(iteration: Iteration, responses: list[Response]) -> list[Pair]:
+    """The pairs labeling.combine makes of scored responses (each with `n_rejected`) under the combine stage's
+    k, seed and length ratio r: one instruction's after a review, or every instruction's."""
     cfg = config(iteration)
-    pairs = make_pairs(
+    return make_pairs(
         [ScoredResponse(r.pk, r.instruction_id, r.text, r.n_rejected) for r in responses],
         k=cfg["pairs_per_instruction"],
         seed=cfg["seed"],
         length_balance=cfg["length_balance"],
         length_ratio=iteration_length_ratio(iteration) if cfg["length_balance"] else None,
     )
-    return responses, pairs
 
 
 def _replace_pairs(iteration: Iteration, instruction_ids, pairs) -> counts.Tally:
