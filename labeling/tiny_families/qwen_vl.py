@@ -18,7 +18,7 @@ from transformers import (
 )
 
 from labeling.processors import make_processor
-from labeling.tiny_parts import INIT_STD, make_tokenizer, seeded, set_generation_ids
+from labeling.tiny_parts import INIT_STD, make_tokenizer, seeded, set_generation_ids, text_sizes
 from labeling.tiny_vocab import tiny_vocabulary
 
 # Qwen's chat markup (without its default system turn); content is a string or a list of typed parts.
@@ -50,20 +50,9 @@ def build_tokenizer():
 
 def configs(tokenizer, width: int = 64, layers: int = 2) -> tuple[dict, dict, dict]:
     """Text, vision and top-level config values shared by both Qwen generations."""
-    text = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": width,
-        "intermediate_size": 2 * width,
-        "num_hidden_layers": layers,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 4096,
+    text = text_sizes(tokenizer, width, layers) | {
         # head_dim 16: 8 rotary frequencies split over time, height and width
         "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-        "initializer_range": INIT_STD,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
     }
     vision = {
         "depth": layers,
