@@ -156,8 +156,9 @@ def import_instructions(
     `progress(phase, done, total)` hears of each line checked ("checking"), then once that writing starts
     ("writing"; rows written inside the transaction are invisible to others until it commits).
     `begin_with()` runs first inside the transaction, before any image or row is written (an upload's import
-    waits there for another delivery of it, webapp.jobs.imports); `commit_with(result)` runs last inside it, so
-    what it writes commits with the rows or not at all.
+    checks there that no other delivery of it finished meanwhile, webapp.jobs.imports); `commit_with(result)`
+    runs last inside it, so what it writes commits with the rows or not at all. Both run under the
+    image-writing lock (webapp/image_writes.py), as the whole write and its clean-up do.
     """
     lines = list(lines)
     report = progress or (lambda phase, done, total: None)

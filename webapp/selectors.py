@@ -231,7 +231,7 @@ def _claim_view(claim: Claim, verdict: EffectiveVerdict, history: list[Review]) 
                 review_id=r.pk,
                 reviewer_id=r.reviewer_id,
                 standing=r.undoes_id is None and r.pk not in undone,
-            )  # fmt: skip
+            )
             for r in history
         ],
     )
@@ -346,6 +346,12 @@ def pair_view(
     scored = left.score is not None and right.score is not None
     flipped = scored and left.score < right.score
     left_heading, right_heading = HEADINGS["flipped" if flipped else "paired" if row else "unpaired"]
+    if just_made is not None and just_made.decision != Decision.UNDO:
+        own = _own_decision(just_made)
+    elif claim_ids is None:  # the whole page: its claims' histories hold all their reviews
+        own = _own_latest(claims, reviewer)
+    else:
+        own = last_decision(Review.objects.filter(claim__response__in=[left, right]), reviewer)
     return PairView(
         instruction=left.instruction,
         left=_side(left, left_heading, claims),
@@ -356,13 +362,7 @@ def pair_view(
         other_pairs=[p for p in pairs if p is not row],
         open=iteration.status == IterationStatus.REVIEWING,
         changed=claims,
-        last_decision=(
-            _own_decision(just_made)
-            if just_made is not None and just_made.decision != Decision.UNDO
-            else _own_latest(claims, reviewer)
-            if claim_ids is None  # the whole page: its claims' histories hold all the reviews
-            else last_decision(Review.objects.filter(claim__response__in=[left, right]), reviewer)
-        ),
+        last_decision=own,
     )
 
 
