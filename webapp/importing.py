@@ -143,7 +143,6 @@ def import_instructions(
     images_dir: Path,
     default_source: str = "user",
     progress: Callable[[str, int, int], None] | None = None,
-    begin_with: Callable[[], None] | None = None,
     commit_with: Callable[[ImportResult], None] | None = None,
     origin: str = "",
     actor: Actor | None = None,
@@ -155,10 +154,8 @@ def import_instructions(
 
     `progress(phase, done, total)` hears of each line checked ("checking"), then once that writing starts
     ("writing"; rows written inside the transaction are invisible to others until it commits).
-    `begin_with()` runs first inside the transaction, before any image or row is written (an upload's import
-    checks there that no other delivery of it finished meanwhile, webapp.jobs.imports); `commit_with(result)`
-    runs last inside it, so what it writes commits with the rows or not at all. Both run under the
-    image-writing lock (webapp/image_writes.py), as the whole write and its clean-up do.
+    `commit_with(result)` runs last inside the transaction, so what it writes commits with the rows or not at
+    all. The write and its clean-up run under the image-writing lock (webapp/image_writes.py).
     """
     lines = list(lines)
     report = progress or (lambda phase, done, total: None)
@@ -174,8 +171,6 @@ def import_instructions(
     with image_writes():
         try:
             with transaction.atomic():
-                if begin_with:
-                    begin_with()
                 for image in {row.image.name: row.image for row in rows}.values():
                     if store_image(image):
                         written.append(image.name)

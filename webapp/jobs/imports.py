@@ -7,8 +7,8 @@ duplicate delivery of the task finds it done, and a crash before the commit leav
 While it runs, the upload shows life in `heartbeat_at` (a heartbeat thread, and each progress write), so the
 watchdog (webapp.watchdog) re-sends it only when its worker died or its message was lost. A re-sent upload
 whose first worker was alive after all runs twice side by side: their writing phases take turns (every import
-holds the image-writing lock, webapp/image_writes.py) and the second finds it done (`_still_running`), so nothing
-is imported twice and no image of the first is deleted.
+holds the image-writing lock, webapp/image_writes.py) and the second, finding the upload done when it would record
+its outcome, rolls back, so nothing is imported twice and no image of the first is deleted.
 """
 
 import time
@@ -46,22 +46,6 @@ def _reporter(import_id: int):
     return report
 
 
-def _still_running(import_id: int):
-    """First in the writing transaction, where `import_instructions` holds the image-writing lock
-    (webapp/image_writes.py): go on only if no other delivery of this upload finished it meanwhile.
-
-    Two deliveries of one upload therefore write one after the other, and the second writes nothing: neither
-    stores images that the other's rollback would delete under its rows. The lock is not the upload's row, which
-    the heartbeat and the progress writes keep updating during a long write.
-    """
-
-    def check() -> None:
-        if not InstructionImport.objects.filter(pk=import_id, state=ImportState.RUNNING).exists():
-            raise AlreadyDone
-
-    return check
-
-
 def _succeed(import_id: int):
     def record(result: ImportResult) -> None:
         won = InstructionImport.objects.filter(pk=import_id, state=ImportState.RUNNING).update(
@@ -96,7 +80,7 @@ def run_import(import_id: int, worker: str = "") -> None:
                 lines = read_jsonl(file)
             with default_storage.open(upload.images.name, "rb") as archive, unpacked(archive) as images:
                 import_instructions(
-                    lines, images, upload.source, progress=_reporter(import_id), begin_with=_still_running(import_id),
+                    lines, images, upload.source, progress=_reporter(import_id),
                     commit_with=_succeed(import_id), origin=f"{upload} ({upload.jsonl_name})",
                     actor=Actor.of_user(upload.uploaded_by),
                 )  # fmt: skip
