@@ -112,7 +112,7 @@ def give_images(n: int) -> None:
     from django.contrib.auth.models import User
     from django.db import connection
 
-    from webapp.images import store_image, validate_image
+    from webapp.transfer.images import store_image, validate_image
 
     rng = random.Random(0)
     images = [validate_image(jpeg(rng)) for _ in range(n)]

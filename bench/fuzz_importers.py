@@ -64,9 +64,9 @@ def main() -> None:
     from hypothesis import settings as hsettings
     from hypothesis import strategies as st
 
-    from webapp.importing import ImportFailed, import_instructions, read_jsonl
     from webapp.models import Instruction, Iteration, PreferencePair, Response
-    from webapp.rlaifv_import import RlaifvImportFailed, import_rlaifv
+    from webapp.transfer.importing import ImportFailed, import_instructions, read_jsonl
+    from webapp.transfer.rlaifv_import import RlaifvImportFailed, import_rlaifv
 
     call_command("migrate", verbosity=0)
     images = Path(tmp) / "images"

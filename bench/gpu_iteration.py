@@ -8,7 +8,7 @@ Without --policy/--labeler it runs the shapes world's trained tiny models (`buil
 checkpoints of those names under MODELS_DIR (e.g. llava-1.5-7b and llava-v1.6-34b; --config then sets their
 engine options, e.g. '{"engine_options": {"labeler": {"tensor_parallel_size": 4}}}'). One worker takes the `gpu`
 and `cpu` queues on this machine's GPUs. Iteration 1 runs from launch through training and evaluation; each
-next one starts from the last checkpoint and is first estimated (webapp.eta.estimate) from the one before, so
+next one starts from the last checkpoint and is first estimated (webapp.iterations.eta.estimate) from the one before, so
 the estimate's error is measured. Prints per stage: items, seconds, items per second, the GPUs' memory peak
 while it ran (nvidia-smi, every 0.5 s) and the estimate's error. Needs CUDA and vLLM (requirements-gpu.txt,
 docker/Dockerfile.gpu); elsewhere it says so and exits.
@@ -151,7 +151,7 @@ def main() -> None:
         import django
 
         django.setup()
-        from webapp.eta import estimate
+        from webapp.iterations.eta import estimate
         from webapp.models import Iteration
 
         def manage(*command):

@@ -201,9 +201,9 @@ def pair_mismatches() -> tuple[list[int], list[int]]:
     Computed through the SQL path (`response_scores`), not rebuild_pairs' own Python one, so the check is
     independent of the code it checks."""
     from labeling.combine import ScoredResponse, make_pairs
-    from webapp.config import config
+    from webapp.iterations.config import config
     from webapp.models import Iteration, PreferencePair, Response, ResponseStatus, response_scores
-    from webapp.review import iteration_length_ratio
+    from webapp.review.service import iteration_length_ratio
 
     iteration = Iteration.objects.get(number=1)
     cfg = config(iteration)

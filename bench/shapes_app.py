@@ -29,8 +29,8 @@ from labeling.backends import load_backend
 from labeling.backends.base import Sampling
 from labeling.generate import Instruction as LabelingInstruction
 from training.evaluate import answer_and_judge, truth_scores
-from webapp.config import DEFAULT_CONFIG
-from webapp.engines import resolve_model
+from webapp.iterations.config import DEFAULT_CONFIG
+from webapp.jobs.engines import resolve_model
 from webapp.models import Instruction
 cfg = json.loads(sys.argv[1])
 held_out = list(Instruction.objects.filter(split="heldout").order_by("pk"))
@@ -48,7 +48,7 @@ print(json.dumps(truth_scores(answers, {i.pk: i.objects_present for i in held_ou
 CREATE = """
 import json, sys
 import django; django.setup()
-from webapp.iterations import create_iteration
+from webapp.iterations.creating import create_iteration
 from webapp.models import Instruction
 spec = json.loads(sys.argv[1])
 train = list(Instruction.objects.filter(split="train", source="shapes").order_by("pk"))

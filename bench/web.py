@@ -216,7 +216,7 @@ def fill(args) -> None:
         ):
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))")
         cursor.execute("ANALYZE")
-    from webapp import counts
+    from webapp.iterations import counts
     from webapp.models import Iteration
 
     counts.refresh(Iteration.objects.get(pk=1))  # COPY bypasses the writers that keep the dashboard's counts

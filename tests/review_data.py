@@ -13,7 +13,7 @@ from webapp.jobs import rlaifv
 from webapp.models import IterationStatus, JobKind, ResponseStatus
 
 # What a logged-in request may add to a page's queries: the session is written when its renewal is due
-# (webapp/session_renewal.py; the first request after a login), in the test's transaction a savepoint, the
+# (webapp/accounts/session_renewal.py; the first request after a login), in the test's transaction a savepoint, the
 # update and its release.
 SESSION_RENEWAL = 3
 

@@ -6,8 +6,8 @@ from django.core.management import call_command
 
 from tests.test_pipeline import wait_for
 from training.shapes_models import LABELER, POLICY
-from webapp import lifecycle
-from webapp.iterations import create_iteration
+from webapp.iterations import lifecycle
+from webapp.iterations.creating import create_iteration
 from webapp.models import Instruction, Iteration, IterationStatus
 
 

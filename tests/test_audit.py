@@ -15,8 +15,8 @@ from tests.factories import InstructionFactory, IterationFactory, UserFactory
 from tests.review_data import reviewing_iteration
 from tests.test_export_import import two_pair_iteration
 from tests.test_transfer import upload
-from webapp import audit
-from webapp.actors import client_address
+from webapp.accounts import audit
+from webapp.accounts.actors import client_address
 from webapp.jobs.imports import run_import
 from webapp.models import AuditAction, AuditEvent, Iteration, IterationStatus, PreferencePair
 

@@ -6,8 +6,8 @@ from django.urls import reverse
 
 from tests.browser import BROWSER_MARKS, log_in, store_images
 from tests.review_data import reviewing_iteration
-from webapp.labeler_audit import audit_result, latest_sample
 from webapp.models import AuditItem, PreferencePair, Review
+from webapp.review.audit_sample import audit_result, latest_sample
 
 pytestmark = BROWSER_MARKS
 

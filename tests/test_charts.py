@@ -1,4 +1,5 @@
-"""The data the views hand to the charts (webapp/charts.py) and the metrics in words (webapp/metric_names.py)."""
+"""The data the views hand to the charts (webapp/iterations/charts.py) and the metrics in words
+(webapp/iterations/metric_names.py)."""
 
 import json
 import math
@@ -8,11 +9,11 @@ from django.urls import reverse
 
 from tests.factories import IterationFactory, JobFactory
 from tests.review_data import reviewing_iteration
-from webapp.charts import as_data, score_chart, training_charts, trend_charts
-from webapp.metric_names import display, figures, metric, numbers
-from webapp.metrics import iteration_stats
+from webapp.iterations.charts import as_data, score_chart, training_charts, trend_charts
+from webapp.iterations.metric_names import display, figures, metric, numbers
+from webapp.iterations.metrics import iteration_stats
 from webapp.models import Claim, Decision, IterationStatus, JobKind, JobState
-from webapp.review import record_review
+from webapp.review.service import record_review
 
 EVAL = {
     "answer_hallucination_rate": 0.5,

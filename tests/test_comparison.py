@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from tests.factories import InstructionFactory, IterationFactory
-from webapp.comparison import LABELER, TRUTH, compare
+from webapp.dashboard.comparison import LABELER, TRUTH, compare
 from webapp.models import Iteration, IterationStatus
 
 pytestmark = pytest.mark.django_db
@@ -144,7 +144,7 @@ def test_a_generator_must_be_a_model_name(client, bob):
 
 
 def test_a_drafts_generator_in_the_admin_must_be_a_model_name():
-    from webapp.forms import DraftForm
+    from webapp.iterations.forms import DraftForm
 
     draft = IterationFactory()
     fields = {"policy": "p", "labeler": "l", "splitter": "rule", "engine": "transformers"}

@@ -11,9 +11,9 @@ from django.db.models import Count
 
 from tests.factories import ClaimFactory, InstructionFactory, IterationFactory, JobFactory, ResponseFactory
 from tests.review_data import reviewing_iteration
-from webapp import counts
+from webapp.iterations import counts
+from webapp.iterations.metrics import iteration_stats
 from webapp.jobs import rlaifv
-from webapp.metrics import iteration_stats
 from webapp.models import (
     Claim,
     Decision,
@@ -25,7 +25,7 @@ from webapp.models import (
     PreferencePair,
     Review,
 )
-from webapp.review import apply_margin, record_review, set_excluded, undo_review
+from webapp.review.service import apply_margin, record_review, set_excluded, undo_review
 
 pytestmark = pytest.mark.django_db
 

@@ -5,9 +5,9 @@ from django.urls import reverse
 
 from tests.factories import InstructionFactory, IterationFactory, JobFactory
 from tests.review_data import SESSION_RENEWAL, reviewing_iteration
-from webapp.metrics import iteration_stats, wilson_interval
+from webapp.iterations.metrics import iteration_stats, wilson_interval
 from webapp.models import Claim, Decision, IterationStatus, JobKind, JobState
-from webapp.review import record_review
+from webapp.review.service import record_review
 
 pytestmark = pytest.mark.django_db
 

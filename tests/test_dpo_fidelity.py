@@ -134,7 +134,7 @@ def test_the_parts_are_found_by_role_in_other_families_and_an_unknown_layout_is_
 @pytest.mark.django_db
 def test_an_iteration_trains_the_vision_tower_only_when_its_config_asks():
     from tests.factories import IterationFactory
-    from webapp.config import DEFAULT_CONFIG
+    from webapp.iterations.config import DEFAULT_CONFIG
     from webapp.jobs.train_evaluate import dpo_settings
 
     assert DEFAULT_CONFIG["train_vision_tower"] is False

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from labeling.engine_options import backend_options, check_options, gpus_needed
 from tests.factories import InstructionFactory, IterationFactory
-from webapp.config import engine_options
+from webapp.iterations.config import engine_options
 from webapp.models import Iteration
 
 NEW = {"policy": "llava-1.5-7b", "labeler": "llava-next-34b", "splitter": "rule", "engine": "vllm",

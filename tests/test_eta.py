@@ -13,7 +13,7 @@ from tests.factories import (
     JobFactory,
     ResponseFactory,
 )
-from webapp.eta import Chunk, duration_text, estimate, estimate_error, seconds_left, throughput
+from webapp.iterations.eta import Chunk, duration_text, estimate, estimate_error, seconds_left, throughput
 from webapp.models import IterationStatus, JobKind, JobState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

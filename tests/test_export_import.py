@@ -20,8 +20,8 @@ from tests.factories import (
     ReviewFactory,
     VerdictFactory,
 )
-from webapp.images import store_image, validate_image
 from webapp.models import Decision, Instruction, Iteration, PreferencePair
+from webapp.transfer.images import store_image, validate_image
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,5 @@
 """Imports share stored images by content, so one that fails must not delete a file that another committed rows
-naming: every import stores images, writes rows and cleans up under one lock (webapp/image_writes.py)."""
+naming: every import stores images, writes rows and cleans up under one lock (webapp/transfer/image_writes.py)."""
 
 import json
 import threading
@@ -11,10 +11,10 @@ from tests.test_export_import import instruction_rows
 from tests.test_import_watchdog import waiting_for_the_write_lock
 from tests.test_importing import png_bytes
 from tests.threads import eventually, finished, in_thread
-from webapp.image_writes import IMAGE_WRITES_LOCK
-from webapp.importing import import_instructions
 from webapp.models import Instruction
-from webapp.rlaifv_import import import_rlaifv
+from webapp.transfer.image_writes import IMAGE_WRITES_LOCK
+from webapp.transfer.importing import import_instructions
+from webapp.transfer.rlaifv_import import import_rlaifv
 
 needs_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="two writers at once need PostgreSQL")
 

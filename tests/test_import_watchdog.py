@@ -20,13 +20,13 @@ from tests.test_transfer import upload_form, uploaded_files
 from tests.threads import eventually, finished, in_thread
 from tests.workers import purge_queues
 from webapp.celery import app
-from webapp.dispatch import RUN_IMPORT_TASK
-from webapp.image_writes import IMAGE_WRITES_LOCK
-from webapp.images import validate_image
+from webapp.iterations.dispatch import RUN_IMPORT_TASK
 from webapp.jobs.imports import FINAL, run_import
+from webapp.jobs.watchdog import requeue_stale_imports
 from webapp.models import AuditAction, AuditEvent, ImportState, Instruction, InstructionImport
 from webapp.tasks import requeue_stale_jobs as beat_task
-from webapp.watchdog import requeue_stale_imports
+from webapp.transfer.image_writes import IMAGE_WRITES_LOCK
+from webapp.transfer.images import validate_image
 
 LONG_AGO = timedelta(hours=1)
 needs_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="two writers at once need PostgreSQL")

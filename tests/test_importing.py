@@ -132,7 +132,7 @@ def test_a_bad_line_aborts_the_import_and_writes_nothing(folder, media_root, bad
 
 
 def test_a_failed_write_removes_the_images_it_stored(folder, media_root, monkeypatch):
-    from webapp import importing
+    from webapp.transfer import importing
 
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")

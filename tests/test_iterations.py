@@ -5,14 +5,14 @@ import time
 import pytest
 
 from tests.factories import InstructionFactory
-from webapp.iterations import create_iteration
+from webapp.iterations.creating import create_iteration
 from webapp.models import Iteration, IterationStatus
 
 CREATOR = """
 import sys, time
 import django
 django.setup()
-from webapp.iterations import create_iteration
+from webapp.iterations.creating import create_iteration
 from webapp.models import Instruction
 start_at, count = float(sys.argv[1]), int(sys.argv[2])
 time.sleep(max(start_at - time.time(), 0))

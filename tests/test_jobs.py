@@ -8,7 +8,7 @@ import pytest
 from django.db import OperationalError
 
 from tests.factories import IterationFactory, JobFactory
-from webapp.config import STRATEGIES
+from webapp.iterations.config import STRATEGIES
 from webapp.jobs import runner
 from webapp.models import IterationStatus, JobKind, JobState
 from webapp.tasks import TRANSIENT, run_job

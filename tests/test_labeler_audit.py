@@ -7,8 +7,6 @@ from django.urls import reverse
 from labeling.audit import STRATIFIED, UNIFORM
 from tests.factories import ReviewFactory, UserFactory, VerdictFactory
 from tests.review_data import SESSION_RENEWAL, reviewing_iteration
-from webapp.calibration import calibration, labeler_agreement, what_if
-from webapp.labeler_audit import audit_result, start_audit, waiting_items
 from webapp.models import (
     AuditAction,
     AuditEvent,
@@ -20,8 +18,10 @@ from webapp.models import (
     Response,
     response_scores,
 )
-from webapp.review import ReviewClosed, apply_margin, record_review
-from webapp.selectors import spot_check_queue
+from webapp.review.audit_sample import audit_result, start_audit, waiting_items
+from webapp.review.calibration import calibration, labeler_agreement, what_if
+from webapp.review.selectors import spot_check_queue
+from webapp.review.service import ReviewClosed, apply_margin, record_review
 
 pytestmark = pytest.mark.django_db
 

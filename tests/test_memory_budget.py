@@ -10,8 +10,8 @@ import pytest
 from labeling.engine_options import GIB, check_options, memory_estimate
 from labeling.engine_pool import EnginePool, MemoryBudgetError
 from tests.factories import IterationFactory
-from webapp import engines
-from webapp.config import engine_options, models_of
+from webapp.iterations.config import engine_options, models_of
+from webapp.jobs import engines
 from webapp.models import JobKind
 
 STAGES = [JobKind.GENERATE, JobKind.DIVIDE, JobKind.LABEL, JobKind.COMBINE, JobKind.TRAIN, JobKind.EVALUATE]
@@ -64,7 +64,7 @@ def paper_iteration(**config):
 
 
 def run_iteration(pool: EnginePool, gpu: FakeGPU, iteration) -> tuple:
-    """Ask the pool for every model each stage loads (webapp.config.models_of), chunk after chunk, as the job
+    """Ask the pool for every model each stage loads (webapp.iterations.config.models_of), chunk after chunk, as the job
     bodies do; evaluate's phases (answer, divide, judge) each load on first use; train releases everything
     before DPO's child process would start. Returns what was held when that child started."""
     held_at_train = None
@@ -156,7 +156,7 @@ def test_vllm_takes_its_share_of_every_gpu_it_spans():
 
 @pytest.mark.django_db
 def test_the_workers_pool_shuts_engines_down_when_models_are_released(settings):
-    """webapp.engines' own pool: what `train` calls before starting DPO's child."""
+    """webapp.jobs.engines' own pool: what `train` calls before starting DPO's child."""
     settings.GPU_MEMORY_BUDGET_GB = None
     gpu = FakeGPU(capacity=80 * GIB)
     engine = engines.POOL.get("policy", "generate", 14 * GIB, lambda: FakeEngine(gpu, "policy", 14 * GIB))

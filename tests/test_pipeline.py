@@ -12,7 +12,8 @@ from django.core.management import call_command
 
 from labeling.combine import ScoredResponse, make_pairs
 from tests.rows import snapshot
-from webapp import lifecycle
+from webapp.iterations import lifecycle
+from webapp.jobs.watchdog import requeue_stale_jobs
 from webapp.models import (
     Claim,
     Instruction,
@@ -26,7 +27,6 @@ from webapp.models import (
     Verdict,
     response_scores,
 )
-from webapp.watchdog import requeue_stale_jobs
 
 pytestmark = pytest.mark.slow
 needs_shared_broker = pytest.mark.skipif(

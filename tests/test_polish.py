@@ -8,11 +8,11 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.factories import InstructionFactory, IterationFactory, JobFactory
-from webapp import lifecycle
+from webapp.iterations import lifecycle
+from webapp.iterations.progress import iteration_progress
 from webapp.jobs.runner import fail_job
 from webapp.jobs.train_evaluate import TrainingFailed
 from webapp.models import Iteration, IterationStatus, Job
-from webapp.progress import iteration_progress
 
 pytestmark = pytest.mark.django_db
 
@@ -145,7 +145,7 @@ def test_not_found_and_no_access_pages_are_styled(client, bob, charlie, producti
 
 
 def test_a_server_error_page_is_styled(production, bob, monkeypatch):
-    from webapp.views import dashboard
+    from webapp.dashboard import views as dashboard
 
     def broken(*args, **kwargs):
         raise RuntimeError("the database is on fire")

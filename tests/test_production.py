@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.review_data import reviewing_iteration
-from webapp.session_renewal import RENEWED
+from webapp.accounts.session_renewal import RENEWED
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"  # tests/factories.py

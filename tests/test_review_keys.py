@@ -7,9 +7,9 @@ from django.urls import reverse
 
 from tests.factories import ReviewFactory
 from tests.review_data import SESSION_RENEWAL, reviewing_iteration
-from webapp import selectors
 from webapp.models import Claim, Decision, IterationStatus, PreferencePair, Response, Review
-from webapp.review import CannotUndo, ReviewClosed, record_review, undo_review
+from webapp.review import selectors
+from webapp.review.service import CannotUndo, ReviewClosed, record_review, undo_review
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}

@@ -12,9 +12,9 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
 from tests.review_data import reviewing_iteration
-from webapp import counts
+from webapp.iterations import counts
 from webapp.models import Claim, Decision, IterationCounts, IterationStatus, PreferencePair, Review
-from webapp.review import ReviewClosed, rebuild_pairs, record_review
+from webapp.review.service import ReviewClosed, rebuild_pairs, record_review
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -13,15 +13,10 @@ from tests.factories import (
     VerdictFactory,
 )
 from tests.review_data import reviewing_iteration
+from webapp.accounts.permissions import can_review
 from webapp.models import Claim, Decision, IterationStatus, PreferencePair, Response, Review, Verdict
-from webapp.permissions import can_review
-from webapp.review import (
-    ReviewClosed,
-    rebuild_pairs,
-    record_review,
-    set_excluded,
-)
-from webapp.selectors import spot_check_queue, stratify
+from webapp.review.selectors import spot_check_queue, stratify
+from webapp.review.service import ReviewClosed, rebuild_pairs, record_review, set_excluded
 
 pytestmark = pytest.mark.django_db
 

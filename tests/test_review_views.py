@@ -7,8 +7,8 @@ from django.urls import reverse
 
 from tests.factories import IterationFactory, PreferencePairFactory, ReviewFactory
 from tests.review_data import SESSION_RENEWAL, reviewing_iteration
-from webapp import selectors
 from webapp.models import Claim, Decision, IterationStatus, PreferencePair, Response, Review
+from webapp.review import selectors
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}

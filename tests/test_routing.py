@@ -11,7 +11,7 @@ import yaml
 
 from tests.factories import IterationFactory, JobFactory
 from tests.test_production import DOCKER, ENV_FILES, needs_compose
-from webapp.dispatch import enqueue, queue_for, queue_name
+from webapp.iterations.dispatch import enqueue, queue_for, queue_name
 from webapp.models import JobKind
 
 pytestmark = pytest.mark.django_db
@@ -67,7 +67,7 @@ def test_a_whole_response_iteration_divides_on_cpu_even_with_a_model_splitter():
 
 
 def test_another_generator_loads_in_the_generate_stage_and_the_policy_still_trains():
-    from webapp.config import models_of
+    from webapp.iterations.config import models_of
 
     iteration = IterationFactory(policy="small", config={"generator": "other-model"})
     assert models_of(iteration, JobKind.GENERATE) == [("policy", "other-model")]

@@ -50,7 +50,7 @@ from labeling.formats import RlaifvRecord, write_rlaifv
 from tests.factories import IterationFactory, JobFactory, PreferencePairFactory, UserFactory
 from tests.review_data import reviewing_iteration
 from tests.test_review_views import HTMX, answer, claim, pair_url, press, queue_url
-from webapp.engines import ModelLoadError, backend_for, release_models, reward_models
+from webapp.jobs.engines import ModelLoadError, backend_for, release_models, reward_models
 from webapp.models import (
     Claim,
     Instruction,
@@ -640,7 +640,7 @@ def test_a_model_url_in_the_iteration_form_is_refused_and_never_fetched(client, 
 
 @pytest.fixture
 def engines():
-    """Models loaded through webapp.engines are dropped after the test."""
+    """Models loaded through webapp.jobs.engines are dropped after the test."""
     yield
     release_models()
 
@@ -747,7 +747,7 @@ def load_lora_adapter(make, good, tmp_path):
 def test_a_pickled_checkpoint_is_refused_unopened_by_every_model_loader(
     settings, tiny_models_dir, tmp_path, pickled, torch_loads, engines, load
 ):
-    """The policy / labeler and the divide LLM (webapp.engines, as workers load them), the self-reward models,
+    """The policy / labeler and the divide LLM (webapp.jobs.engines, as workers load them), the self-reward models,
     the DPO policy and a LoRA adapter to merge: each refuses a checkpoint without safetensors weights, before
     torch.load ever sees the pickle (whose own weights_only check would be the only defence left)."""
     settings.MODELS_DIR = tiny_models_dir

@@ -7,9 +7,9 @@ from django.http import Http404, QueryDict
 
 from tests.factories import IterationFactory, ReviewFactory
 from tests.review_data import reviewing_iteration
-from webapp import selectors
 from webapp.models import Claim, Decision, IterationStatus, PreferencePair, Response
-from webapp.review import record_review
+from webapp.review import selectors
+from webapp.review.service import record_review
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ from tests.shapes_world import install_shapes_world, launched_to_gate
 from tests.test_pipeline import wait_for
 from training.evaluate import answer_and_judge, truth_scores
 from training.shapes_models import ITERATION_CONFIG, LABELER, POLICY
-from webapp import lifecycle
+from webapp.iterations import lifecycle
 from webapp.models import Instruction, IterationStatus
 
 pytestmark = pytest.mark.slow

@@ -13,12 +13,12 @@ from labeling.sample_images import sample_image
 from tests.factories import IterationFactory
 from tests.test_pipeline import CONFIG, new_iteration, wait_for
 from training.dpo import DPOSettings, train_dpo
-from webapp import lifecycle
-from webapp.config import strategy
-from webapp.exporting import export_pairs
+from webapp.iterations import lifecycle
+from webapp.iterations.config import strategy
 from webapp.jobs.base import Stopped
 from webapp.jobs.train_evaluate import TrainingFailed, run_streaming
 from webapp.models import Claim, Instruction, Iteration, IterationStatus, Job, JobState, Response, ResponseStatus
+from webapp.transfer.exporting import export_pairs
 
 pytestmark = pytest.mark.slow
 S = IterationStatus

@@ -18,11 +18,11 @@ from django.utils.html import escape
 from tests.factories import IterationFactory
 from tests.test_export_import import export, two_pair_iteration
 from tests.test_importing import png_bytes
-from webapp.archives import ArchiveError, Limits, unpack
-from webapp.importing import import_instructions
 from webapp.jobs.imports import fail_import, run_import
 from webapp.models import ImportState, Instruction, InstructionImport
 from webapp.tasks import run_import as run_import_task
+from webapp.transfer.archives import ArchiveError, Limits, unpack
+from webapp.transfer.importing import import_instructions
 
 pytestmark = pytest.mark.django_db
 
@@ -72,7 +72,7 @@ def test_the_jsonl_download_is_a_zip_of_the_commands_folder(client, bob, iterati
 
 
 def test_rows_are_read_a_chunk_at_a_time_and_sent_as_they_are_written(client, bob, iteration, tmp_path, monkeypatch):
-    monkeypatch.setattr("webapp.exporting.PAIR_CHUNK", 1)
+    monkeypatch.setattr("webapp.transfer.exporting.PAIR_CHUNK", 1)
     monkeypatch.setattr("labeling.formats._BATCH_ROWS", 1)
     client.force_login(bob)
     pieces = list(download(client, "rlaifv").streaming_content)

@@ -24,10 +24,10 @@ from tests.shapes_world import install_shapes_world, launched_to_gate
 from tests.test_pipeline import wait_for
 from training.evaluate import labeler_accuracy
 from training.shapes_models import ITERATION_CONFIG, LABELER
-from webapp import lifecycle
+from webapp.iterations import lifecycle
 from webapp.jobs import rlaifv, whole_response
 from webapp.models import Claim, Decision, Instruction, IterationStatus, JobKind, Response, ResponseStatus, Verdict
-from webapp.review import record_review
+from webapp.review.service import record_review
 
 S = IterationStatus
 

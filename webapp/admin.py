@@ -1,8 +1,8 @@
 """Django admin: every model browsable; what the pipeline or the review pages write is read-only here.
 
-Reviews are made only on the review pages (`webapp.review.record_review` re-scores the answer and rebuilds the
+Reviews are made only on the review pages (`webapp.review.service.record_review` re-scores the answer and rebuilds the
 pairs with them), and every iteration status changes only through the lifecycle: the admin launches,
-approves, cancels and resumes iterations through the same door as the staff pages (`webapp.iteration_actions`).
+approves, cancels and resumes iterations through the same door as the staff pages (`webapp.iterations.actions`).
 A draft's edits and an iteration's deletion go on the audit trail, which is browsable here and read-only.
 """
 
@@ -18,9 +18,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from webapp import audit
-from webapp.forms import DraftForm, IterationForm
-from webapp.iteration_actions import ACTIONS, LABELS, offered, run_action
+from webapp.accounts import audit
+from webapp.iterations.actions import ACTIONS, LABELS, offered, run_action
+from webapp.iterations.forms import DraftForm, IterationForm
 from webapp.models import (
     AuditAction,
     AuditEvent,
@@ -57,7 +57,7 @@ class InstructionAdmin(admin.ModelAdmin):
     list_display = ["id", "question", "source", "split", "width", "height", "created_at"]
     list_filter = ["source", "split"]
     search_fields = ["question", "image_sha256"]
-    # Images come in through import_instructions / import_rlaifv, which validate them (webapp/images.py) and
+    # Images come in through import_instructions / import_rlaifv, which validate them (webapp/transfer/images.py) and
     # store them by content; an admin upload would skip both, so the image is not editable here.
     readonly_fields = ["image", "image_sha256", "width", "height", "objects_present", "created_at"]
 

@@ -7,6 +7,6 @@ class WebappConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from webapp.account_audit import connect
+        from webapp.accounts.login_events import connect
 
         connect()

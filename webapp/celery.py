@@ -1,5 +1,5 @@
 """The Celery app. Workers: `celery -A webapp worker -Q gpu` (concurrency 1; a group of N GPUs also `-Q gpu-xN`,
-which Celery creates on first use: webapp.dispatch) and `-Q cpu`."""
+which Celery creates on first use: webapp.iterations.dispatch) and `-Q cpu`."""
 
 import os
 

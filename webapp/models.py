@@ -110,6 +110,7 @@ class Iteration(models.Model):
     margin = models.FloatField(
         default=0.0,
         editable=False,
+        # webapp/review/service.py: apply_margin (the text is as the migration stored it).
         help_text="The verdict rule's margin m: the labeler accepts a claim when p_yes > p_no + m (0: RLAIF-V's "
         "rule). Staff change it at the review gate (webapp.review.apply_margin), recorded in metrics['margins']",
     )
@@ -445,8 +446,8 @@ class PreferencePair(models.Model):
 
 
 class IterationCounts(models.Model):
-    """The dashboard's counts of one iteration, kept up to date by every writer (webapp/counts.py) rather than
-    counted on each request."""
+    """The dashboard's counts of one iteration, kept up to date by every writer
+    (webapp/iterations/counts.py) rather than counted on each request."""
 
     iteration = models.OneToOneField(Iteration, primary_key=True, on_delete=models.CASCADE, related_name="counts")
     responses = models.PositiveIntegerField(default=0)

@@ -59,20 +59,20 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "webapp.security.ContentSecurityPolicyMiddleware",
-    "webapp.body_limit.BodyLimitMiddleware",
+    "webapp.accounts.security.ContentSecurityPolicyMiddleware",
+    "webapp.transfer.body_limit.BodyLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
-    "webapp.session_renewal.SessionRenewalMiddleware",
-    "webapp.actors.ActorMiddleware",
+    "webapp.accounts.session_renewal.SessionRenewalMiddleware",
+    "webapp.accounts.actors.ActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "webapp.security.PrivatePagesMiddleware",
+    "webapp.accounts.security.PrivatePagesMiddleware",
     # Last: turns a login refused by the lockout into its page (AXES_LOCKOUT_TEMPLATE).
     "axes.middleware.AxesMiddleware",
 ]
@@ -93,7 +93,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "webapp.context_processors.roles",
+                "webapp.accounts.context_processors.roles",
             ],
         },
     }
@@ -131,14 +131,14 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: a usern
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_SENSITIVE_PARAMETERS = []  # the logs name the username and the address (never the password)
-AXES_LOCKOUT_CALLABLE = "webapp.logins.locked_out"
-AXES_CLIENT_IP_CALLABLE = "webapp.logins.client_address"
+AXES_LOCKOUT_CALLABLE = "webapp.accounts.logins.locked_out"
+AXES_CLIENT_IP_CALLABLE = "webapp.accounts.logins.client_address"
 # Behind the proxy every request comes from the proxy's address: name the header it sets to the client's own
 # (e.g. X-Real-IP; it must overwrite a client's). Unset, the connection's address (REMOTE_ADDR) is used.
 CLIENT_ADDRESS_HEADER = env_str("CLIENT_ADDRESS_HEADER", "")
 
 # Sessions end after SESSION_IDLE_MINUTES without a request and when the browser closes. A request renews the
-# session once its last renewal is SESSION_RENEW_SECONDS old (webapp/session_renewal.py), not on every request.
+# session once its last renewal is SESSION_RENEW_SECONDS old (webapp/accounts/session_renewal.py), not on every request.
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_MINUTES", 60) * 60
 SESSION_RENEW_SECONDS = 60
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
@@ -175,7 +175,7 @@ IMAGE_MAX_BYTES = env_int("IMAGE_MAX_BYTES", 20 * 1024 * 1024)
 IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 40_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = IMAGE_MAX_BYTES  # a request's fields; uploaded files go to disk, see below
 # Imports uploaded in the browser (a JSONL and a zip of images). A request body over IMPORT_MAX_BYTES is refused
-# before it is read (webapp.body_limit.BodyLimitMiddleware); the zip is refused when it unpacks to more than
+# before it is read (webapp.transfer.body_limit.BodyLimitMiddleware); the zip is refused when it unpacks to more than
 # IMPORT_MAX_UNPACKED_BYTES, holds over IMPORT_MAX_MEMBERS members, or a member expands over IMPORT_MAX_RATIO
 # times (a zip bomb); no member may be larger than IMAGE_MAX_BYTES.
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 1024**3)
@@ -227,7 +227,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
-# Sent on every response, DEBUG included, by webapp.security.ContentSecurityPolicyMiddleware (Django 5.2 has no
+# Sent on every response, DEBUG included, by webapp.accounts.security.ContentSecurityPolicyMiddleware (Django 5.2 has no
 # CSP of its own). Templates therefore carry no inline <script>, <style>, style="" or on*="" attributes.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; "

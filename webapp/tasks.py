@@ -3,15 +3,14 @@ own retries and final failure.
 
 Tasks are acknowledged late (a killed worker's task is delivered again), retried with backoff only on
 errors that pass by themselves (a database or broker connection dropping), and idempotent, so a duplicate
-delivery is harmless. Work is sent by name (webapp.dispatch), so nothing imports this module but Celery.
+delivery is harmless. Work is sent by name (webapp.iterations.dispatch), so nothing imports this module but Celery.
 """
 
 import redis.exceptions
 from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
-from webapp import watchdog
-from webapp.jobs import imports, runner
+from webapp.jobs import imports, runner, watchdog
 
 TRANSIENT = (
     OperationalError,

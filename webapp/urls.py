@@ -3,9 +3,15 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
+from webapp.dashboard import views as dashboard
 from webapp.ids import IdConverter
-from webapp.iteration_actions import ACTIONS
-from webapp.views import calibration, dashboard, iterations, labeler_audit, pages, review, transfer
+from webapp.iterations import views as iterations
+from webapp.iterations.actions import ACTIONS
+from webapp.review import audit_views as labeler_audit
+from webapp.review import calibration_views as calibration
+from webapp.review import views as review
+from webapp.transfer import image_views as pages
+from webapp.transfer import views as transfer
 
 
 class IterationActionConverter:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from django.db import transaction
 
-from webapp import counts
+from webapp.iterations import counts
 from webapp.models import Iteration, Job, JobKind
 
 

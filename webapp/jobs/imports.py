@@ -1,14 +1,14 @@
 """A browser upload's import, run by a CPU worker: the zip unpacked safely, then `import_instructions`.
 
-The same validation as `manage.py import_instructions FILE --images ZIP` (webapp/archives.py, then
-webapp/importing.py): all or nothing. The import's outcome is written in the import's own transaction, so a
+The same validation as `manage.py import_instructions FILE --images ZIP` (webapp/transfer/archives.py, then
+webapp/transfer/importing.py): all or nothing. The import's outcome is written in the import's own transaction, so a
 duplicate delivery of the task finds it done, and a crash before the commit leaves it to run again.
 
 While it runs, the upload shows life in `heartbeat_at` (a heartbeat thread, and each progress write), so the
-watchdog (webapp.watchdog) re-sends it only when its worker died or its message was lost. A re-sent upload
+watchdog (webapp.jobs.watchdog) re-sends it only when its worker died or its message was lost. A re-sent upload
 whose first worker was alive after all runs twice side by side: their writing phases take turns (every import
-holds the image-writing lock, webapp/image_writes.py) and the second, finding the upload done when it would record
-its outcome, rolls back, so nothing is imported twice and no image of the first is deleted.
+holds the image-writing lock, webapp/transfer/image_writes.py) and the second, finding the upload done when it
+would record its outcome, rolls back, so nothing is imported twice and no image of the first is deleted.
 """
 
 import time
@@ -17,11 +17,11 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from webapp import limits
-from webapp.actors import Actor
-from webapp.archives import ArchiveError, unpacked
-from webapp.importing import ImportFailed, ImportResult, import_instructions, read_jsonl
+from webapp.accounts.actors import Actor
 from webapp.jobs.heartbeat import heartbeat
 from webapp.models import ImportState, InstructionImport
+from webapp.transfer.archives import ArchiveError, unpacked
+from webapp.transfer.importing import ImportFailed, ImportResult, import_instructions, read_jsonl
 
 PROGRESS_EVERY = 0.5  # seconds between progress writes while lines are checked
 FINAL = (ImportState.SUCCEEDED, ImportState.FAILED)

@@ -18,9 +18,9 @@ from labeling.generate import Instruction as LabelingInstruction
 from labeling.generate import candidate_seeds, generate_candidates
 from labeling.shapes import question_is_true
 from training.evaluate import labeler_accuracy, pair_truth
-from webapp.config import config, engine_options, generator, labelers, splitter
-from webapp.engines import backend_for
+from webapp.iterations.config import config, engine_options, generator, labelers, splitter
 from webapp.jobs.base import clean_text, commit_chunk
+from webapp.jobs.engines import backend_for
 from webapp.models import (
     Claim,
     Instruction,
@@ -173,7 +173,7 @@ def combine(job: Job, is_true=question_is_true) -> None:
         metrics["feedback"] = feedback
 
     def write():
-        # A review's rebuild of one instruction's pairs re-uses this r (webapp/review.py).
+        # A review's rebuild of one instruction's pairs re-uses this r (webapp/review/service.py).
         locked = Iteration.objects.select_for_update().get(pk=iteration.pk)
         locked.metrics = (locked.metrics or {}) | metrics
         locked.save(update_fields=["metrics"])

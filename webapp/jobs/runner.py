@@ -5,8 +5,8 @@ stage when the job was its stage's last. It knows nothing of retries: an error p
 task (webapp.tasks), which retries the transient ones and calls `fail_job` once the job has failed for good.
 """
 
-from webapp import lifecycle
-from webapp.config import strategy
+from webapp.iterations import lifecycle
+from webapp.iterations.config import strategy
 from webapp.jobs import rlaifv, self_reward, train_evaluate, whole_response
 from webapp.jobs.base import Stopped
 from webapp.jobs.heartbeat import heartbeat

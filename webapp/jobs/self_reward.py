@@ -16,9 +16,9 @@ from itertools import groupby
 from pathlib import Path
 
 from training.dpo import read_record
-from webapp.config import config
-from webapp.engines import resolve_model, reward_models
+from webapp.iterations.config import config
 from webapp.jobs.base import commit_chunk
+from webapp.jobs.engines import resolve_model, reward_models
 from webapp.models import Iteration, Job, JobKind, PreferencePair, Response, ResponseStatus
 
 DEFAULT_BETA = 0.1

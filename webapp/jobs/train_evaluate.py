@@ -43,9 +43,9 @@ from django.db.models.functions import Greatest
 from labeling.backends.base import Sampling
 from labeling.generate import Instruction as LabelingInstruction
 from training.dpo import DPOSettings, parse_progress
-from webapp.config import config, engine_options, splitter
-from webapp.engines import OnFirstUse, backend_for, release_models, resolve_model
+from webapp.iterations.config import config, engine_options, splitter
 from webapp.jobs.base import Stopped, commit_chunk
+from webapp.jobs.engines import OnFirstUse, backend_for, release_models, resolve_model
 from webapp.models import Instruction, Iteration, IterationStatus, Job, Split
 
 HEARTBEAT_SECONDS = 1.0
@@ -156,7 +156,7 @@ def _update_metrics(iteration: Iteration, key: str, value: dict, **fields) -> No
 
 
 def train(job: Job) -> None:
-    from webapp.exporting import export_pairs  # pulls in `datasets`: seconds a worker need not pay at start-up
+    from webapp.transfer.exporting import export_pairs  # pulls in `datasets`: seconds a worker need not pay at start-up
 
     iteration = job.iteration
     dpo = dpo_settings(iteration)  # a bad setting fails here, before any work

@@ -3,7 +3,7 @@ import json
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from webapp import lifecycle
+from webapp.iterations import lifecycle
 from webapp.models import Iteration, IterationStatus
 
 S = IterationStatus

@@ -4,7 +4,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
-from webapp.permissions import REVIEWER_GROUP
+from webapp.accounts.permissions import REVIEWER_GROUP
 
 
 class Command(BaseCommand):

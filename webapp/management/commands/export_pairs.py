@@ -2,9 +2,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from webapp import audit
-from webapp.exporting import FORMATS, ExportFailed, export_pairs
+from webapp.accounts import audit
 from webapp.models import AuditAction, Iteration
+from webapp.transfer.exporting import FORMATS, ExportFailed, export_pairs
 
 
 class Command(BaseCommand):

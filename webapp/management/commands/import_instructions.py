@@ -3,8 +3,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from webapp.archives import ArchiveError, unpacked
-from webapp.importing import ImportFailed, import_instructions, read_jsonl
+from webapp.transfer.archives import ArchiveError, unpacked
+from webapp.transfer.importing import ImportFailed, import_instructions, read_jsonl
 
 
 class Command(BaseCommand):

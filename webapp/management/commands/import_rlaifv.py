@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from webapp.rlaifv_import import RlaifvImportFailed, import_rlaifv
+from webapp.transfer.rlaifv_import import RlaifvImportFailed, import_rlaifv
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from webapp.samples import load_samples
+from webapp.transfer.samples import load_samples
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.shapes import write_instruction_set
-from webapp.importing import ImportFailed, import_instructions, read_jsonl
+from webapp.transfer.importing import ImportFailed, import_instructions, read_jsonl
 
 
 class Command(BaseCommand):

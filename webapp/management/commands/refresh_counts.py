@@ -1,4 +1,4 @@
-"""Recount the dashboard's per-iteration counts from the data (webapp/counts.py).
+"""Recount the dashboard's per-iteration counts from the data (webapp/iterations/counts.py).
 
 Every writer keeps them up to date, and an iteration without counts is counted on its first dashboard view;
 this fills them ahead of that for iterations made before counts were kept, or by hand-written SQL (bench/web.py
@@ -7,7 +7,7 @@ fills tables with COPY), and repairs them should they ever drift.
 
 from django.core.management.base import BaseCommand, CommandError
 
-from webapp import counts
+from webapp.iterations import counts
 from webapp.models import Iteration
 
 

@@ -4,12 +4,12 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
-from webapp import lifecycle
-from webapp.config import check_engine_options
-from webapp.iterations import create_iteration
+from webapp.iterations import lifecycle
+from webapp.iterations.config import check_engine_options
+from webapp.iterations.creating import create_iteration
+from webapp.iterations.progress import iteration_progress
+from webapp.jobs.watchdog import requeue_stale_jobs
 from webapp.models import Instruction, Iteration, IterationStatus
-from webapp.progress import iteration_progress
-from webapp.watchdog import requeue_stale_jobs
 
 FINAL = {IterationStatus.REVIEWING, IterationStatus.DONE, IterationStatus.FAILED, IterationStatus.CANCELLED}
 

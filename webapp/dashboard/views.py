@@ -1,0 +1,38 @@
+"""The dashboard (the home page): every iteration's progress, counts, scores, agreement and audit estimate,
+trends across them, and the evaluated iterations' strategies compared (webapp.dashboard.comparison).
+
+Running iterations poll the iteration page's progress fragment (webapp/iterations/views.py), which stops the
+polling once the iteration leaves its active stages. Any signed-in user may look; one outside the reviewer
+group sees it read-only (no links into the review and iteration pages, which would refuse them).
+"""
+
+from django.shortcuts import render
+
+from webapp.dashboard.comparison import compare
+from webapp.iterations import lifecycle
+from webapp.iterations.charts import as_data, score_chart, trend_charts
+from webapp.iterations.metrics import iteration_stats
+from webapp.models import InstructionSource, Iteration, IterationStatus
+from webapp.review.audit_sample import latest_audits, with_latest_audit
+
+SHOWN = 20
+
+
+def index(request):
+    stats = iteration_stats(list(with_latest_audit(Iteration.objects.order_by("-number"))[:SHOWN]))
+    latest = stats[0].iteration if stats else None
+    trends = as_data(trend_charts(list(reversed(stats))))
+    scores = [score_chart(s) for s in stats]
+    audits = latest_audits([s.iteration for s in stats])
+    context = {
+        # The loop goes on: a trained, evaluated iteration's checkpoint is the next one's default policy.
+        "next_from": latest if latest and latest.status == IterationStatus.DONE and latest.checkpoint else None,
+        # each iteration, its score histogram and its latest audit
+        "rows": [(s, chart, audits.get(s.iteration.pk)) for s, chart in zip(stats, scores, strict=True)],
+        "compared": compare([s.iteration for s in stats]),
+        "active": set(lifecycle.ACTIVE),
+        "trends": trends,
+        "charts": trends + as_data([chart for chart in scores if chart]),
+        "sources": InstructionSource.objects.filter(instructions__gt=0),
+    }
+    return render(request, "dashboard/index.html", context)

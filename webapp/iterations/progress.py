@@ -1,0 +1,66 @@
+"""How far an iteration has got: per stage, the sum of its chunk jobs' progress, its throughput and time left."""
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, Sum
+
+from webapp.iterations.eta import STAGE_UNITS, Throughput, duration_text, stage_etas
+from webapp.models import Job, JobState
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    kind: str
+    done: int
+    total: int
+    jobs: int
+    succeeded: int
+    failed: int
+    running: int
+    rate: Throughput | None = None
+    seconds_left: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.jobs) and self.succeeded == self.jobs
+
+    @property
+    def speed(self) -> str:
+        """The measured rate in the stage's own items, e.g. "12.5 claims/s"."""
+        if self.rate is None:
+            return ""
+        per_second = self.rate.items_per_second
+        figure = f"{per_second:.3g}" if per_second >= 0.1 else f"{per_second * 60:.3g}"
+        return f"{figure} {STAGE_UNITS[self.kind]}/{'s' if per_second >= 0.1 else 'min'}"
+
+    @property
+    def time_left(self) -> str:
+        """ "about 3 min left" while the stage runs and has a measured rate; blank otherwise."""
+        if self.finished or self.failed or self.seconds_left is None:
+            return ""
+        return f"about {duration_text(self.seconds_left)} left"
+
+    @property
+    def percent(self) -> int:
+        if self.jobs and self.succeeded == self.jobs:
+            return 100
+        return int(100 * self.done / self.total) if self.total else 0
+
+
+def iteration_progress(iteration_id: int) -> list[StageProgress]:
+    rows = (
+        Job.objects.filter(iteration_id=iteration_id)
+        .values("kind")
+        .annotate(
+            done=Sum("done"),
+            total=Sum("total"),
+            jobs=Count("id"),
+            succeeded=Count("id", filter=Q(state=JobState.SUCCEEDED)),
+            failed=Count("id", filter=Q(state=JobState.FAILED)),
+            running=Count("id", filter=Q(state=JobState.RUNNING)),
+        )
+    )
+    order = [k for k in Job.Kind.values]
+    etas = stage_etas(iteration_id)
+    stages = (StageProgress(**row, rate=etas[row["kind"]][0], seconds_left=etas[row["kind"]][1]) for row in rows)
+    return sorted(stages, key=lambda s: order.index(s.kind))

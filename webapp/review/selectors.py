@@ -1,0 +1,569 @@
+"""The review pages' read queries. Each returns plain frozen dataclasses, so what a page shows beyond a model's
+own fields (a claim's effective verdict, who decided it, a side's heading) is declared here once instead of
+being set as attributes on model instances by the views.
+
+Writes live in webapp.review.service (the review service); these only read.
+"""
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db import connections
+from django.db.models import BooleanField, Count, Exists, F, OuterRef, Q
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Abs
+from django.http import Http404
+
+from labeling.calibration import accepts
+from webapp.iterations.config import second_labeler
+from webapp.models import (
+    DECISIVE,
+    REVIEW_ROW,
+    Claim,
+    Decision,
+    EffectiveVerdict,
+    Instruction,
+    InstructionSource,
+    Iteration,
+    IterationStatus,
+    PreferencePair,
+    Response,
+    Review,
+    Verdict,
+    effective_verdicts,
+    standing_decisions,
+    with_labeler_verdict,
+)
+
+PAGE_SIZE = 25
+SEARCH_CONFIG = "english"  # the text search configuration of the search indexes (migration pair_search_indexes)
+COUNT_CAP = 200  # the list counts at most this many matches, so a count never walks a whole iteration
+# The spot-check queue stratifies this many of the most uncertain unreviewed verdicts.
+QUEUE_WINDOW = 100
+QUEUE_SHOWN = 5  # the claims a queue page shows at once, for j/k to move between
+QUEUE_ROW = ("pk", "claim__response", "claim__response__instruction")  # what `stratify` reads of a verdict
+
+
+def _row_after(op: str):
+    """Rows after the cursor (score gap, id) as one row comparison, which the pair indexes seek to directly."""
+    columns = ", ".join(f"{PreferencePair._meta.db_table}.{c}" for c in ("score_gap", "id"))
+    return lambda gap, pk: RawSQL(f"({columns}) {op} (%s, %s)", (gap, pk), output_field=BooleanField())
+
+
+# Keyset pagination: the ordering, and the rows after a cursor (score gap, id) in it.
+SORTS = {
+    "-gap": (("-score_gap", "-pk"), _row_after("<")),
+    "gap": (("score_gap", "pk"), _row_after(">")),
+    "-id": (("-pk",), lambda gap, pk: Q(pk__lt=pk)),
+    "id": (("pk",), lambda gap, pk: Q(pk__gt=pk)),
+}
+# What a row of the list shows: answers' texts and timestamps stay in the database.
+LIST_FIELDS = [
+    "score_gap", "excluded", "chosen", "rejected", "instruction__question", "instruction__source",
+    "chosen__score", "chosen__reviewed", "rejected__score", "rejected__reviewed",
+]  # fmt: skip
+# The sides' headings by the pair's state after reviews: (left, right).
+HEADINGS = {
+    "flipped": ("Was chosen, now rejected", "Was rejected, now chosen"),
+    "paired": ("Chosen", "Rejected"),
+    "unpaired": ("Listed as chosen", "Listed as rejected"),
+}
+
+
+# --- the pair list ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IterationChoice:
+    """The iterations the pair list offers, newest first, and the one it shows (None when there are none)."""
+
+    iterations: list[Iteration]
+    shown: Iteration | None
+
+
+@dataclass(frozen=True)
+class PairPage:
+    """One keyset page of the matching pairs, the query strings of the next and first pages, a capped count."""
+
+    pairs: list[PreferencePair]
+    next_cursor: str  # "" on the last page
+    next_query: str
+    first_query: str
+    matching: int  # at most count_cap + 1
+    count_cap: int
+
+
+def iteration_choice(number: int | None) -> IterationChoice:
+    """The iteration numbered `number` (404 when there is none); by default the latest that has pairs (a newer
+    one still generating has none to show), else the latest."""
+    has_pairs = Exists(PreferencePair.objects.filter(iteration=OuterRef("pk")))
+    iterations = list(Iteration.objects.annotate(has_pairs=has_pairs).order_by("-number"))
+    by_number = {it.number: it for it in iterations}
+    if number and number not in by_number:
+        raise Http404("no such iteration")
+    with_pairs = [it for it in iterations if it.has_pairs]
+    return IterationChoice(iterations, by_number.get(number) or (with_pairs or iterations or [None])[0])
+
+
+def instruction_sources() -> list[str]:
+    """Every instruction source, for the pair list's source filter."""
+    return list(InstructionSource.objects.filter(instructions__gt=0).values_list("name", flat=True))
+
+
+def search_pairs(pairs, iteration: Iteration, text: str):
+    """The pairs whose question or either answer holds `text`: PostgreSQL full-text search (English stemming,
+    web-search syntax: "quoted phrases", or, -not; GIN indexes: migration pair_search_indexes); on other
+    databases, a text that holds every word as a substring. Either way all the words are in one text."""
+    answers = Response.objects.filter(iteration=iteration)
+    if connections[pairs.db].vendor == "postgresql":
+        query = SearchQuery(text, config=SEARCH_CONFIG, search_type="websearch")
+        questions = Instruction.objects.annotate(words=SearchVector("question", config=SEARCH_CONFIG))
+        questions = questions.filter(words=query)
+        answers = answers.annotate(words=SearchVector("text", config=SEARCH_CONFIG)).filter(words=query)
+    else:
+        words = text.split()
+        questions = Instruction.objects.filter(*[Q(question__icontains=word) for word in words])
+        answers = answers.filter(*[Q(text__icontains=word) for word in words])
+    return pairs.filter(Q(instruction__in=questions) | Q(chosen__in=answers) | Q(rejected__in=answers))
+
+
+def filter_pairs(iteration: Iteration, filters: dict):
+    """The iteration's pairs that match the pair list's filters (a PairFilter's cleaned data)."""
+    pairs = PreferencePair.objects.filter(iteration=iteration)
+    if filters["reviewed"]:
+        has_review = Q(chosen__reviewed=True) | Q(rejected__reviewed=True)
+        pairs = pairs.filter(has_review if filters["reviewed"] == "yes" else ~has_review)
+    if filters["excluded"]:
+        pairs = pairs.filter(excluded=filters["excluded"] == "yes")
+    if filters["min_gap"]:
+        pairs = pairs.filter(score_gap__gte=filters["min_gap"])
+    if filters["max_gap"]:
+        pairs = pairs.filter(score_gap__lte=filters["max_gap"])
+    if filters["source"]:
+        pairs = pairs.filter(instruction__source=filters["source"])
+    if (filters.get("q") or "").strip():
+        pairs = search_pairs(pairs, iteration, filters["q"].strip())
+    return pairs
+
+
+def pair_page(iteration: Iteration, filters: dict, query) -> PairPage:
+    """The page of matching pairs after the cursor `filters["after"]`; `query` (the request's GET) carries the
+    filters into the links to the next and first pages."""
+    order, after = SORTS[filters["sort"] or "-gap"]
+    matching = filter_pairs(iteration, filters)
+    page = matching.select_related("instruction", "chosen", "rejected").only(*LIST_FIELDS).order_by(*order)
+    if filters["after"]:
+        page = page.filter(after(*map(int, filters["after"].split("."))))
+    page = list(page[: PAGE_SIZE + 1])
+    pairs, last = page[:PAGE_SIZE], page[PAGE_SIZE - 1] if len(page) > PAGE_SIZE else None
+    query = query.copy()
+    query["iteration"] = iteration.number
+    query.pop("after", None)
+    first_query = query.urlencode()
+    query["after"] = next_cursor = f"{last.score_gap}.{last.pk}" if last else ""
+    return PairPage(
+        pairs=pairs,
+        next_cursor=next_cursor,
+        next_query=query.urlencode(),
+        first_query=first_query,
+        matching=matching.order_by()[: COUNT_CAP + 1].count(),
+        count_cap=COUNT_CAP,
+    )
+
+
+# --- claims as the pages show them --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewEntry:
+    """One review in a claim's history."""
+
+    reviewer: str  # username
+    decision: str  # its label
+    created_at: datetime
+    note: str
+    undone: bool  # an undo took it back
+    review_id: int
+    reviewer_id: int
+    standing: bool  # a decision still in force: neither an undo nor undone
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    """A claim with its effective verdict: the latest decisive review's, else the labeler's."""
+
+    pk: int
+    index: int
+    text: str
+    question: str
+    response_id: int
+    divided_by: str
+    effective_accepted: bool | None
+    decided_by: str | None  # "reviewer", "labeler" or None
+    p_yes: float | None  # the labeler's
+    decider: str | None  # username of the latest decisive review's reviewer
+    history: list[ReviewEntry]
+
+
+def _claim_view(claim: Claim, verdict: EffectiveVerdict, history: list[Review]) -> ClaimView:
+    undone = {r.undoes_id for r in history if r.undoes_id is not None}
+    decisive = [r for r in history if r.decision in DECISIVE and r.pk not in undone]
+    return ClaimView(
+        pk=claim.pk,
+        index=claim.index,
+        text=claim.text,
+        question=claim.question,
+        response_id=claim.response_id,
+        divided_by=claim.divided_by,
+        effective_accepted=verdict.accepted,
+        decided_by=verdict.decided_by,
+        p_yes=verdict.p_yes,
+        decider=decisive[-1].reviewer.get_username() if decisive else None,
+        history=[
+            ReviewEntry(
+                r.reviewer.get_username(),
+                r.get_decision_display(),
+                r.created_at,
+                r.note,
+                r.pk in undone,
+                review_id=r.pk,
+                reviewer_id=r.reviewer_id,
+                standing=r.undoes_id is None and r.pk not in undone,
+            )
+            for r in history
+        ],
+    )
+
+
+def _histories(claim_ids: list[int]) -> dict[int, list[Review]]:
+    """The claims' reviews, oldest first, by claim id."""
+    reviews = Review.objects.filter(claim__in=claim_ids).select_related("reviewer").order_by("created_at", "pk")
+    history = {}
+    for review in reviews:
+        history.setdefault(review.claim_id, []).append(review)
+    return history
+
+
+def _decisions(history: dict[int, list[Review]]) -> list[tuple]:
+    """The reviews of `_histories` as REVIEW_ROW rows, each claim's in the order they were made."""
+    return [(r.pk, r.claim_id, r.decision, r.undoes_id) for reviews in history.values() for r in reviews]
+
+
+def claim_views(iteration: Iteration, claims) -> list[ClaimView]:
+    """The claims (a queryset), each with its effective verdict, who decided it and its review history."""
+    claims = list(with_labeler_verdict(claims, iteration.labeler, iteration.margin))
+    history = _histories([c.pk for c in claims])
+    rows = [(c.pk, c.response_id, c.labeler_accepted, c.p_yes) for c in claims]
+    verdicts = effective_verdicts(rows, _decisions(history))
+    return [_claim_view(claim, verdicts[claim.pk], history.get(claim.pk, [])) for claim in claims]
+
+
+# --- the pair page ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Side:
+    """One answer of the pair page: what the page shows of the response, its heading and its claims."""
+
+    pk: int
+    text: str
+    score: int | None
+    status: str
+    error: str
+    heading: str
+    claims: list[ClaimView]
+
+
+@dataclass(frozen=True)
+class OwnDecision:
+    """A reviewer's latest decision still in force on a page, which its undo button takes back."""
+
+    review_id: int
+    decision: str  # its label
+    claim_id: int
+    claim_text: str
+
+
+@dataclass(frozen=True)
+class PairView:
+    """Two answers of one instruction side by side, and the state of their pair after reviews."""
+
+    instruction: Instruction
+    left: Side
+    right: Side
+    row: PreferencePair | None  # the stored pair of these two answers, if they still are one
+    flipped: bool  # the right answer now scores higher: the pair now stands the other way round
+    tie: bool
+    other_pairs: list[PreferencePair]  # the instruction's other pairs
+    open: bool  # the iteration takes reviews
+    changed: list[ClaimView]  # the claims read: all of them, or those asked for
+    last_decision: OwnDecision | None  # the reviewer's, on these two answers' claims
+
+
+def pair_responses(iteration: Iteration, left: int, right: int) -> tuple[Response, Response]:
+    """The two answers, with their instruction; 404 unless they answer one instruction of this iteration."""
+    responses = {
+        r.pk: r
+        for r in Response.objects.filter(iteration=iteration, pk__in=[left, right]).select_related("instruction")
+    }
+    if len(responses) != 2 or responses[left].instruction_id != responses[right].instruction_id:
+        raise Http404("not two answers to one instruction of this iteration")
+    return responses[left], responses[right]
+
+
+def _side(response: Response, heading: str, claims: list[ClaimView]) -> Side:
+    return Side(
+        pk=response.pk,
+        text=response.text,
+        score=response.score,
+        status=response.status,
+        error=response.error,
+        heading=heading,
+        claims=[c for c in claims if c.response_id == response.pk],
+    )
+
+
+def pair_view(
+    iteration: Iteration,
+    left: int,
+    right: int,
+    claim_ids: list[int] | None = None,
+    reviewer=None,
+    just_made: Review | None = None,
+) -> PairView:
+    """The pair page of answers `left` and `right` as `reviewer` sees it. `claim_ids`: read only these claims
+    (as `changed`), for the answer to a decision, which swaps in just what changed. `just_made`: the decision
+    `reviewer` just made here, so their latest, which undo takes back (saves reading it again)."""
+    left, right = pair_responses(iteration, left, right)
+    claims = Claim.objects.filter(response__in=[left, right]).order_by("index")
+    if claim_ids is not None:
+        claims = claims.filter(pk__in=claim_ids)
+    claims = claim_views(iteration, claims)
+    pairs = list(PreferencePair.objects.filter(iteration=iteration, instruction=left.instruction_id).order_by("pk"))
+    row = next((p for p in pairs if {p.chosen_id, p.rejected_id} == {left.pk, right.pk}), None)
+    scored = left.score is not None and right.score is not None
+    flipped = scored and left.score < right.score
+    left_heading, right_heading = HEADINGS["flipped" if flipped else "paired" if row else "unpaired"]
+    if just_made is not None and just_made.decision != Decision.UNDO:
+        own = _own_decision(just_made)
+    elif claim_ids is None:  # the whole page: its claims' histories hold all their reviews
+        own = _own_latest(claims, reviewer)
+    else:
+        own = last_decision(Review.objects.filter(claim__response__in=[left, right]), reviewer)
+    return PairView(
+        instruction=left.instruction,
+        left=_side(left, left_heading, claims),
+        right=_side(right, right_heading, claims),
+        row=row,
+        flipped=flipped,
+        tie=scored and left.score == right.score,
+        other_pairs=[p for p in pairs if p is not row],
+        open=iteration.status == IterationStatus.REVIEWING,
+        changed=claims,
+        last_decision=own,
+    )
+
+
+def _own_latest(claims: list[ClaimView], reviewer) -> OwnDecision | None:
+    """`last_decision` read from the histories of all the page's claims, which hold every review of them."""
+    mine = [
+        (entry.created_at, entry.review_id, entry, claim)
+        for claim in claims
+        for entry in claim.history
+        if entry.standing and entry.reviewer_id == getattr(reviewer, "pk", None)
+    ]
+    if not mine:
+        return None
+    *_, entry, claim = max(mine, key=lambda row: row[:2])
+    return OwnDecision(entry.review_id, entry.decision, claim.pk, claim.text)
+
+
+def last_decision(reviews, reviewer) -> OwnDecision | None:
+    """`reviewer`'s latest decision still in force among `reviews` (a queryset), the one undo takes back."""
+    review = reviews.standing().filter(reviewer=reviewer).select_related("claim").order_by("-created_at", "-pk").first()
+    return None if review is None else _own_decision(review)
+
+
+def _own_decision(review: Review) -> OwnDecision:
+    return OwnDecision(review.pk, review.get_decision_display(), review.claim_id, review.claim.text)
+
+
+# --- the spot-check queue -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A claim of the queue, with its answer and instruction, the labeler's p_no, and a pair page showing it."""
+
+    claim: ClaimView
+    response: Response
+    instruction: Instruction
+    p_no: float
+    pair: tuple[int, int] | None  # (left, right) answers of that pair page
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one of a reviewer's reviews did: the claim's effective verdict and its answer's score before and
+    after it (None: no verdict, no score), and whether it is still in force (so undo can take it back)."""
+
+    review_id: int
+    decision: str  # its label
+    is_undo: bool
+    undone: bool  # taken back by a later undo
+    claim: Claim
+    verdict_before: bool | None
+    verdict_after: bool | None
+    score_before: int | None
+    score_after: int | None
+    pair: tuple[int, int] | None  # (left, right) answers of a pair page showing the claim
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """The spot-check queue's next claims (none when none is left), its counters, and what the reviewer's
+    latest decision here did."""
+
+    items: list[QueueItem]
+    waiting: int  # up to `window`
+    window: int
+    done: int  # claims of the iteration the reviewer reviewed
+    open: bool  # the iteration takes reviews
+    outcome: Outcome | None
+
+    @property
+    def item(self) -> QueueItem | None:
+        """The claim first in line."""
+        return self.items[0] if self.items else None
+
+
+def spot_check_queue(iteration: Iteration, window: int = QUEUE_WINDOW) -> list[int]:
+    """Verdict ids of the iteration's unreviewed claims (none of whose reviews stands: undoing a decision puts
+    its claim back) in serving order: most uncertain labeler verdict (smallest |p_yes − p_no|) first, the
+    `window` most uncertain stratified (see `stratify`) so a reviewer does not see ten claims of one answer in
+    a row. With a second labeler, the claims the two disagree on come before all others."""
+    reviewed = Review.objects.standing().filter(claim=OuterRef("claim"))
+    rows = Verdict.objects.filter(labeler=iteration.labeler, claim__response__iteration=iteration).filter(
+        ~Exists(reviewed)
+    )
+    order = [Abs(F("p_yes") - F("p_no")), "pk"]  # verdict_uncertainty_idx
+    second = second_labeler(iteration)
+    if second is None:
+        return stratify(list(rows.order_by(*order).values_list(*QUEUE_ROW)[:window]))
+    # Claims the two labelers disagree on first (one says yes, the other no), each group most uncertain first.
+    other = Verdict.objects.filter(claim=OuterRef("claim"), labeler=second).exclude(accepted=OuterRef("accepted"))
+    rows = rows.annotate(disagree=Exists(other)).order_by("-disagree", *order)
+    rows = list(rows.values_list(*QUEUE_ROW, "disagree")[:window])
+    return stratify([r[:3] for r in rows if r[3]]) + stratify([r[:3] for r in rows if not r[3]])
+
+
+def stratify(rows: list[tuple[int, int, int]]) -> list[int]:
+    """(verdict, answer, instruction) rows in uncertainty order, taken round-robin: every instruction's first
+    claim before any instruction's second, and within an instruction every answer's first before any second."""
+    per_answer, per_instruction = Counter(), Counter()
+    by_answer = []
+    for position, (verdict, answer, instruction) in enumerate(rows):
+        by_answer.append((per_answer[answer], position, verdict, instruction))
+        per_answer[answer] += 1
+    ranked = []
+    for _, position, verdict, instruction in sorted(by_answer):
+        ranked.append((per_instruction[instruction], position, verdict))
+        per_instruction[instruction] += 1
+    return [verdict for *_, verdict in sorted(ranked)]
+
+
+def queue_view(iteration: Iteration, reviewer, last_review: int | None = None) -> QueueView:
+    """The queue as `reviewer` sees it: the next claims, how many wait, how many they reviewed, and what their
+    review `last_review` did."""
+    waiting = spot_check_queue(iteration)
+    queue = waiting[:QUEUE_SHOWN]
+    verdicts = Verdict.objects.select_related("claim__response__instruction").filter(pk__in=queue)
+    shown = sorted(verdicts, key=lambda v: queue.index(v.pk))
+    items = []
+    if shown:
+        # Claims back in the queue after an undo carry their (undone) reviews.
+        history = _histories([v.claim_id for v in shown])
+        rows = [(v.claim_id, v.claim.response_id, accepts(v.p_yes, v.p_no, iteration.margin), v.p_yes) for v in shown]
+        effective = effective_verdicts(rows, _decisions(history))
+        links = pair_links(iteration, [v.claim.response for v in shown])
+        for v in shown:
+            view = _claim_view(v.claim, effective[v.claim_id], history.get(v.claim_id, []))
+            items.append(
+                QueueItem(view, v.claim.response, v.claim.response.instruction, v.p_no, links.get(v.claim.response_id))
+            )
+    # The reviewer's own count: it grows with one person's work, not with the iteration. An undo names one of
+    # its reviewer's own decisions, so both sides are read through the (reviewer, iteration) index rather than
+    # by joining every review of the iteration to find the undone ones.
+    mine = Review.objects.filter(reviewer=reviewer, iteration=iteration)
+    undone = mine.filter(undoes__isnull=False).values("undoes")
+    done = mine.filter(undoes__isnull=True).exclude(pk__in=undone)
+    return QueueView(
+        items=items,
+        waiting=len(waiting),
+        window=QUEUE_WINDOW,
+        done=done.aggregate(n=Count("claim", distinct=True))["n"],
+        open=iteration.status == IterationStatus.REVIEWING,
+        outcome=outcome(iteration, reviewer, last_review) if last_review else None,
+    )
+
+
+def pair_links(iteration: Iteration, responses: list[Response]) -> dict[int, tuple[int, int]]:
+    """For each answer, the (left, right) answers of a pair page showing it: its first stored pair, else it
+    beside its instruction's best-scoring other answer (that page says why the two are no pair)."""
+    links = {}
+    pairs = PreferencePair.objects.filter(iteration=iteration, instruction__in={r.instruction_id for r in responses})
+    for chosen, rejected in pairs.order_by("pk").values_list("chosen", "rejected"):
+        links.setdefault(chosen, (chosen, rejected))
+        links.setdefault(rejected, (chosen, rejected))
+    unpaired = [r for r in responses if r.pk not in links]
+    if unpaired:
+        others = list(
+            Response.objects.filter(iteration=iteration, instruction__in={r.instruction_id for r in unpaired})
+            .order_by(F("score").desc(nulls_last=True), "pk")
+            .values_list("pk", "instruction", "score")
+        )
+        for response in unpaired:
+            best = next(
+                ((pk, sc) for pk, ins, sc in others if ins == response.instruction_id and pk != response.pk), None
+            )
+            if best:
+                higher = best[1] is not None and (response.score is None or best[1] >= response.score)
+                links[response.pk] = (best[0], response.pk) if higher else (response.pk, best[0])
+    return links
+
+
+def outcome(iteration: Iteration, reviewer, review_id: int) -> Outcome | None:
+    """What `reviewer`'s review `review_id` of this iteration did; None when they made no such review."""
+    review = (
+        Review.objects.filter(pk=review_id, iteration=iteration, reviewer=reviewer)
+        .select_related("claim__response")
+        .first()
+    )
+    if review is None:
+        return None
+    claim = review.claim
+    rows = list(Review.objects.filter(claim=claim).order_by("created_at", "pk").values_list(*REVIEW_ROW))
+    made = [row[0] for row in rows].index(review.pk) + 1
+    verdict = Verdict.objects.filter(claim=claim, labeler=iteration.labeler).values_list("p_yes", "p_no").first()
+    labeler = None if verdict is None else accepts(*verdict, iteration.margin)
+
+    def verdict(reviews):
+        decision = standing_decisions(reviews).get(claim.pk)
+        return labeler if decision is None else decision == Decision.CORRECT
+
+    before, after = verdict(rows[: made - 1]), verdict(rows[:made])
+    score_after = claim.response.score
+    return Outcome(
+        review_id=review.pk,
+        decision=review.get_decision_display(),
+        is_undo=review.decision == Decision.UNDO,
+        undone=any(row[3] == review.pk for row in rows[made:]),
+        claim=claim,
+        verdict_before=before,
+        verdict_after=after,
+        score_before=None if score_after is None else score_after + (after is False) - (before is False),
+        score_after=score_after,
+        pair=pair_links(iteration, [claim.response]).get(claim.response_id),
+    )
