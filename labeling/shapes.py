@@ -17,6 +17,7 @@ are chosen to be confusable with a present one: same shape in another colour, or
 import json
 import random
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,15 +220,23 @@ def truth_metrics(answers: Iterable[tuple[str, Sequence[str]]]) -> dict:
     chair_i: hallucinated mentions ÷ all mentions (an object named twice counts twice, as in training.chair);
     recall: true objects an answer names ÷ true objects, summed over answers;
     mean_words: whitespace words per answer.
+
+    The count-aware pair (`count_chair_s`, `count_chair_i`) also counts a mention beyond an object's true count
+    as hallucinated: `objects` lists an object once per copy in the picture, so naming the one red circle twice
+    is one hallucinated mention. Set-based CHAIR cannot see a policy that pads its answers with repeats.
     """
     counts = dict.fromkeys(
         ["answers", "answers_with_objects", "hallucinated_answers", "mentions", "hallucinated_mentions"], 0
     )
-    counts |= {"recalled": 0, "true_objects": 0, "words": 0}
+    counts |= {"recalled": 0, "true_objects": 0, "words": 0, "count_hallucinated_answers": 0}
+    counts |= {"count_hallucinated_mentions": 0}
     for text, objects in answers:
         truth = set(objects)
         mentions = mentioned_objects(text)
         hallucinated = [name for name in mentions if name not in truth]
+        beyond = Counter(mentions) - Counter(objects)  # mentions past each object's true count
+        counts["count_hallucinated_answers"] += bool(beyond)
+        counts["count_hallucinated_mentions"] += sum(beyond.values())
         counts["answers"] += 1
         counts["answers_with_objects"] += bool(mentions)
         counts["hallucinated_answers"] += bool(hallucinated)
@@ -243,6 +252,8 @@ def truth_metrics(answers: Iterable[tuple[str, Sequence[str]]]) -> dict:
     return {
         "chair_s": ratio("hallucinated_answers", "answers_with_objects"),
         "chair_i": ratio("hallucinated_mentions", "mentions"),
+        "count_chair_s": ratio("count_hallucinated_answers", "answers_with_objects"),
+        "count_chair_i": ratio("count_hallucinated_mentions", "mentions"),
         "recall": ratio("recalled", "true_objects"),
         "mean_words": ratio("words", "answers"),
         **counts,

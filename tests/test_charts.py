@@ -20,7 +20,7 @@ EVAL = {
     "truth_chair_s": 0.4,
     "claim_hallucination_rate": 0.25,
     "truth_chair_i": 0.2,
-    "truth_mean_words": 7.25,
+    "mean_words": 7.25,
     "details": {"instructions": 300, "heldout": {"answers": 300}},
 }
 LOSS_LOG = [
@@ -53,7 +53,7 @@ def test_only_finite_numbers_one_level_deep_are_metrics():
         "eval.truth_chair_s": 0.4,
         "eval.claim_hallucination_rate": 0.25,
         "eval.truth_chair_i": 0.2,
-        "eval.truth_mean_words": 7.25,
+        "eval.mean_words": 7.25,
         "length_ratio": 0.9,
     }
     assert numbers(None) == {}
@@ -97,9 +97,25 @@ def test_trends_draw_the_true_rates_next_to_the_labeler_judged_ones():
     assert labeler.values == [50.0, None] and not labeler.dashed  # as percentages; a gap where it was not measured
     assert truth.values == [40.0, 30.0] and truth.dashed and truth.colour == labeler.colour
     assert "Answers with a hallucinated object (COCO, CHAIRs)" not in series  # never measured: no empty line
-    words = charts["Words per held-out answer"]  # in no group: a chart of its own, named in words
-    assert (words.y_title, words.unit, words.series[0].values) == ("Words per held-out answer", "", [7.25, None])
+    words = charts["Words per answer"]  # held out, beside the pairs' chosen and rejected answers
+    assert (words.y_title, words.unit, words.series[0].label) == ("words", "", "Words per held-out answer")
+    assert words.series[0].values == [7.25, None]
     assert len({chart.id for chart in charts.values()}) == len(charts)
+
+
+@pytest.mark.django_db
+def test_every_trend_starts_at_the_starting_policy():
+    """The baseline (the starting policy on the test split) is the first point: the rate's fall is visible from
+    the first evaluated iteration on, and its own baseline is not drawn again as a metric."""
+    start = {"truth_chair_s": 0.5, "repetition_share": 0.3}
+    first = IterationFactory(number=1, status=IterationStatus.DONE, metrics={"eval": EVAL, "baseline": start})
+    charts = by_title(trend_charts(iteration_stats([first]), start))
+    chart = charts["Held-out hallucination: labeler-judged and true"]
+    assert chart.x == ["start", 1] and chart.x_title.startswith("iteration (start")
+    truth = {s.label: s for s in chart.series}["Answers with a hallucinated object (truth, CHAIRs)"]
+    assert truth.values == [50.0, 40.0]
+    assert charts["Answers repeating a claim"].series[0].values == [30.0, None]
+    assert not any("baseline" in title for title in charts)
 
 
 @pytest.mark.django_db

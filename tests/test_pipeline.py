@@ -11,8 +11,10 @@ from django.conf import settings
 from django.core.management import call_command
 
 from labeling.combine import ScoredResponse, make_pairs
+from labeling.generate import candidate_seeds
 from tests.rows import snapshot
 from webapp.iterations import lifecycle
+from webapp.jobs.base import seed_key
 from webapp.jobs.watchdog import requeue_stale_jobs
 from webapp.models import (
     Claim,
@@ -89,7 +91,11 @@ def test_a_full_iteration_runs_to_the_review_gate(processes):
     assert iteration.status == IterationStatus.REVIEWING, iteration.error
     assert_complete(iteration)
     assert Job.objects.filter(iteration=iteration, kind="generate").count() == 4  # 16 instructions / chunks of 4
-    assert set(Response.objects.filter(iteration=iteration).values_list("seed", flat=True)) == {0, 1, 2, 3}
+    for instruction in iteration.instructions.all():  # each instruction's own seeds (labeling.generate)
+        seeds = set(
+            Response.objects.filter(iteration=iteration, instruction=instruction).values_list("seed", flat=True)
+        )
+        assert seeds == set(candidate_seeds(4, 0, seed_key(instruction)))
 
 
 @needs_shared_broker
@@ -137,10 +143,11 @@ def test_a_chunk_that_keeps_failing_fails_the_iteration_and_resume_finishes_it(p
     iteration = new_iteration(1, labeler="no-such-labeler")
     lifecycle.launch(iteration)
     wait_for(iteration, IterationStatus.FAILED, processes=processes)
-    assert iteration.stopped_stage == IterationStatus.LABELING
-    assert "label chunk" in iteration.error
+    # the labeler is first loaded by the baseline (the starting policy judged beside the generate stage)
+    assert iteration.stopped_stage == IterationStatus.GENERATING
+    assert "baseline chunk 0" in iteration.error
     assert "cannot load model 'no-such-labeler' with engine transformers" in iteration.error
-    assert Job.objects.filter(iteration=iteration, kind="label", state=JobState.FAILED).exists()
+    assert Job.objects.filter(iteration=iteration, kind="baseline", state=JobState.FAILED).exists()
 
     Iteration.objects.filter(pk=iteration.pk).update(labeler="tiny-llava")  # the cause, fixed
     assert lifecycle.resume(iteration)

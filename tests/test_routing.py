@@ -35,12 +35,14 @@ def test_a_7b_policy_runs_on_gpu_and_a_34b_labeler_on_gpu_x4():
         "combine": "cpu",
         "train": "gpu",
         "evaluate": "gpu-x4",  # the labeler judges the new policy's answers
+        "baseline": "gpu-x4",  # and the starting policy's
     }
 
 
 def test_without_engine_options_model_work_is_on_gpu_and_the_rest_on_cpu():
     assert queues(engine="transformers", splitter="rule") == {
         "generate": "gpu", "divide": "cpu", "label": "gpu", "combine": "cpu", "train": "gpu", "evaluate": "gpu",
+        "baseline": "gpu",
     }  # fmt: skip
 
 

@@ -145,6 +145,17 @@ def test_truth_metrics_count_hallucinations_and_recall():
     assert metrics["chair_i"] == pytest.approx(1 / 5)
     assert metrics["recall"] == pytest.approx(3 / 5)
     assert metrics["mean_words"] == pytest.approx((10 + 5 + 4 + 10) / 4)
+    # count-aware: the repeated red circle (one in the picture) is a second, hallucinated mention
+    assert metrics["count_hallucinated_answers"] == 2 and metrics["count_chair_s"] == pytest.approx(2 / 3)
+    assert metrics["count_hallucinated_mentions"] == 2 and metrics["count_chair_i"] == pytest.approx(2 / 5)
+
+
+def test_count_aware_truth_allows_as_many_mentions_as_copies():
+    two_circles = ["red circle", "red circle", "blue square"]
+    metrics = shapes.truth_metrics([("A red circle , a red circle and a blue square .", two_circles)])
+    assert metrics["count_chair_s"] == 0 and metrics["chair_s"] == 0
+    metrics = shapes.truth_metrics([("A red circle , a red circle , a red circle .", two_circles)])
+    assert metrics["count_chair_i"] == pytest.approx(1 / 3) and metrics["chair_i"] == 0
 
 
 def test_truth_metrics_of_no_answers_are_none():

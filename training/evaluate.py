@@ -11,11 +11,12 @@ their true objects (the shapes world), `truth_scores` measures the answers, and 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from labeling.answer_shape import answer_shape, shape_metrics
 from labeling.backends.base import Backend, Sampling
 from labeling.batching import batched
 from labeling.conquer import label_claims
 from labeling.divide import QuestionAnswer, divide
-from labeling.generate import Instruction, generate_candidates
+from labeling.generate import PER_INSTRUCTION, Instruction, generate_candidates
 from labeling.shapes import mentioned_objects, question_is_true, truth_metrics
 
 GREEDY = Sampling(temperature=0.0, max_new_tokens=512)
@@ -30,6 +31,7 @@ class JudgedAnswer:
     accepted: tuple[bool, ...] = ()
     failure: str | None = None
     questions: tuple[str, ...] = ()
+    claims: tuple[str, ...] = ()  # the claims the questions ask about, as divided
 
     @property
     def rejected(self) -> int:
@@ -50,13 +52,15 @@ def answer_and_judge(
     divide_method: str = "rule",
     divider: Backend | None = None,
     seed: int = 0,
+    seeding: str = PER_INSTRUCTION,
     batch_size: int = 8,
     progress: Callable[[int], None] = lambda done: None,
 ) -> list[JudgedAnswer]:
-    """One answer per instruction (seed `seed`), divided into claims and labelled; `progress(done)` per batch."""
+    """One answer per instruction (drawn from `seed` as generate draws candidates: labeling.generate), divided into
+    claims and labelled; `progress(done)` per batch."""
     answers = []
     for batch in batched(instructions, batch_size):
-        answers += generate_candidates(policy, batch, 1, sampling, seed)
+        answers += generate_candidates(policy, batch, 1, sampling, seed, seeding)
         progress(len(answers))
     divided = divide(
         [QuestionAnswer(i.question, a.text) for i, a in zip(instructions, answers, strict=True)],
@@ -76,6 +80,7 @@ def answer_and_judge(
             accepted=tuple(next(verdicts).accepted for _ in result.claims),
             failure=result.failure,
             questions=tuple(claim.question for claim in result.claims),
+            claims=tuple(claim.text for claim in result.claims),
         )
         for answer, result in zip(answers, divided, strict=True)
     ]
@@ -96,6 +101,11 @@ def hallucination_rates(answers: Sequence[JudgedAnswer]) -> dict:
         "answers_with_hallucination": with_any,
         "answer_hallucination_rate": with_any / len(judged) if judged else None,
     }
+
+
+def answer_shapes(answers: Sequence[JudgedAnswer]) -> dict:
+    """Words, claims and repeats per answer (labeling.answer_shape), over the answers that divided."""
+    return shape_metrics(answer_shape(a.text, a.claims) for a in answers if a.failure is None)
 
 
 def labeler_accuracy(judgements, is_true: Callable[[str, Sequence[str]], bool | None] = question_is_true) -> dict:

@@ -521,6 +521,10 @@ class AuditItem(models.Model):
 
 class JobKind(models.TextChoices):
     GENERATE = "generate"
+    # The starting policy evaluated as `evaluate` does its checkpoint, beside the generate stage, so the gate
+    # already shows where the loop starts (the "iteration 0" point); skipped when an earlier evaluation of that
+    # policy, measured the same way, is there to copy (webapp/iterations/baseline.py).
+    BASELINE = "baseline"
     DIVIDE = "divide"
     LABEL = "label"
     COMBINE = "combine"
@@ -536,6 +540,7 @@ STAGE_OF_JOB = {
     JobKind.COMBINE: IterationStatus.COMBINING,
     JobKind.TRAIN: IterationStatus.TRAINING,
     JobKind.EVALUATE: IterationStatus.EVALUATING,
+    JobKind.BASELINE: IterationStatus.GENERATING,
 }
 
 

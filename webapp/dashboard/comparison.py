@@ -2,11 +2,13 @@
 
 The paper's ablations compare feedback strategies by what the trained policy does on held-out instructions.
 Where the instructions carry their true objects (the shapes world), the rate is the true one: the share of
-answers naming an absent object (CHAIRs, `eval.truth_chair_s`). Elsewhere it is the iteration's labeler's:
-the share of answers with a rejected claim (`eval.answer_hallucination_rate`), judged claim by claim whatever
-the strategy, and comparable only between iterations with the same labeler. Only iterations that started from
-the same policy compare the strategies themselves, so rows are grouped by it, and each says how far its rate
-moved from its starting policy's when an evaluated iteration produced that policy.
+answers naming an absent object or an object more times than the picture holds it (count-aware CHAIRs,
+`eval.truth_count_chair_s`; set-based `eval.truth_chair_s` for evaluations made before it). Elsewhere it is
+the iteration's labeler's: the share of answers with a rejected claim (`eval.answer_hallucination_rate`),
+judged claim by claim whatever the strategy, and comparable only between iterations with the same labeler.
+Only iterations that started from the same policy compare the strategies themselves, so rows are grouped by
+it, and each says how far its rate moved from its starting policy's: the evaluation of the iteration that
+produced that policy, else the iteration's own baseline (webapp.iterations.baseline), measured the same way.
 """
 
 from dataclasses import dataclass
@@ -43,13 +45,18 @@ class Compared:
         return "the true objects" if self.measured_by == TRUTH else f"labeler {self.iteration.labeler}"
 
 
-def measured_rate(iteration: Iteration) -> tuple[float, str] | None:
-    """(rate, TRUTH or LABELER) of an evaluated iteration's held-out answers; None before its evaluation."""
-    evaluation = (iteration.metrics or {}).get("eval") or {}
-    if evaluation.get("truth_chair_s") is not None:
-        return evaluation["truth_chair_s"], TRUTH
-    if evaluation.get("answer_hallucination_rate") is not None:
-        return evaluation["answer_hallucination_rate"], LABELER
+# The rate each row reads, first found: count-aware truth (a repeat past an object's count is a hallucination),
+# set-based truth (evaluations made before the count-aware rate), the labeler's.
+RATES = (("truth_count_chair_s", TRUTH), ("truth_chair_s", TRUTH), ("answer_hallucination_rate", LABELER))
+
+
+def measured_rate(iteration: Iteration, which: str = "eval") -> tuple[float, str, str] | None:
+    """(rate, TRUTH or LABELER, its key) of an evaluated iteration's held-out answers (`which`: "eval", or
+    "baseline" for its starting policy's); None before that evaluation."""
+    evaluation = (iteration.metrics or {}).get(which) or {}
+    for key, measured_by in RATES:
+        if evaluation.get(key) is not None:
+            return evaluation[key], measured_by, key
     return None
 
 
@@ -61,12 +68,13 @@ def compare(iterations: list[Iteration]) -> list[Compared]:
     for it in iterations:
         if (measured := measured_rate(it)) is None:
             continue
-        rate, measured_by = measured
+        rate, measured_by, key = measured
         change = None
-        if (start := by_checkpoint.get(it.policy)) and (before := measured_rate(start)):
-            same_judge = measured_by == TRUTH or start.labeler == it.labeler
-            if before[1] == measured_by and same_judge:
-                change = rate - before[0]
+        start = by_checkpoint.get(it.policy)
+        # the starting policy's rate: the evaluation of the iteration that trained it, else the iteration's baseline
+        before = measured_rate(start) if start else measured_rate(it, "baseline")
+        if before and before[2] == key and (measured_by == TRUTH or start is None or start.labeler == it.labeler):
+            change = rate - before[0]
         strategy = (it.config or {}).get("strategy", "rlaifv")
         pairs = ((it.metrics or {}).get("train") or {}).get("pairs")
         rows.append(Compared(it, strategy, rate, measured_by, pairs, start.number if start else None, change))

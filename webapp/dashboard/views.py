@@ -10,8 +10,10 @@ from django.shortcuts import render
 
 from webapp.dashboard.comparison import compare
 from webapp.iterations import lifecycle
+from webapp.iterations.baseline import start_of
 from webapp.iterations.charts import as_data, score_chart, trend_charts
 from webapp.iterations.metrics import iteration_stats
+from webapp.iterations.monitors import monitor
 from webapp.models import InstructionSource, Iteration, IterationStatus
 from webapp.review.audit_sample import latest_audits, with_latest_audit
 
@@ -21,7 +23,9 @@ SHOWN = 20
 def index(request):
     stats = iteration_stats(list(with_latest_audit(Iteration.objects.order_by("-number"))[:SHOWN]))
     latest = stats[0].iteration if stats else None
-    trends = as_data(trend_charts(list(reversed(stats))))
+    start = start_of([s.iteration for s in reversed(stats)])
+    trends = as_data(trend_charts(list(reversed(stats)), start))
+    evaluated = next((s.iteration for s in stats if "eval" in (s.iteration.metrics or {})), latest)
     scores = [score_chart(s) for s in stats]
     audits = latest_audits([s.iteration for s in stats])
     context = {
@@ -30,8 +34,11 @@ def index(request):
         # each iteration, its score histogram and its latest audit
         "rows": [(s, chart, audits.get(s.iteration.pk)) for s, chart in zip(stats, scores, strict=True)],
         "compared": compare([s.iteration for s in stats]),
+        # the latest evaluated iteration's answers against the start, and its pairs
+        "monitor": monitor(evaluated, start) if evaluated else None,
         "active": set(lifecycle.ACTIVE),
         "trends": trends,
+        "start": start,
         "charts": trends + as_data([chart for chart in scores if chart]),
         "sources": InstructionSource.objects.filter(instructions__gt=0),
     }

@@ -54,6 +54,8 @@ TRENDS = [
         [
             ("eval.answer_hallucination_rate", "eval.truth_chair_s"),
             ("eval.claim_hallucination_rate", "eval.truth_chair_i"),
+            ("eval.truth_count_chair_s",),
+            ("eval.truth_count_chair_i",),
             ("eval.chair_s",),
             ("eval.chair_i",),
         ],
@@ -76,6 +78,18 @@ TRENDS = [
         ],
     ),
     ("True objects named", "% of true objects", [("eval.truth_recall", "eval.object_recall")]),
+    # What a policy that games the labeler changes first (labeling.answer_shape): held out, and in the pairs.
+    (
+        "Answers repeating a claim",
+        "% of answers",
+        [("eval.repetition_share",), ("pairs.chosen_repetition_share",), ("pairs.rejected_repetition_share",)],
+    ),
+    (
+        "Words per answer",
+        "words",
+        [("eval.mean_words", "eval.truth_mean_words"), ("pairs.chosen_mean_words",), ("pairs.rejected_mean_words",)],
+    ),
+    ("Claims per held-out answer", "claims", [("eval.mean_distinct_claims",), ("eval.mean_repeated_claims",)]),
 ]
 
 
@@ -88,8 +102,9 @@ def scaled(values: list[float | None], as_percent: bool) -> list[float | None]:
 
 
 def trend_row(stats: IterationStats) -> dict[str, float]:
-    """One iteration's numbers for the trends: its stored metrics and what the dashboard derives."""
-    row = numbers(stats.iteration.metrics)
+    """One iteration's numbers for the trends: its stored metrics and what the dashboard derives. Its baseline is
+    not among them: the trends draw one, the loop's start, as their first point."""
+    row = {k: v for k, v in numbers(stats.iteration.metrics).items() if not k.startswith("baseline.")}
     if stats.rejected_share is not None:
         row["claims_rejected"] = stats.rejected_share
     if stats.agreement:
@@ -99,15 +114,22 @@ def trend_row(stats: IterationStats) -> dict[str, float]:
     return row
 
 
-def trend_charts(stats: list[IterationStats]) -> list[Chart]:
-    """Line charts across iterations (`stats` oldest first): the TRENDS groups, then each other stored metric."""
+START = "start"  # the x of the starting policy's point
+
+
+def trend_charts(stats: list[IterationStats], start: dict | None = None) -> list[Chart]:
+    """Line charts across iterations (`stats` oldest first): the TRENDS groups, then each other stored metric.
+    `start`, the starting policy's evaluation (webapp.iterations.baseline), is every chart's first point."""
     rows = [trend_row(s) for s in stats]
     x = [s.iteration.number for s in stats]
+    agreement = [s.agreement for s in stats]
+    if start:
+        rows, x, agreement = [numbers({"eval": start})] + rows, [START, *x], [None, *agreement]
     charts, grouped = [], set()
     bands = {
         "reviewer_agreement": {
-            "low": scaled([s.agreement.low if s.agreement else None for s in stats], True),
-            "high": scaled([s.agreement.high if s.agreement else None for s in stats], True),
+            "low": scaled([a.low if a else None for a in agreement], True),
+            "high": scaled([a.high if a else None for a in agreement], True),
         }
     }
 
@@ -118,7 +140,8 @@ def trend_charts(stats: list[IterationStats]) -> list[Chart]:
 
     def chart(title, y_title, series_list, about):
         unit = "%" if about.percent else ""
-        charts.append(Chart(f"trend-{len(charts)}", title, "iteration", y_title, x, series_list, unit=unit))
+        x_title = "iteration (start: the starting policy)" if start else "iteration"
+        charts.append(Chart(f"trend-{len(charts)}", title, x_title, y_title, x, series_list, unit=unit))
 
     for title, y_title, groups in TRENDS:
         grouped |= {key for group in groups for key in group}

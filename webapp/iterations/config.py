@@ -16,6 +16,9 @@ DEFAULT_CONFIG = {
     "top_p": 1.0,
     "max_new_tokens": 512,
     "seed": 0,
+    # Each instruction's answers drawn from seeds of its own (labeling.generate); iterations made before this
+    # default keep "shared" (migration 0020), the seeds they were drawn with.
+    "seeding": "per_instruction",
     "pairs_per_instruction": 2,
     "length_balance": True,
     "chunk_size": None,  # None: settings.CHUNK_SIZE
@@ -137,6 +140,7 @@ def models_of(iteration: Iteration, kind: str) -> list[tuple[str, str]]:
             *divider,
             ("labeler", iteration.labeler),
         ],
+        JobKind.BASELINE: [("policy", iteration.policy), *divider, ("labeler", iteration.labeler)],
     }.get(kind, [])
 
 

@@ -27,6 +27,7 @@ STAGE_UNITS = {
     JobKind.COMBINE: "answers",
     JobKind.TRAIN: "steps",
     JobKind.EVALUATE: "answers",
+    JobKind.BASELINE: "answers",
 }
 # Before launch generate is sized in answers: its cost grows with n, which its jobs (counting instructions) hide.
 ESTIMATE_UNITS = STAGE_UNITS | {JobKind.GENERATE: "answers"}
@@ -194,7 +195,7 @@ def estimate(iteration) -> IterationEstimate | None:
     now = sizes(instructions, cfg, per_answer, then[JobKind.EVALUATE], then[JobKind.TRAIN] * ratio)
     stages = []
     for kind in JobKind.values:
-        if kind not in seconds or not then[kind]:
+        if kind not in seconds or not then.get(kind):
             continue
         rate = then[kind] / seconds[kind] if seconds[kind] > 0 else 0.0
         stages.append(StageEstimate(kind, now[kind], rate, now[kind] / rate if rate else seconds[kind]))

@@ -17,12 +17,15 @@ from django.utils import timezone
 from labeling.batching import batched
 from webapp import limits
 from webapp.accounts import audit
+from webapp.iterations import baseline
 from webapp.iterations.config import config
 from webapp.iterations.dispatch import enqueue
 from webapp.models import STAGE_OF_JOB, AuditAction, Iteration, IterationStatus, Job, JobKind, JobState
 
 S = IterationStatus
-JOB_OF_STAGE = {stage: kind for kind, stage in STAGE_OF_JOB.items()}
+# Each stage's chunk jobs; the generate stage also runs the baseline job when the starting policy needs one.
+JOB_OF_STAGE = {stage: kind for kind, stage in STAGE_OF_JOB.items() if kind != JobKind.BASELINE}
+KINDS_OF_STAGE = {stage: [k for k, s in STAGE_OF_JOB.items() if s == stage] for stage in JOB_OF_STAGE}
 NEXT_STAGE = {
     S.GENERATING: S.DIVIDING,
     S.DIVIDING: S.LABELING,
@@ -33,7 +36,7 @@ NEXT_STAGE = {
 }
 ACTIVE = list(JOB_OF_STAGE)
 # Stages that see the whole iteration at once: one job, not one per chunk.
-WHOLE_ITERATION_JOBS = {JobKind.COMBINE, JobKind.TRAIN, JobKind.EVALUATE}
+WHOLE_ITERATION_JOBS = {JobKind.COMBINE, JobKind.TRAIN, JobKind.EVALUATE, JobKind.BASELINE}
 
 
 def start_stage(iteration: Iteration, stage: str) -> None:
@@ -44,15 +47,17 @@ def start_stage(iteration: Iteration, stage: str) -> None:
     ids = sorted(iteration.instructions.values_list("pk", flat=True))
     size = max(len(ids), 1) if kind in WHOLE_ITERATION_JOBS else config(iteration)["chunk_size"]
     chunks = list(batched(ids, size)) or [[]]
-    Job.objects.bulk_create(
-        [
-            Job(iteration=iteration, kind=kind, chunk=n, instruction_ids=chunk, total=len(chunk))
-            for n, chunk in enumerate(chunks)
-        ],
-        ignore_conflicts=True,
-    )
+    jobs = [
+        Job(iteration=iteration, kind=kind, chunk=n, instruction_ids=chunk, total=len(chunk))
+        for n, chunk in enumerate(chunks)
+    ]
+    if stage == S.GENERATING and baseline.needs_job(iteration):
+        jobs.append(Job(iteration=iteration, kind=JobKind.BASELINE, chunk=0, instruction_ids=[], total=0))
+    Job.objects.bulk_create(jobs, ignore_conflicts=True)
     for job in (
-        Job.objects.filter(iteration=iteration, kind=kind).exclude(state=JobState.SUCCEEDED).select_related("iteration")
+        Job.objects.filter(iteration=iteration, kind__in=KINDS_OF_STAGE[stage])
+        .exclude(state=JobState.SUCCEEDED)
+        .select_related("iteration")
     ):
         enqueue(job)
 
@@ -72,7 +77,11 @@ def launch(iteration: Iteration) -> bool:
 def advance_if_stage_done(iteration: Iteration, kind: str) -> bool:
     """Start the next stage when every job of this one has succeeded; only one caller ever wins."""
     stage = STAGE_OF_JOB[kind]
-    if Job.objects.filter(iteration=iteration, kind=kind).exclude(state=JobState.SUCCEEDED).exists():
+    if (
+        Job.objects.filter(iteration=iteration, kind__in=KINDS_OF_STAGE[stage])
+        .exclude(state=JobState.SUCCEEDED)
+        .exists()
+    ):
         return False
     with transaction.atomic():
         if not iteration.advance(stage, NEXT_STAGE[stage]):
@@ -113,9 +122,9 @@ def resume(iteration: Iteration) -> bool:
     with transaction.atomic():
         if not iteration.advance(stopped, stage, error="", stopped_stage=""):
             return False
-        Job.objects.filter(iteration=iteration, kind=JOB_OF_STAGE[stage]).exclude(state=JobState.SUCCEEDED).update(
-            state=JobState.PENDING, error=""
-        )  # `done` stays: progress never goes back (Job.progress)
+        Job.objects.filter(iteration=iteration, kind__in=KINDS_OF_STAGE[stage]).exclude(
+            state=JobState.SUCCEEDED
+        ).update(state=JobState.PENDING, error="")  # `done` stays: progress never goes back (Job.progress)
         start_stage(iteration, stage)
         audit.record(AuditAction.RESUME, iteration=iteration, target=str(iteration), stage=stage, was=stopped)
     advance_if_stage_done(iteration, JOB_OF_STAGE[stage])

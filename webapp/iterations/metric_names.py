@@ -27,7 +27,18 @@ METRICS = {
     "eval.truth_recall": Metric("True objects named (truth, recall)", percent=True, truth=True),
     "eval.object_recall": Metric("True objects named (COCO, recall)", percent=True, truth=True),
     "eval.truth_labeler_accuracy": Metric("Labeler right on held-out claims (truth)", percent=True, truth=True),
-    "eval.truth_mean_words": Metric("Words per held-out answer"),
+    "eval.truth_count_chair_s": Metric(
+        "Answers with a hallucinated or over-counted object (truth, count-aware CHAIRs)", percent=True, truth=True
+    ),
+    "eval.truth_count_chair_i": Metric(
+        "Object mentions hallucinated or past the true count (truth, count-aware CHAIRi)", percent=True, truth=True
+    ),
+    # What the answers look like (labeling.answer_shape): a policy that games the labeler shows here first.
+    "eval.repetition_share": Metric("Held-out answers repeating a claim", percent=True),
+    "eval.mean_repeated_claims": Metric("Repeated claims per held-out answer"),
+    "eval.mean_distinct_claims": Metric("Distinct claims per held-out answer"),
+    "eval.mean_words": Metric("Words per held-out answer"),
+    "eval.truth_mean_words": Metric("Words per held-out answer (instructions with known objects)"),
     # The combine stage, where instructions carry their true objects.
     "feedback.labeler_accuracy": Metric("Labeler right on training claims (truth)", percent=True, truth=True),
     "feedback.claims_judged": Metric("Training claims checked against the truth"),
@@ -36,17 +47,30 @@ METRICS = {
     "feedback.pairs_wrong": Metric("Pairs preferring the answer with more wrong objects (truth)", truth=True),
     "feedback.pairs_even": Metric("Pairs whose answers have as many wrong objects (truth)", truth=True),
     "length_ratio": Metric("Length ratio allowed between a pair's answers"),
+    # The combine stage, always: what DPO will be taught to prefer, beside what it is taught to avoid.
+    "pairs.chosen_repetition_share": Metric("Chosen answers repeating a claim", percent=True),
+    "pairs.rejected_repetition_share": Metric("Rejected answers repeating a claim", percent=True),
+    "pairs.chosen_mean_words": Metric("Words per chosen answer"),
+    "pairs.rejected_mean_words": Metric("Words per rejected answer"),
     # The train stage.
     "train.pairs": Metric("Pairs trained on"),
     "train.steps": Metric("Optimizer steps"),
     "train.final_loss": Metric("Final DPO loss"),
 }
 
-SECTIONS = {"eval": "Held-out evaluation", "train": "Training", "feedback": "Training data against the truth"}
+SECTIONS = {
+    "eval": "Held-out evaluation",
+    "baseline": "The starting policy, evaluated the same way",
+    "train": "Training",
+    "pairs": "Training pairs, as combined",
+    "feedback": "Training data against the truth",
+}
 
 
 def metric(key: str) -> Metric:
-    """The key's label and unit; an unknown key is its own label."""
+    """The key's label and unit; an unknown key is its own label. A baseline figure reads as the evaluation's."""
+    if key.startswith("baseline."):
+        key = "eval." + key.removeprefix("baseline.")
     return METRICS.get(key) or Metric(key)
 
 
@@ -73,7 +97,12 @@ def numbers(metrics: dict | None, prefix: str = "") -> dict[str, float]:
 def ordered(keys) -> list[str]:
     """Known keys in the order of METRICS (each truth rate after the labeler's), then the others by name."""
     order = list(METRICS)
-    return sorted(keys, key=lambda key: (order.index(key), "") if key in METRICS else (len(order), key))
+
+    def rank(key):
+        known = "eval." + key.removeprefix("baseline.") if key.startswith("baseline.") else key
+        return (order.index(known), key) if known in METRICS else (len(order), key)
+
+    return sorted(keys, key=rank)
 
 
 @dataclass(frozen=True)

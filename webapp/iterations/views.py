@@ -9,11 +9,13 @@ from webapp.accounts import audit
 from webapp.accounts.permissions import reviewer_required, staff_required
 from webapp.iterations import eta, lifecycle
 from webapp.iterations.actions import LABELS, offered, run_action
+from webapp.iterations.baseline import start_for
 from webapp.iterations.charts import as_data, training_charts
 from webapp.iterations.config import engine_settings
 from webapp.iterations.dispatch import stage_queues
 from webapp.iterations.forms import IterationForm
 from webapp.iterations.metric_names import figures
+from webapp.iterations.monitors import monitor
 from webapp.iterations.progress import iteration_progress
 from webapp.models import Iteration, Job, JobKind
 
@@ -57,6 +59,7 @@ def iteration_detail(request, number):
     train_jobs = Job.objects.filter(iteration=iteration, kind=JobKind.TRAIN).order_by("chunk")
     context["charts"] = as_data(training_charts(list(train_jobs)))
     context["figures"] = figures(iteration.metrics)
+    context["monitor"] = monitor(iteration, start_for(iteration))
     context["can_export"] = request.user.is_staff and iteration.pairs.exists()
     context["events"] = audit.recent(iteration)
     context["engines"] = engine_settings(iteration)

@@ -1,4 +1,5 @@
-"""What every job body shares: the all-or-nothing commit of a chunk's rows, and text cleaning.
+"""What every job body shares: the all-or-nothing commit of a chunk's rows, text cleaning, and an instruction as
+the labeling library sees it.
 
 Every job is idempotent: it computes only what is missing (unique constraints + skipping rows that exist),
 writes its rows and marks its job done in one transaction (`commit_chunk`), and writes nothing if the
@@ -7,11 +8,14 @@ job) gives the same rows as once.
 """
 
 from collections.abc import Callable
+from pathlib import Path
 
 from django.db import transaction
 
+from labeling.generate import Instruction as LabelingInstruction
+from labeling.generate import instruction_key
 from webapp.iterations import counts
-from webapp.models import Iteration, Job, JobKind
+from webapp.models import Instruction, Iteration, Job, JobKind
 
 
 class Stopped(Exception):
@@ -37,6 +41,17 @@ def commit_chunk(job: Job, write: Callable[[], object]) -> None:
             write()
             counts.add(job.iteration, counts.tally(job.iteration, instructions) - before)
         job.succeed()
+
+
+def seed_key(instruction: Instruction) -> str:
+    """What an instruction's answers' seeds are drawn from: its content, so a re-import draws the same answers."""
+    return instruction_key(instruction.image_sha256, instruction.question)
+
+
+def for_labeling(instruction: Instruction) -> LabelingInstruction:
+    return LabelingInstruction(
+        instruction.pk, Path(instruction.image.path), instruction.question, seed_key(instruction)
+    )
 
 
 def clean_text(text: str) -> str:

@@ -8,18 +8,18 @@ iteration at once). Each writes through `commit_chunk`, so a retried or re-sent 
 import logging
 from pathlib import Path
 
+from labeling.answer_shape import answer_shape, shape_metrics
 from labeling.backends.base import Sampling
 from labeling.batching import batched
 from labeling.combine import ScoredResponse, combine_pairs
 from labeling.conquer import label_claims
 from labeling.divide import QuestionAnswer
 from labeling.divide import divide as divide_answers
-from labeling.generate import Instruction as LabelingInstruction
 from labeling.generate import candidate_seeds, generate_candidates
 from labeling.shapes import question_is_true
 from training.evaluate import labeler_accuracy, pair_truth
 from webapp.iterations.config import config, engine_options, generator, labelers, splitter
-from webapp.jobs.base import clean_text, commit_chunk
+from webapp.jobs.base import clean_text, commit_chunk, for_labeling, seed_key
 from webapp.jobs.engines import backend_for
 from webapp.models import (
     Claim,
@@ -39,12 +39,15 @@ log = logging.getLogger(__name__)
 
 def generate(job: Job) -> None:
     iteration, cfg = job.iteration, config(job.iteration)
-    seeds = candidate_seeds(cfg["n"], cfg["seed"])
     instructions = list(Instruction.objects.filter(pk__in=job.instruction_ids).order_by("pk"))
     have = set(
         Response.objects.filter(iteration=iteration, instruction__in=instructions).values_list("instruction", "seed")
     )
-    todo = [i for i in instructions if any((i.pk, seed) not in have for seed in seeds)]
+    todo = [
+        i
+        for i in instructions
+        if any((i.pk, seed) not in have for seed in candidate_seeds(cfg["n"], cfg["seed"], seed_key(i), cfg["seeding"]))
+    ]
     job.start(total=len(instructions))
     sampling = Sampling(temperature=cfg["temperature"], top_p=cfg["top_p"], max_new_tokens=cfg["max_new_tokens"])
     rows, done = [], len(instructions) - len(todo)
@@ -53,8 +56,11 @@ def generate(job: Job) -> None:
             iteration.engine, generator(iteration), options=engine_options(iteration, "policy"), stage=job.kind
         )
         for batch in batched(todo, cfg["generate_batch"]):
-            inputs = [LabelingInstruction(i.pk, Path(i.image.path), i.question) for i in batch]
-            for c in generate_candidates(backend, inputs, n=cfg["n"], sampling=sampling, base_seed=cfg["seed"]):
+            inputs = [for_labeling(i) for i in batch]
+            candidates = generate_candidates(
+                backend, inputs, n=cfg["n"], sampling=sampling, base_seed=cfg["seed"], seeding=cfg["seeding"]
+            )
+            for c in candidates:
                 if (c.instruction_id, c.seed) not in have:
                     rows.append(
                         Response(
@@ -168,7 +174,7 @@ def combine(job: Job, is_true=question_is_true) -> None:
     pairs = combined.pairs
     for r in responses:
         r.score = -r.n_rejected
-    metrics = {"length_ratio": combined.length_ratio}
+    metrics = {"length_ratio": combined.length_ratio, "pairs": pair_shapes(responses, pairs)}
     if feedback := feedback_against_truth(iteration, responses, pairs, is_true):
         metrics["feedback"] = feedback
 
@@ -193,6 +199,25 @@ def combine(job: Job, is_true=question_is_true) -> None:
         )
 
     commit_chunk(job, write)
+
+
+def pair_shapes(responses: list[Response], pairs) -> dict:
+    """The chosen and the rejected answers' words and repeated claims (labeling.answer_shape), as combined: when
+    the chosen answers repeat claims far more often than the rejected ones, DPO will teach repeating."""
+    texts = {r.pk: r.text for r in responses}
+    claims: dict[int, list[str]] = {}
+    paired = [p.chosen_id for p in pairs] + [p.rejected_id for p in pairs]
+    for chunk in batched(paired, 2000):
+        for response, text in Claim.objects.filter(response__in=chunk).values_list("response", "text").iterator():
+            claims.setdefault(response, []).append(text)
+    figures = {}
+    for side in ("chosen", "rejected"):
+        shapes = [
+            answer_shape(texts[getattr(p, f"{side}_id")], claims.get(getattr(p, f"{side}_id"), [])) for p in pairs
+        ]
+        measured = shape_metrics(shapes)
+        figures |= {f"{side}_{key}": measured[key] for key in ("repetition_share", "mean_words")}
+    return figures
 
 
 def feedback_against_truth(iteration: Iteration, responses: list[Response], pairs, is_true) -> dict | None:

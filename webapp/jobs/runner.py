@@ -16,6 +16,7 @@ SHARED = {
     JobKind.GENERATE: rlaifv.generate,
     JobKind.TRAIN: train_evaluate.train,
     JobKind.EVALUATE: train_evaluate.evaluate,
+    JobKind.BASELINE: train_evaluate.evaluate_baseline,
 }
 # Per strategy, per job kind, the work it does: a whole-response iteration divides its own way (one claim per
 # answer), a self-reward iteration divides, labels and combines its own way.

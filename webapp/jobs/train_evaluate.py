@@ -41,12 +41,12 @@ from django.db.models import F, Value
 from django.db.models.functions import Greatest
 
 from labeling.backends.base import Sampling
-from labeling.generate import Instruction as LabelingInstruction
 from training.dpo import DPOSettings, parse_progress
+from webapp.iterations.baseline import measurement, test_split
 from webapp.iterations.config import config, engine_options, splitter
-from webapp.jobs.base import Stopped, commit_chunk
+from webapp.jobs.base import Stopped, commit_chunk, for_labeling
 from webapp.jobs.engines import OnFirstUse, backend_for, release_models, resolve_model
-from webapp.models import Instruction, Iteration, IterationStatus, Job, Split
+from webapp.models import Instruction, Iteration, IterationStatus, Job
 
 HEARTBEAT_SECONDS = 1.0
 LOSS_CURVE_KEYS = ("step", "epoch", "loss", "learning_rate", "grad_norm", "rewards/accuracies", "rewards/margins")
@@ -193,11 +193,6 @@ def train(job: Job) -> None:
     commit_chunk(job, write)
 
 
-def _heldout(limit) -> list[Instruction]:
-    instructions = Instruction.objects.filter(split=Split.HELDOUT).order_by("pk")
-    return list(instructions[:limit] if limit else instructions)
-
-
 def _chair(cfg: dict, instructions: list[Instruction], answers) -> dict:
     from training.chair import chair, find_image_ids, load_ground_truth
 
@@ -213,17 +208,36 @@ def _chair(cfg: dict, instructions: list[Instruction], answers) -> dict:
 
 
 def evaluate(job: Job) -> None:
-    from training.evaluate import answer_and_judge, hallucination_rates, truth_scores
-
-    iteration, cfg = job.iteration, config(job.iteration)
+    """The trained checkpoint on the test split: metrics["eval"]."""
+    iteration = job.iteration
     if not iteration.checkpoint:
         raise ValueError(f"{iteration} has no checkpoint to evaluate")
-    instructions = _heldout(cfg.get("eval_limit"))
+    result = _evaluation(job, iteration.checkpoint)
+    commit_chunk(job, lambda: _update_metrics(iteration, "eval", result))
+
+
+def evaluate_baseline(job: Job) -> None:
+    """The starting policy on the test split, measured as `evaluate` measures the checkpoint: metrics["baseline"]
+    (webapp/iterations/baseline.py)."""
+    iteration = job.iteration
+    result = _evaluation(job, iteration.policy)
+    commit_chunk(job, lambda: _update_metrics(iteration, "baseline", result))
+
+
+def _evaluation(job: Job, model: str) -> dict:
+    """`model` answers each test instruction once; the answers are divided and judged by the iteration's labeler,
+    checked against the truth where it is known, and measured for length and repeats."""
+    from training.evaluate import answer_and_judge, answer_shapes, hallucination_rates, truth_scores
+
+    iteration, cfg = job.iteration, config(job.iteration)
+    instructions = test_split(cfg.get("eval_limit"))
     job.start(total=len(instructions))
-    details: dict = {"policy": iteration.checkpoint, "instructions": len(instructions)}
+    details: dict = {"policy": model, "instructions": len(instructions), "measurement": measurement(iteration)}
     result: dict = {"details": details}  # the numbers at the top level are the ones plotted across iterations
+    trained = model != iteration.policy
     if instructions:
-        engine = "transformers" if iteration.engine == Iteration.Engine.OPENAI else iteration.engine
+        # A checkpoint is a local folder even when the iteration's models are served (openai)
+        engine = "transformers" if trained and iteration.engine == Iteration.Engine.OPENAI else iteration.engine
         how = splitter(iteration)
         # Answer, divide, judge: one phase after another, each model loaded when its phase starts (the pool shuts
         # the previous phase's down first unless the budget holds both).
@@ -235,46 +249,48 @@ def evaluate(job: Job) -> None:
         if how.model:
             options = engine_options(iteration, "splitter", engine)
             divider = OnFirstUse(
-                lambda: backend_for(engine, iteration.checkpoint, how.model, options=options, stage="evaluate/divide")
+                lambda: backend_for(engine, model, how.model, options=options, stage="evaluate/divide")
             )
         sampling = Sampling(
             temperature=cfg.get("eval_temperature", 0.0),
             max_new_tokens=cfg.get("eval_max_new_tokens", cfg["max_new_tokens"]),
         )
         answers = answer_and_judge(
-            OnFirstUse(
-                lambda: backend_for(engine, iteration.checkpoint, options=policy_options, stage="evaluate/answer")
-            ),
+            OnFirstUse(lambda: backend_for(engine, model, options=policy_options, stage="evaluate/answer")),
             OnFirstUse(
                 lambda: backend_for(
                     iteration.engine, iteration.labeler, options=labeler_options, stage="evaluate/judge"
                 )
             ),
-            [LabelingInstruction(i.pk, Path(i.image.path), i.question) for i in instructions],
+            [for_labeling(i) for i in instructions],
             sampling=sampling,
             divide_method=how.method,
             divider=divider,
             seed=cfg["seed"],
+            seeding=cfg["seeding"],
             batch_size=cfg["generate_batch"],
             progress=job.progress,
         )
         details["heldout"] = hallucination_rates(answers)
         for key in ("claim_hallucination_rate", "answer_hallucination_rate"):
             result[key] = details["heldout"][key]
+        details["shape"] = answer_shapes(answers)
+        for key in ("repetition_share", "mean_repeated_claims", "mean_distinct_claims", "mean_words"):
+            result[key] = details["shape"][key]
         truth = {i.pk: i.objects_present for i in instructions if i.objects_present is not None}
         if truth:
             details["truth"] = truth_scores(answers, truth)
-            for key in ("chair_s", "chair_i", "recall", "mean_words", "labeler_accuracy"):
+            for key in ("chair_s", "chair_i", "count_chair_s", "count_chair_i", "recall", "labeler_accuracy"):
                 result[f"truth_{key}"] = details["truth"][key]
         if cfg.get("coco_instances") or cfg.get("coco_captions"):
             details["chair"] = _chair(cfg, instructions, answers)
             result |= {key: details["chair"][key] for key in ("chair_s", "chair_i")}
             result["object_recall"] = details["chair"]["recall"]
-        answers_file = Path(resolve_model(iteration.checkpoint)) / "heldout_answers.jsonl"
-        with answers_file.open("w", encoding="utf-8") as out:
-            for answer in answers:
-                row = {"instruction": answer.instruction_id, "answer": answer.text, "accepted": answer.accepted}
-                out.write(json.dumps(row | {"split_failed": answer.failure}, ensure_ascii=False) + "\n")
-        details["answers_file"] = f"{iteration.checkpoint}/heldout_answers.jsonl"
-
-    commit_chunk(job, lambda: _update_metrics(iteration, "eval", result))
+        if trained:  # into the checkpoint this iteration wrote; a starting policy's folder is not ours to write
+            answers_file = Path(resolve_model(model)) / "heldout_answers.jsonl"
+            with answers_file.open("w", encoding="utf-8") as out:
+                for answer in answers:
+                    row = {"instruction": answer.instruction_id, "answer": answer.text, "accepted": answer.accepted}
+                    out.write(json.dumps(row | {"split_failed": answer.failure}, ensure_ascii=False) + "\n")
+            details["answers_file"] = f"{model}/heldout_answers.jsonl"
+    return result
