@@ -1,29 +1,29 @@
-"""Does the loop cut hallucination, and is it the feedback? RLAIF-V in the shapes world, through the real app.
+"""Does the loop cut hallucination, is it the feedback, and does the policy game the score? RLAIF-V in the shapes
+world, through the real app, replicated, with 95 % intervals.
 
 Usage:
-    .venv/bin/python bench/shapes.py [--iterations 3] [--train 500] [--heldout 500]
-                                     [--database-url postgres://…] [--broker-url redis://…]
+    .venv/bin/python bench/shapes.py [--replicates 3] [--iterations 2] [--train 500] [--heldout 500]
+                                     [--split heldout|validation] [--database-url …] [--broker-url …]
 
-The shapes world (labeling/shapes.py) knows the truth of every claim. This builds its trained tiny models
-(`manage.py build_shapes_models`), draws the instruction sets (`load_shapes`), starts one Celery worker and runs
-two arms of `--iterations` iterations each from the same base policy, every step through `run_iteration`:
-- feedback: the trained labeler judges the claims, as RLAIF-V does;
-- control: the same loop with the labeler's verdicts replaced by coin flips (labeler `coin-flip`).
-An iteration is a draft on all training instructions (`create_iteration`), then `run_iteration --wait` (generate →
-divide → label → combine, to the review gate), then `run_iteration --approve --wait` (DPO on its pairs, then the
-evaluate stage on the held-out images, scored against their true objects). The next iteration of an arm starts
-from that arm's last checkpoint. The base policy is scored once by the same library call the evaluate stage makes.
+The shapes world (labeling/shapes.py) knows the truth of every claim. This builds its trained tiny models, draws
+the instruction sets (`load_shapes`), starts one Celery worker and runs, in each replicate, three arms of
+`--iterations` iterations each from the same base policy, every step through `run_iteration`:
+- paper: the trained labeler judges the claims and an answer scores −(rejected claims), as RLAIF-V does;
+- reject_repeats: the same, but a claim repeating an earlier claim of its answer counts as rejected
+  (config `reject_repeats`, off by default);
+- control: the paper's loop with the labeler's verdicts replaced by coin flips (labeler `coin-flip`).
+Replicate r runs with config seed r: its own candidate draws, pair draws and DPO seed; every answer has a seed of
+its own (labeling.generate), so a replicate's evaluation is 500 draws, not one. The base policy is the first
+iteration's baseline (the evaluate code on the starting policy); every figure is scored by this script against
+the pictures' true objects from the answers the evaluations wrote.
 
-The iterations run with `training.shapes_models.ITERATION_CONFIG`: the paper's RLAIF-V settings (n = 10 at
-temperature 0.7, score −(rejected claims), at most 2 pairs per instruction, length balancing, DPO β 0.1) except
-what tiny models trained from scratch need, with the reasons written there (learning rate, batch, epochs, an
-NLL term on the chosen answers). The control arm has the same settings, so whatever the NLL term or DPO gives by
-itself shows up there too. The held-out evaluation samples at temperature 0.7 (one answer per image).
-
-Prints, per iteration, the ground-truth rates (CHAIRs, CHAIRi), recall, the labeler's accuracy against the
-truth on the iteration's claims, the pairs (and how many prefer the answer with fewer wrong objects) and the
-minutes; last `hallucination_reduction` (1 − CHAIRs after the last feedback iteration / CHAIRs of the base
-policy), `recall_kept` (recall after / before) and `control_reduction` (the same for the control arm).
+Figures, each as mean [95 % interval] by bootstrap over pictures and replicates (bench/intervals.py), on the
+test split (`--split heldout`, the default; `--split validation` is where settings are chosen):
+- reduction: 1 − count-aware CHAIRs after the last iteration / the base policy's (a mention past an object's true
+  count is a hallucination: repeats are not free); the set-based reduction beside it;
+- recall_kept: true objects named after / before; repetition_delta: the share of answers repeating a claim after −
+  before; and the paired differences between arms with the smallest difference the design detects.
+Last, as `name: value` lines, the `--headline` arm's (default reject_repeats) figures and the control's.
 """
 
 import argparse
@@ -32,50 +32,120 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # The checkout's root is on the path first, so these import the project's modules.
+from bench.intervals import bootstrap, delta, ratio  # noqa: E402
 from bench.shapes_app import ShapesApp, header, report_row, row  # noqa: E402
 from training.shapes_models import ITERATION_CONFIG as CONFIG  # noqa: E402
 from training.shapes_models import LABELER  # noqa: E402
 from training.shapes_models import POLICY as BASE_POLICY  # noqa: E402
 
+ARMS = {
+    "paper": (LABELER, {}),
+    "reject_repeats": (LABELER, {"reject_repeats": True}),
+    "control": ("coin-flip", {}),
+}
+FIELDS = ("count_hallucinated", "hallucinated", "names_objects", "recalled", "repeats", "words")
+
+
+def rate_reduction(arm: str, flag: str = "count_hallucinated"):
+    """1 − (the arm's rate) / (the base's): each rate is answers hallucinating ÷ answers naming an object."""
+
+    def figure(a):
+        after = a[f"{arm}_{flag}"].sum() / a[f"{arm}_names_objects"].sum()
+        return 1 - after / (a[f"base_{flag}"].sum() / a["base_names_objects"].sum())
+
+    return figure
+
+
+def arrays_of(pictures: dict[str, list[list[dict]]]) -> dict[str, np.ndarray]:
+    """(who → per replicate, per picture) rows as named (replicates × pictures) arrays, e.g. paper_recalled."""
+    return {
+        f"{who}_{field}": np.array([[float(p[field]) for p in replicate] for replicate in rows])
+        for who, rows in pictures.items()
+        for field in FIELDS
+    }
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--replicates", type=int, default=3, help="runs of every arm, config seed 0, 1, …")
+    parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--train", type=int, default=500, help="training images (one instruction each)")
-    parser.add_argument("--heldout", type=int, default=500, help="held-out images the evaluation scores")
+    parser.add_argument("--heldout", type=int, default=500, help="pictures of the evaluated split")
+    parser.add_argument("--split", choices=("heldout", "validation"), default="heldout")
+    parser.add_argument("--headline", choices=("paper", "reject_repeats"), default="reject_repeats")
     parser.add_argument("--seed", type=int, default=0, help="the world's seed")
     parser.add_argument("--database-url")
     parser.add_argument("--broker-url")
     args = parser.parse_args()
     started = time.monotonic()
+    validation, heldout = (args.heldout, 0) if args.split == "validation" else (0, args.heldout)
 
+    pictures: dict[str, list[list[dict]]] = {"base": [], **{arm: [] for arm in ARMS}}
     with tempfile.TemporaryDirectory(prefix="bench-shapes-") as tmp:
         app = ShapesApp(tmp, args.database_url, args.broker_url)
-        build_minutes = app.set_up(args.train, args.heldout, args.seed)
+        build_minutes = app.set_up(args.train, heldout, args.seed, validation)
         with app.worker():
-            base = app.base_scores(CONFIG | {"policy": BASE_POLICY, "labeler": LABELER})
             print(f"\n{header()}")
-            print(row("base policy", base), flush=True)
-            finals = {}
-            for arm, labeler in (("feedback", LABELER), ("control", "coin-flip")):
-                policy = BASE_POLICY
-                for step in range(1, args.iterations + 1):
-                    number = app.create(policy, labeler, CONFIG, 0, None)
-                    report = app.train_and_report(number)
-                    print(report_row(f"{arm} {step} (it {number})", report), flush=True)
-                    policy, finals[arm] = report["checkpoint"], report["metrics"]["eval"]["details"]["truth"]
+            for replicate in range(args.replicates):
+                for arm, (labeler, extra) in ARMS.items():
+                    policy = BASE_POLICY
+                    config = CONFIG | extra | {"seed": replicate, "eval_split": args.split}
+                    for step in range(1, args.iterations + 1):
+                        number = app.create(policy, labeler, config, 0, None)
+                        report = app.train_and_report(number)
+                        if arm == "paper" and step == 1:
+                            print(row(f"base policy (seed {replicate})", report["metrics"]["baseline"]["details"]
+                                      ["truth"]), flush=True)  # fmt: skip
+                            pictures["base"].append(app.answers(number, "baseline"))
+                        print(report_row(f"{arm} {step}, seed {replicate} (it {number})", report), flush=True)
+                        policy = report["checkpoint"]
+                    pictures[arm].append(app.answers(number, "eval"))
 
-    reduction = 1 - finals["feedback"]["chair_s"] / base["chair_s"]
-    control = 1 - finals["control"]["chair_s"] / base["chair_s"]
-    print(f"\nworld: {args.train} training images, {args.heldout} held-out; {app.services}; models built in "
-          f"{build_minutes:.1f} min; whole bench {(time.monotonic() - started) / 60:.1f} min")  # fmt: skip
-    print(f"base labeler accuracy on held-out claims: {base['labeler_accuracy']:.3f}")
-    print(f"hallucination_reduction: {reduction:.3f}")
-    print(f"recall_kept: {finals['feedback']['recall'] / base['recall']:.3f}")
-    print(f"control_reduction: {control:.3f}")
+    figures = {}
+    for arm in ARMS:
+        figures |= {
+            f"{arm}_reduction": rate_reduction(arm),
+            f"{arm}_set_reduction": rate_reduction(arm, "hallucinated"),
+            f"{arm}_recall_kept": ratio("base_recalled", f"{arm}_recalled"),
+            f"{arm}_repetition_delta": delta("base_repeats", f"{arm}_repeats"),
+            f"{arm}_words_ratio": ratio("base_words", f"{arm}_words"),
+        }
+    pairs = [("reject_repeats", "paper"), ("paper", "control"), ("reject_repeats", "control")]
+    for a, b in pairs:
+        figures[f"{a}_minus_{b}"] = lambda x, a=a, b=b: figures[f"{a}_reduction"](x) - figures[f"{b}_reduction"](x)
+    estimates = bootstrap(arrays_of(pictures), figures)
+    base = arrays_of(pictures)
+
+    minutes = (time.monotonic() - started) / 60
+    print(f"\nworld: {args.train} training images, {args.heldout} {args.split} pictures; {args.replicates} replicates "
+          f"× {args.iterations} iterations per arm; {app.services}; models built in {build_minutes:.1f} min; "
+          f"whole bench {minutes:.1f} min")  # fmt: skip
+    rate = base["base_count_hallucinated"].sum() / base["base_names_objects"].sum()
+    print(f"base policy: count-aware CHAIRs {rate:.3f}, answers repeating a claim {base['base_repeats'].mean():.3f}")
+    print("\nper arm, mean [95 % interval] over pictures and replicates:")
+    for arm in ARMS:
+        print(f"{arm:<15} reduction {estimates[f'{arm}_reduction']}  set-based {estimates[f'{arm}_set_reduction']}  "
+              f"recall_kept {estimates[f'{arm}_recall_kept']}  repetition_delta {estimates[f'{arm}_repetition_delta']}"
+              f"  words_ratio {estimates[f'{arm}_words_ratio']}")  # fmt: skip
+    print("\npaired differences in reduction (smallest difference detectable at 80 % power):")
+    for a, b in pairs:
+        difference = estimates[f"{a}_minus_{b}"]
+        print(f"{a} − {b}: {difference} (detectable: {difference.detectable:.3f}; a difference of 0.05 needs about "
+              f"{max(1, round(args.replicates * (difference.detectable / 0.05) ** 2))} replicates)")  # fmt: skip
+
+    headline = args.headline
+    print(f"\nheadline arm: {headline}")
+    print(f"hallucination_reduction: {estimates[f'{headline}_reduction'].mean:.3f}")
+    print(f"hallucination_reduction_ci_low: {estimates[f'{headline}_reduction'].low:.3f}")
+    print(f"control_reduction: {estimates['control_reduction'].mean:.3f}")
+    print(f"control_reduction_ci_high: {estimates['control_reduction'].high:.3f}")
+    print(f"recall_kept: {estimates[f'{headline}_recall_kept'].mean:.3f}")
+    print(f"repetition_delta: {estimates[f'{headline}_repetition_delta'].mean:.3f}")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,41 @@ it = create_iteration(instructions=train[spec["start"]:spec["stop"]], policy=spe
 print(json.dumps({"number": it.number}))
 """
 
+# Each picture's answer of an evaluation against its true objects: hallucinated (count-aware and set-based),
+# whether it names any object, the true objects it names and holds, whether it repeats a claim, its words.
+PICTURES = """
+import json, sys
+from collections import Counter
+from pathlib import Path
+import django; django.setup()
+from django.conf import settings
+from labeling.answer_shape import answer_shape
+from labeling.divide import QuestionAnswer, divide
+from labeling.shapes import mentioned_objects
+from webapp.models import Instruction, Iteration
+it = Iteration.objects.get(number=int(sys.argv[1]))
+name = it.metrics[sys.argv[2]]["details"]["answers_file"]
+path = next(p for p in (Path(settings.MODELS_DIR) / name, Path(settings.VAR_DIR) / name) if p.exists())
+rows = [json.loads(line) for line in path.read_text().splitlines()]
+instructions = Instruction.objects.in_bulk([r["instruction"] for r in rows])
+pictures = []
+for row in sorted(rows, key=lambda r: r["instruction"]):
+    instruction, text = instructions[row["instruction"]], row["answer"]
+    truth, named = instruction.objects_present, mentioned_objects(row["answer"])
+    claims = divide([QuestionAnswer(instruction.question, text)], "rule")[0].claims
+    pictures.append({
+        "id": instruction.pk,
+        "count_hallucinated": bool(Counter(named) - Counter(truth)),
+        "hallucinated": bool(set(named) - set(truth)),
+        "names_objects": bool(named),
+        "recalled": len(set(named) & set(truth)),
+        "true_objects": len(truth),
+        "repeats": answer_shape(text, [c.text for c in claims]).repeated_claims > 0,
+        "words": len(text.split()),
+    })
+print(json.dumps({"pictures": pictures}))
+"""
+
 REPORT = """
 import json, sys
 import django; django.setup()
@@ -106,14 +141,20 @@ class ShapesApp:
             sys.exit(f"script failed:\n{out.stderr[-3000:]}")
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    def set_up(self, train: int, heldout: int, seed: int) -> float:
+    def set_up(self, train: int, heldout: int, seed: int, validation: int = 0) -> float:
         """Migrate, build the shapes models, load the world; returns the minutes the models took to build."""
         self.manage("migrate", "--noinput")
         started = time.monotonic()
         print(self.manage("build_shapes_models").strip().splitlines()[-1], flush=True)
         minutes = (time.monotonic() - started) / 60
-        self.manage("load_shapes", "--train", str(train), "--heldout", str(heldout), "--seed", str(seed))
+        counts = ["--train", str(train), "--validation", str(validation), "--heldout", str(heldout)]
+        self.manage("load_shapes", *counts, "--seed", str(seed))
         return minutes
+
+    def answers(self, number: int, which: str) -> list[dict]:
+        """Per picture of the evaluated split, in instruction order: what iteration `number`'s evaluation ("eval")
+        or baseline ("baseline") answered, scored against the truth (PICTURES)."""
+        return self.python(PICTURES, str(number), which)["pictures"]
 
     @contextlib.contextmanager
     def worker(self):
@@ -149,7 +190,7 @@ class ShapesApp:
 
 
 def header() -> str:
-    return (f"{'iteration':<34} {'CHAIRs':>6} {'CHAIRi':>6} {'recall':>6} {'words':>6} {'lab.acc':>6} "
+    return (f"{'iteration':<34} {'CHAIRs':>6} {'count':>6} {'CHAIRi':>6} {'recall':>6} {'words':>6} {'lab.acc':>6} "
             f"{'pairs (right/wrong)':>16} {'min':>6}")  # fmt: skip
 
 
@@ -160,7 +201,8 @@ def row(label: str, truth: dict, feedback: dict | None = None, pairs: str = "", 
         return "   —  " if value is None else f"{value:6.3f}"
 
     labeler = pct((feedback or {}).get("labeler_accuracy"))
-    return (f"{label:<34} {pct(truth['chair_s'])} {pct(truth['chair_i'])} {pct(truth['recall'])} "
+    return (f"{label:<34} {pct(truth['chair_s'])} {pct(truth.get('count_chair_s'))} {pct(truth['chair_i'])} "
+            f"{pct(truth['recall'])} "
             f"{truth['mean_words']:6.1f} {labeler} {pairs:>16} {minutes:>6}")  # fmt: skip
 
 

@@ -281,8 +281,12 @@ def vocabulary() -> list[str]:
 # --- instruction sets -----------------------------------------------------------------------------------
 
 
+SPLITS = ("train", "validation", "heldout")  # held-out is the test split: benches and the reported figures only
+
+
 def scene_rng(seed: int, split: str) -> random.Random:
-    """The random stream of a (seed, split): train and held-out images of one seed never share a stream."""
+    """The random stream of a (seed, split): the train, validation and held-out (test) images of one seed never
+    share a stream."""
     return random.Random(f"shapes-{split}-{seed}")
 
 
@@ -302,8 +306,8 @@ def write_instruction_set(
     `questions_per_image` distinct wordings. The same arguments always write the same files; with
     `append`, lines are added to an existing JSONL (e.g. a held-out set next to a training set).
     """
-    if split not in ("train", "heldout"):
-        raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
     if not 1 <= questions_per_image <= len(INSTRUCTIONS):
         raise ValueError(f"questions_per_image must be 1..{len(INSTRUCTIONS)}")
     folder = Path(folder)

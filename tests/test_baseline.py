@@ -7,7 +7,8 @@ from django.urls import reverse
 from tests.factories import InstructionFactory, IterationFactory, JobFactory
 from webapp.dashboard.comparison import compare
 from webapp.iterations import lifecycle
-from webapp.iterations.baseline import measurement, start_for
+from webapp.iterations.baseline import evaluation_split, measurement, start_for
+from webapp.iterations.config import config
 from webapp.iterations.monitors import monitor
 from webapp.models import Iteration, IterationStatus, Job, JobKind, JobState, Split
 
@@ -127,3 +128,16 @@ def test_the_pages_show_the_start_and_the_monitors(client, alice):
     home = client.get(reverse("home")).content.decode()
     assert '"x": ["start", ' in home  # the trends start at the starting policy
     assert "-20.0 points" in home  # the change from the start, in the strategies compared
+
+
+def test_an_evaluation_reads_the_test_split_unless_a_run_chooses_settings_on_validation():
+    test = InstructionFactory(split=Split.HELDOUT)
+    validation = InstructionFactory(split=Split.VALIDATION)
+    InstructionFactory(split=Split.TRAIN)
+    reported = IterationFactory()
+    tuning = IterationFactory(config={"eval_split": "validation"})
+    assert evaluation_split(config(reported)) == [test]
+    assert evaluation_split(config(tuning)) == [validation]
+    assert measurement(reported) != measurement(tuning)  # never copied from one to the other
+    with pytest.raises(ValueError, match="eval_split must be"):
+        evaluation_split(config(IterationFactory(config={"eval_split": "train"})))

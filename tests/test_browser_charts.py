@@ -167,3 +167,23 @@ def test_the_violation_recorder_sees_what_the_csp_blocks(page, problems, alice):
     page.wait_for_function("window.cspViolations.length > 0")
     assert page.evaluate("window.cspViolations")[0].startswith("style-src")
     assert any("Content Security Policy" in text for text in problems)
+
+
+def test_the_dashboard_starts_every_trend_at_the_starting_policy_and_shows_the_monitors(page, problems, alice):
+    """The loop's start (the starting policy on the test split) is each trend's first point, and a policy that
+    learnt to repeat itself is called out beside its falling hallucination rate."""
+    start = EVAL_1 | {"repetition_share": 0.3, "mean_words": 12.0, "mean_distinct_claims": 2.0}
+    now = EVAL_2 | {"repetition_share": 0.55, "mean_words": 12.5, "mean_distinct_claims": 1.6}
+    IterationFactory(number=1, status=IterationStatus.DONE, metrics={"baseline": start, "eval": now})
+    log_in(page, "alice")
+    charts = charts_on(page)
+
+    hallucination = charts["trend-0"]
+    assert hallucination["xTicks"] == ["start", "1"] and hallucination["x"].startswith("iteration (start")
+    assert hallucination["values"][1] == [45, 30]  # the true CHAIRs from the start to iteration 1
+    monitor = page.locator("section.monitor")
+    assert monitor.is_visible()
+    assert "Answers repeating a claim rose by 25 points" in monitor.inner_text()
+    assert "Repeating a claim\t30.0%\t55.0%\t+25.0 points" in page.inner_text("table.monitor-figures")
+    assert "-15.0 points" in page.inner_text("table.comparison")  # the change from the start: 45% → 30%
+    assert_clean(page, problems)

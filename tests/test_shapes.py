@@ -290,10 +290,10 @@ def shapes_models_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def heldout(tmp_path_factory):
-    from training.shapes_models import heldout_rows
+def validation(tmp_path_factory):
+    from training.shapes_models import world_rows
 
-    return heldout_rows(tmp_path_factory.mktemp("shapes-heldout"), 400, seed=0)
+    return world_rows(tmp_path_factory.mktemp("shapes-validation"), 400, "validation", seed=0)
 
 
 @pytest.mark.slow
@@ -308,10 +308,10 @@ def test_the_checkpoints_load_with_the_auto_classes(shapes_models_dir):
 
 
 @pytest.mark.slow
-def test_the_labeler_answers_held_out_questions_right_with_spread_confidence(shapes_models_dir, heldout):
+def test_the_labeler_answers_validation_questions_right_with_spread_confidence(shapes_models_dir, validation):
     from training.shapes_models import evaluate_labeler
 
-    figures = evaluate_labeler(shapes_models_dir / "shapes-labeler", heldout)
+    figures = evaluate_labeler(shapes_models_dir / "shapes-labeler", validation)
 
     assert figures.questions == 800
     assert figures.accuracy >= 0.95
@@ -322,10 +322,10 @@ def test_the_labeler_answers_held_out_questions_right_with_spread_confidence(sha
 
 
 @pytest.mark.slow
-def test_the_policy_hallucinates_at_a_measurable_rate_and_recalls_the_objects(shapes_models_dir, heldout):
+def test_the_policy_hallucinates_at_a_measurable_rate_and_recalls_the_objects(shapes_models_dir, validation):
     from training.shapes_models import evaluate_policy
 
-    metrics = evaluate_policy(shapes_models_dir / "shapes-policy", heldout, temperature=0.7)
+    metrics = evaluate_policy(shapes_models_dir / "shapes-policy", validation, temperature=0.7)
 
     # The aim is 30–60 % of answers with a wrong object; the committed policy measures 28–30 % (1000 and 500
     # held-out images): measurably hallucinating, just under the aim.

@@ -98,7 +98,7 @@ def run_shapes_models(args) -> None:
         seed=args.seed,
         retrain=args.retrain,
         evaluate=args.evaluate,
-        heldout_images=args.heldout_images,
+        validation_images=args.validation_images,
         save_weights=args.save_weights,
         report=lambda record: print(json.dumps(record), flush=True),
     )
@@ -132,7 +132,7 @@ def make_parser() -> argparse.ArgumentParser:
     shapes.add_argument("--seed", type=int, default=0, help="seed of the models' training and of the evaluation")
     shapes.add_argument("--retrain", action="store_true", help="train from scratch instead of the committed weights")
     shapes.add_argument("--evaluate", action="store_true", help="measure both models on held-out images")
-    shapes.add_argument("--heldout-images", type=int, default=1000, help="held-out images for --evaluate")
+    shapes.add_argument("--validation-images", type=int, default=1000, help="validation images for --evaluate")
     shapes.add_argument("--save-weights", action="store_true", help="with --retrain: replace the committed weights")
     shapes.set_defaults(run=run_shapes_models)
 

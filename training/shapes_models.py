@@ -34,6 +34,7 @@ from transformers import CLIPVisionConfig, DynamicCache, LlamaConfig, LlavaConfi
 
 from labeling import shapes
 from labeling.conquer import labeler_prompt
+from labeling.generate import Instruction, candidate_seeds
 from labeling.tiny_models import build_processor, build_tokenizer, set_generation_ids
 
 LABELER, POLICY = "shapes-labeler", "shapes-policy"
@@ -447,7 +448,12 @@ def evaluate_policy(model_path, rows: Sequence[dict], temperature: float = 0.7, 
     from labeling.backends.base import GenerationRequest, Sampling
 
     backend = load_backend("transformers", str(model_path))
-    requests = [GenerationRequest(Path(row["image"]), row["question"], (seed,)) for row in rows]
+    # one seed of its own per picture (labeling.generate): with one seed for all, the figure would be one draw
+    keys = [Instruction(i, Path(row["image"]), row["question"]).identity() for i, row in enumerate(rows)]
+    requests = [
+        GenerationRequest(Path(row["image"]), row["question"], candidate_seeds(1, seed, key))
+        for row, key in zip(rows, keys, strict=True)
+    ]
     texts = backend.generate(requests, Sampling(temperature=temperature, max_new_tokens=48))
     metrics = shapes.truth_metrics((answers[0], row["objects"]) for answers, row in zip(texts, rows, strict=True))
     metrics["wrong_answers"] = metrics["hallucinated_answers"] / metrics["answers"] if metrics["answers"] else None
@@ -455,9 +461,9 @@ def evaluate_policy(model_path, rows: Sequence[dict], temperature: float = 0.7, 
     return metrics
 
 
-def heldout_rows(folder, n_images: int, seed: int = 0) -> list[dict]:
-    """Held-out images written to `folder` (seeded), read back as instruction rows."""
-    return shapes.read_instruction_set(shapes.write_instruction_set(folder, n_images, "heldout", seed))
+def world_rows(folder, n_images: int, split: str, seed: int = 0) -> list[dict]:
+    """Images of a split written to `folder` (seeded), read back as instruction rows."""
+    return shapes.read_instruction_set(shapes.write_instruction_set(folder, n_images, split, seed))
 
 
 # --- building the checkpoints ---------------------------------------------------------------------------
@@ -515,7 +521,7 @@ def build_shapes_models(
     seed: int = 0,
     retrain: bool = False,
     evaluate: bool = False,
-    heldout_images: int = 1000,
+    validation_images: int = 1000,
     save_weights: bool = False,
     report: Callable[[dict], None] = print,
 ) -> dict:
@@ -523,8 +529,8 @@ def build_shapes_models(
 
     By default the committed weights are used (a second or two); `retrain=True` trains both models from
     their seeds (minutes), and `save_weights` then replaces the committed weights. With `evaluate`, the
-    labeler's held-out yes/no accuracy and p_yes spread and the policy's truth metrics at temperature 0.7 are
-    measured through the transformers backend.
+    labeler's yes/no accuracy and p_yes spread and the policy's truth metrics at temperature 0.7 are measured
+    through the transformers backend on the validation split (model building never reads the test split).
     """
     if seed != 0 and not retrain:
         raise ValueError("the committed weights are seed 0's; pass retrain=True for another seed")
@@ -546,14 +552,14 @@ def build_shapes_models(
         result["seconds"][name] = round(time.perf_counter() - began, 1)
     if evaluate:
         with tempfile.TemporaryDirectory() as folder:
-            rows = heldout_rows(folder, heldout_images, seed)
+            rows = world_rows(folder, validation_images, "validation", seed)
             labeler = evaluate_labeler(result["paths"][LABELER], rows, seed)
             result["figures"][LABELER] = asdict(labeler)
             result["figures"][POLICY] = evaluate_policy(result["paths"][POLICY], rows, seed=seed)
         for name, figures in result["figures"].items():
             record_path = result["paths"][name] / RECORD_FILE
-            record = json.loads(record_path.read_text()) | {"heldout_figures": figures}
+            record = json.loads(record_path.read_text()) | {"validation_figures": figures}
             record_path.write_text(json.dumps(record, indent=2))
-            report({"model": name, "heldout": figures})
+            report({"model": name, "validation": figures})
     result["seconds"]["total"] = round(time.perf_counter() - start, 1)
     return result

@@ -19,8 +19,12 @@ from webapp import limits
 
 
 class Split(models.TextChoices):
+    """Train: what iterations answer. Validation: what settings are chosen on (an evaluation's `eval_split`).
+    Held-out: the test split, read only by the reported evaluation and the benches, never tuned on."""
+
     TRAIN = "train", "train"
-    HELDOUT = "heldout", "held-out"
+    VALIDATION = "validation", "validation"
+    HELDOUT = "heldout", "held-out (test)"
 
 
 class Instruction(models.Model):
@@ -181,7 +185,12 @@ class Response(models.Model):
     error = models.TextField(
         validators=[MaxLengthValidator(limits.ERROR)], blank=True, help_text="Why dividing failed, when it did"
     )
-    score = models.IntegerField(null=True, blank=True, help_text="−(number of rejected claims), cached")
+    score = models.IntegerField(
+        null=True, blank=True, help_text="−(rejected claims, and repeated ones where config reject_repeats), cached"
+    )
+    repeated_claims = models.PositiveIntegerField(
+        default=0, help_text="Claims repeating an earlier claim of this answer (labeling.answer_shape), set by divide"
+    )
     reviewed = models.BooleanField(
         db_default=False, editable=False, help_text="A claim of it has a review (set by a trigger on webapp_review)"
     )
@@ -682,8 +691,9 @@ REVIEW_ROW = ("pk", "claim", "decision", "undoes")  # what standing_decisions re
 VERDICT_ROW = ("pk", "response", "labeler_accepted", "p_yes")  # what effective_verdicts reads of a claim
 
 
-def response_scores(responses, margin: float | None = None):
-    """score = −(effective rejections) for each response, computed in one query (under `margin`: a "what if")."""
+def response_scores(responses, margin: float | None = None, repeats: bool = False):
+    """score = −(effective rejections) for each response, computed in one query (under `margin`: a "what if"); with
+    `repeats` (config "reject_repeats"), each claim repeating an earlier one of its answer counts as rejected too."""
     rejected = (
         Claim.objects.filter(response=OuterRef("pk"))
         .with_effective_verdict(margin)
@@ -692,7 +702,8 @@ def response_scores(responses, margin: float | None = None):
         .annotate(n=models.Count("pk"))
         .values("n")
     )
-    return responses.annotate(n_rejected=Coalesce(Subquery(rejected[:1]), 0))
+    n_rejected = Coalesce(Subquery(rejected[:1]), 0)
+    return responses.annotate(n_rejected=n_rejected + F("repeated_claims") if repeats else n_rejected)
 
 
 class ImportState(models.TextChoices):

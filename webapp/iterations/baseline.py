@@ -1,4 +1,5 @@
-"""Where the loop starts: the starting policy evaluated on the test split, an iteration's metrics["baseline"].
+"""Where the loop starts: the starting policy evaluated as the iteration's checkpoint will be (on the test split
+unless the iteration says otherwise), an iteration's metrics["baseline"].
 
 Every trend chart starts there (the "start" point) and the change from the start is measured from it. The
 baseline job (`JobKind.BASELINE`) measures it beside the generate stage, so the review gate of the first
@@ -7,7 +8,7 @@ evaluation of the iteration whose checkpoint the policy is, or another iteration
 at launch instead: a policy is evaluated once per way of measuring it.
 
 "The same way" (`measurement`) is a digest of what decides the figures besides the policy: the labeler, the
-splitter, the evaluation's sampling and seeds, and the test split's instructions (their content).
+splitter, the evaluation's sampling and seeds, and the evaluated split's instructions (their content).
 """
 
 import hashlib
@@ -19,16 +20,21 @@ from webapp.iterations.config import config
 from webapp.models import Instruction, Iteration, Split
 
 
-def test_split(limit: int | None = None) -> list[Instruction]:
-    """The instructions every evaluation answers: the held-out split (its first `limit`), in a fixed order."""
-    instructions = Instruction.objects.filter(split=Split.HELDOUT).order_by("pk")
+def evaluation_split(cfg: dict) -> list[Instruction]:
+    """The instructions an evaluation answers, in a fixed order: the held-out (test) split, or the validation split
+    where a run chooses its settings (config "eval_split"); its first "eval_limit" when set."""
+    split, limit = cfg["eval_split"], cfg.get("eval_limit")
+    if split not in (Split.HELDOUT, Split.VALIDATION):
+        raise ValueError(f"eval_split must be '{Split.HELDOUT}' or '{Split.VALIDATION}', not {split!r}")
+    instructions = Instruction.objects.filter(split=split).order_by("pk")
     return list(instructions[:limit] if limit else instructions)
 
 
 def measurement(iteration: Iteration) -> str:
     cfg = config(iteration)
-    heldout = [(i.image_sha256, i.question) for i in test_split(cfg.get("eval_limit"))]
+    heldout = [(i.image_sha256, i.question) for i in evaluation_split(cfg)]
     what = {
+        "split": cfg["eval_split"],
         "labeler": iteration.labeler,
         "splitter": iteration.splitter,
         "temperature": cfg.get("eval_temperature", 0.0),
@@ -59,7 +65,8 @@ def needs_job(iteration: Iteration) -> bool:
     """At launch: whether the baseline job must measure the policy. A cached evaluation is copied into the
     iteration's metrics instead; an iteration that has its baseline (resumed), or a test split with no
     instructions, needs none. Call in the launch's transaction."""
-    if "baseline" in (iteration.metrics or {}) or not Instruction.objects.filter(split=Split.HELDOUT).exists():
+    split = config(iteration)["eval_split"]
+    if "baseline" in (iteration.metrics or {}) or not Instruction.objects.filter(split=split).exists():
         return False
     found = cached(iteration)
     if found is None:

@@ -19,8 +19,15 @@ DEFAULT_CONFIG = {
     # Each instruction's answers drawn from seeds of its own (labeling.generate); iterations made before this
     # default keep "shared" (migration 0020), the seeds they were drawn with.
     "seeding": "per_instruction",
+    # What the evaluate stage (and the baseline) answers: "heldout", the test split the dashboard reports, or
+    # "validation", where a run that chooses settings measures them (the test split is never tuned on).
+    "eval_split": "heldout",
     "pairs_per_instruction": 2,
     "length_balance": True,
+    # Off: the paper's score, −(rejected claims). On: a claim repeating an earlier claim of its answer counts as
+    # rejected too, so a repeat never buys a better score than saying less (the shapes world's policy learnt to
+    # fill an absent object's place with a repeat: README, "Evidence").
+    "reject_repeats": False,
     "chunk_size": None,  # None: settings.CHUNK_SIZE
     "generate_batch": 8,
     "label_batch": 512,

@@ -90,6 +90,7 @@ def divide(job: Job) -> None:
     for response, result in zip(responses, results, strict=True):
         if result.ok:
             response.status, response.error = ResponseStatus.DIVIDED, ""
+            response.repeated_claims = answer_shape(response.text, [c.text for c in result.claims]).repeated_claims
             claims += [
                 Claim(
                     response=response,
@@ -106,7 +107,7 @@ def divide(job: Job) -> None:
 
     def write():
         Claim.objects.bulk_create(claims, ignore_conflicts=True)
-        Response.objects.bulk_update(responses, ["status", "error"], batch_size=500)
+        Response.objects.bulk_update(responses, ["status", "error", "repeated_claims"], batch_size=500)
 
     commit_chunk(job, write)
 
@@ -163,7 +164,8 @@ def combine(job: Job, is_true=question_is_true) -> None:
     """Scores and pairs of the whole iteration; `is_true` reads a claim's truth where it is known (see
     `feedback_against_truth`)."""
     iteration, cfg = job.iteration, config(job.iteration)
-    responses = list(response_scores(Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED)))
+    labeled = Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED)
+    responses = list(response_scores(labeled, repeats=cfg["reject_repeats"]))
     job.start(total=len(responses))
     combined = combine_pairs(
         [ScoredResponse(r.pk, r.instruction_id, r.text, r.n_rejected) for r in responses],

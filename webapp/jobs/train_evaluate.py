@@ -18,7 +18,8 @@ held-out instructions that carry their true objects (the shapes world) are score
 CHAIRi, recall, the labeler's accuracy: `truth_*` keys); CHAIR is computed when the config names COCO ground
 truth: `coco_instances`, `coco_captions` and `coco_images`, the folder of the COCO image files, which is how
 held-out images (stored by content, without their file names) are matched to COCO ids. Results go to
-`iteration.metrics["eval"]`, the answers to `heldout_answers.jsonl` in the checkpoint folder.
+`iteration.metrics["eval"]`, the answers to `heldout_answers.jsonl` in the checkpoint folder; the baseline (the
+starting policy, beside the generate stage) to `metrics["baseline"]`, its answers under VAR_DIR/evaluations/.
 """
 
 import ctypes
@@ -42,7 +43,7 @@ from django.db.models.functions import Greatest
 
 from labeling.backends.base import Sampling
 from training.dpo import DPOSettings, parse_progress
-from webapp.iterations.baseline import measurement, test_split
+from webapp.iterations.baseline import evaluation_split, measurement
 from webapp.iterations.config import config, engine_options, splitter
 from webapp.jobs.base import Stopped, commit_chunk, for_labeling
 from webapp.jobs.engines import OnFirstUse, backend_for, release_models, resolve_model
@@ -230,7 +231,7 @@ def _evaluation(job: Job, model: str) -> dict:
     from training.evaluate import answer_and_judge, answer_shapes, hallucination_rates, truth_scores
 
     iteration, cfg = job.iteration, config(job.iteration)
-    instructions = test_split(cfg.get("eval_limit"))
+    instructions = evaluation_split(cfg)
     job.start(total=len(instructions))
     details: dict = {"policy": model, "instructions": len(instructions), "measurement": measurement(iteration)}
     result: dict = {"details": details}  # the numbers at the top level are the ones plotted across iterations
@@ -286,11 +287,17 @@ def _evaluation(job: Job, model: str) -> dict:
             details["chair"] = _chair(cfg, instructions, answers)
             result |= {key: details["chair"][key] for key in ("chair_s", "chair_i")}
             result["object_recall"] = details["chair"]["recall"]
-        if trained:  # into the checkpoint this iteration wrote; a starting policy's folder is not ours to write
+        # Into the checkpoint this iteration wrote (under MODELS_DIR); a starting policy's folder is not ours to
+        # write, so its answers go under VAR_DIR.
+        if trained:
             answers_file = Path(resolve_model(model)) / "heldout_answers.jsonl"
-            with answers_file.open("w", encoding="utf-8") as out:
-                for answer in answers:
-                    row = {"instruction": answer.instruction_id, "answer": answer.text, "accepted": answer.accepted}
-                    out.write(json.dumps(row | {"split_failed": answer.failure}, ensure_ascii=False) + "\n")
             details["answers_file"] = f"{model}/heldout_answers.jsonl"
+        else:
+            details["answers_file"] = f"evaluations/iteration-{iteration.number}-baseline.jsonl"
+            answers_file = Path(settings.VAR_DIR) / details["answers_file"]
+            answers_file.parent.mkdir(parents=True, exist_ok=True)
+        with answers_file.open("w", encoding="utf-8") as out:
+            for answer in answers:
+                row = {"instruction": answer.instruction_id, "answer": answer.text, "accepted": answer.accepted}
+                out.write(json.dumps(row | {"split_failed": answer.failure}, ensure_ascii=False) + "\n")
     return result

@@ -177,7 +177,7 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int, latest: int | None 
     change = counts.Tally()
     responses = list(
         Response.objects.filter(iteration=iteration, instruction_id=instruction_id, status=ResponseStatus.LABELED)
-        .only("pk", "instruction_id", "text", "score")
+        .only("pk", "instruction_id", "text", "score", "repeated_claims")
         .order_by("pk")
     )
     claims = with_labeler_verdict(Claim.objects.filter(response__in=responses), iteration.labeler, iteration.margin)
@@ -196,8 +196,9 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int, latest: int | None 
         before = [row for row in decisions if row[0] != latest]
         change.decided_claims(standing_decisions(before), labeler_accepted, sign=-1)
     rejected = Counter(v.response_id for v in verdicts if v.accepted is False)
+    repeats = config(iteration)["reject_repeats"]
     for r in responses:
-        r.n_rejected = rejected[r.pk]
+        r.n_rejected = rejected[r.pk] + (r.repeated_claims if repeats else 0)
     changed = [r for r in responses if r.score != -r.n_rejected]
     for r in changed:
         change.score_moved(r.score, -r.n_rejected)
@@ -271,7 +272,8 @@ def _scored_pairs(iteration: Iteration, margin: float | None) -> tuple[list[Resp
     """The labeled answers of instructions with claims, scored from effective verdicts under `margin`, and their
     pairs: the combine stage's k, seed and r, as `rebuild_pairs` makes them."""
     labeled = Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED)
-    responses = list(response_scores(labeled.filter(instruction__in=_claimed_instructions(iteration)), margin))
+    claimed = labeled.filter(instruction__in=_claimed_instructions(iteration))
+    responses = list(response_scores(claimed, margin, repeats=config(iteration)["reject_repeats"]))
     return responses, _pairs_of(iteration, responses)
 
 
@@ -332,7 +334,8 @@ def iteration_length_ratio(iteration: Iteration) -> float | None:
     if "length_ratio" in (iteration.metrics or {}):
         return iteration.metrics["length_ratio"]
     cfg = config(iteration)
-    responses = response_scores(Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED))
+    labeled = Response.objects.filter(iteration=iteration, status=ResponseStatus.LABELED)
+    responses = response_scores(labeled, repeats=cfg["reject_repeats"])
     ratio = combine_pairs(
         [ScoredResponse(r.pk, r.instruction_id, r.text, r.n_rejected) for r in responses],
         k=cfg["pairs_per_instruction"],

@@ -41,11 +41,13 @@ from labeling.formats import (
     write_trl_jsonl,
     write_trl_parquet,
 )
+from webapp.iterations.config import config
 from webapp.models import (
     REVIEW_ROW,
     VERDICT_ROW,
     Claim,
     Iteration,
+    Response,
     Review,
     effective_verdicts,
     with_labeler_verdict,
@@ -88,12 +90,20 @@ ANSWERS = ("chosen_id", "chosen__text", "rejected_id", "rejected__text")
 
 
 def _rejections(iteration: Iteration, response_ids) -> dict[int, int | None]:
-    """Each response's effective rejections (the rule of `effective_verdicts`); None for one without claims."""
+    """Each response's effective rejections (the rule of `effective_verdicts`, and its repeated claims where the
+    iteration rejects repeats); None for one without claims."""
     claims = with_labeler_verdict(Claim.objects.filter(response__in=response_ids), iteration.labeler, iteration.margin)
     reviews = Review.objects.filter(claim__response__in=response_ids).order_by("created_at", "pk")
     rejected = dict.fromkeys(response_ids)
     for verdict in effective_verdicts(claims.values_list(*VERDICT_ROW), reviews.values_list(*REVIEW_ROW)).values():
         rejected[verdict.response_id] = (rejected[verdict.response_id] or 0) + (verdict.accepted is False)
+    if config(iteration)["reject_repeats"]:
+        repeats = Response.objects.filter(pk__in=response_ids, repeated_claims__gt=0).values_list(
+            "pk", "repeated_claims"
+        )
+        for response, count in repeats:
+            if rejected[response] is not None:
+                rejected[response] += count
     return rejected
 
 

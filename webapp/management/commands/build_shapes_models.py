@@ -13,7 +13,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--retrain", action="store_true", help="train both models from their seeds")
-        parser.add_argument("--evaluate", action="store_true", help="measure them on held-out images")
+        parser.add_argument(
+            "--evaluate", action="store_true", help="measure them on validation images (never on the test split)"
+        )
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, retrain, evaluate, seed, **options):
@@ -26,7 +28,7 @@ class Command(BaseCommand):
             return
 
         def report(record: dict) -> None:
-            if "heldout" in record:
+            if "validation" in record:
                 self.stdout.write(json.dumps(record))
 
         result = build_shapes_models(settings.MODELS_DIR, seed=seed, retrain=retrain, evaluate=evaluate, report=report)
