@@ -11,6 +11,8 @@ the instruction sets (`load_shapes`), starts one Celery worker and runs, in each
 - paper: the trained labeler judges the claims and an answer scores −(rejected claims), as RLAIF-V does;
 - reject_repeats: the same, but a claim repeating an earlier claim of its answer counts as rejected
   (config `reject_repeats`, off by default);
+- best_chosen: reject_repeats, and only pairs whose chosen answer has its instruction's best score (config
+  `chosen_is_best`, off by default);
 - control: the paper's loop with the labeler's verdicts replaced by coin flips (labeler `coin-flip`).
 Replicate r runs with config seed r: its own candidate draws, pair draws and DPO seed; every answer has a seed of
 its own (labeling.generate), so a replicate's evaluation is 500 draws, not one. The base policy is the first
@@ -46,6 +48,7 @@ from training.shapes_models import POLICY as BASE_POLICY  # noqa: E402
 ARMS = {
     "paper": (LABELER, {}),
     "reject_repeats": (LABELER, {"reject_repeats": True}),
+    "best_chosen": (LABELER, {"reject_repeats": True, "chosen_is_best": True}),
     "control": ("coin-flip", {}),
 }
 FIELDS = ("count_hallucinated", "hallucinated", "names_objects", "recalled", "repeats", "words")
@@ -77,28 +80,32 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=500, help="training images (one instruction each)")
     parser.add_argument("--heldout", type=int, default=500, help="pictures of the evaluated split")
     parser.add_argument("--split", choices=("heldout", "validation"), default="heldout")
-    parser.add_argument("--headline", choices=("paper", "reject_repeats"), default="reject_repeats")
+    parser.add_argument("--arms", default=",".join(ARMS), help="the arms to run, comma-separated (control last)")
+    parser.add_argument("--headline", choices=tuple(a for a in ARMS if a != "control"), default="best_chosen")
     parser.add_argument("--seed", type=int, default=0, help="the world's seed")
     parser.add_argument("--database-url")
     parser.add_argument("--broker-url")
     args = parser.parse_args()
+    arms = {arm: ARMS[arm] for arm in args.arms.split(",")}
+    if "control" not in arms or args.headline not in arms:
+        parser.error("--arms must hold the control and the --headline arm")
     started = time.monotonic()
     validation, heldout = (args.heldout, 0) if args.split == "validation" else (0, args.heldout)
 
-    pictures: dict[str, list[list[dict]]] = {"base": [], **{arm: [] for arm in ARMS}}
+    pictures: dict[str, list[list[dict]]] = {"base": [], **{arm: [] for arm in arms}}
     with tempfile.TemporaryDirectory(prefix="bench-shapes-") as tmp:
         app = ShapesApp(tmp, args.database_url, args.broker_url)
         build_minutes = app.set_up(args.train, heldout, args.seed, validation)
         with app.worker():
             print(f"\n{header()}")
             for replicate in range(args.replicates):
-                for arm, (labeler, extra) in ARMS.items():
+                for arm, (labeler, extra) in arms.items():
                     policy = BASE_POLICY
                     config = CONFIG | extra | {"seed": replicate, "eval_split": args.split}
                     for step in range(1, args.iterations + 1):
                         number = app.create(policy, labeler, config, 0, None)
                         report = app.train_and_report(number)
-                        if arm == "paper" and step == 1:
+                        if step == 1 and len(pictures["base"]) == replicate:  # the base, once a replicate
                             print(row(f"base policy (seed {replicate})", report["metrics"]["baseline"]["details"]
                                       ["truth"]), flush=True)  # fmt: skip
                             pictures["base"].append(app.answers(number, "baseline"))
@@ -107,7 +114,7 @@ def main() -> None:
                     pictures[arm].append(app.answers(number, "eval"))
 
     figures = {}
-    for arm in ARMS:
+    for arm in arms:
         figures |= {
             f"{arm}_reduction": rate_reduction(arm),
             f"{arm}_set_reduction": rate_reduction(arm, "hallucinated"),
@@ -115,7 +122,8 @@ def main() -> None:
             f"{arm}_repetition_delta": delta("base_repeats", f"{arm}_repeats"),
             f"{arm}_words_ratio": ratio("base_words", f"{arm}_words"),
         }
-    pairs = [("reject_repeats", "paper"), ("paper", "control"), ("reject_repeats", "control")]
+    pairs = [(arm, "paper") for arm in arms if arm not in ("paper", "control") and "paper" in arms]
+    pairs += [(arm, "control") for arm in arms if arm != "control"]
     for a, b in pairs:
         figures[f"{a}_minus_{b}"] = lambda x, a=a, b=b: figures[f"{a}_reduction"](x) - figures[f"{b}_reduction"](x)
     estimates = bootstrap(arrays_of(pictures), figures)
@@ -128,7 +136,7 @@ def main() -> None:
     rate = base["base_count_hallucinated"].sum() / base["base_names_objects"].sum()
     print(f"base policy: count-aware CHAIRs {rate:.3f}, answers repeating a claim {base['base_repeats'].mean():.3f}")
     print("\nper arm, mean [95 % interval] over pictures and replicates:")
-    for arm in ARMS:
+    for arm in arms:
         print(f"{arm:<15} reduction {estimates[f'{arm}_reduction']}  set-based {estimates[f'{arm}_set_reduction']}  "
               f"recall_kept {estimates[f'{arm}_recall_kept']}  repetition_delta {estimates[f'{arm}_repetition_delta']}"
               f"  words_ratio {estimates[f'{arm}_words_ratio']}")  # fmt: skip

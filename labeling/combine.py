@@ -68,13 +68,14 @@ def make_pairs(
     seed: int = 0,
     length_balance: bool = True,
     length_ratio: float | None = None,
+    chosen_is_best: bool = False,
 ) -> list[Pair]:
     """The iteration's preference pairs, sorted by (instruction, chosen, rejected).
 
     ``length_ratio`` applies that r instead of searching for the best one: rebuilding one instruction's
     pairs re-uses its iteration's r, which one instruction's few pairs would not reproduce.
     """
-    return combine_pairs(responses, k, seed, length_balance, length_ratio).pairs
+    return combine_pairs(responses, k, seed, length_balance, length_ratio, chosen_is_best).pairs
 
 
 def combine_pairs(
@@ -83,20 +84,24 @@ def combine_pairs(
     seed: int = 0,
     length_balance: bool = True,
     length_ratio: float | None = None,
+    chosen_is_best: bool = False,
 ) -> Combined:
     """make_pairs, also returning the r it applied, so the caller can record it for later rebuilds."""
     responses = list(responses)
-    pairs, ratio = sample_pairs(candidate_pairs(responses), k=k, seed=seed, positions=positions(responses)), None
+    candidates = candidate_pairs(responses, chosen_is_best)
+    pairs, ratio = sample_pairs(candidates, k=k, seed=seed, positions=positions(responses)), None
     if length_balance:
         pairs, ratio = _balance(pairs, responses, length_ratio)
     return Combined(sorted(pairs, key=lambda p: (p.instruction_id, p.chosen_id, p.rejected_id)), ratio)
 
 
-def candidate_pairs(responses: Iterable[ScoredResponse]) -> list[Pair]:
+def candidate_pairs(responses: Iterable[ScoredResponse], chosen_is_best: bool = False) -> list[Pair]:
     """Every unordered pair within an instruction whose scores differ (ties dropped), higher score chosen.
 
     Pairs of identical text (up to whitespace) are dropped here, before sampling; the reference drops them
     after sampling, in its length filter, which can cost an instruction one of its k pairs for nothing.
+    With ``chosen_is_best`` (not the paper's), only pairs whose chosen answer has its instruction's best score
+    are kept: a pair never teaches that an answer with a fault of its own is right.
     """
     by_instruction = defaultdict(list)
     seen = set()
@@ -109,10 +114,13 @@ def candidate_pairs(responses: Iterable[ScoredResponse]) -> list[Pair]:
     pairs = []
     for instruction_id in sorted(by_instruction):
         group = sorted(by_instruction[instruction_id], key=lambda r: r.id)
+        best = max(r.score for r in group)
         for a, b in combinations(group, 2):
             if a.score == b.score or a.text.split() == b.text.split():
                 continue
             chosen, rejected = (a, b) if a.score > b.score else (b, a)
+            if chosen_is_best and chosen.score < best:
+                continue
             pairs.append(Pair(instruction_id, chosen.id, rejected.id, chosen.score - rejected.score))
     return pairs
 

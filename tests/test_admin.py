@@ -78,9 +78,12 @@ def test_staff_create_a_draft_on_the_instructions_of_a_source_and_split(staff, b
 
 def test_the_add_form_refuses_a_source_and_split_with_no_instructions_and_a_model_url(staff):
     InstructionFactory(source="coco")
-    response = staff.post(admin_url("iteration", "add"), NEW | {"split": "heldout"})
+    InstructionFactory(source="other", split="validation")
+    response = staff.post(admin_url("iteration", "add"), NEW | {"source": "other"})
     assert response.status_code == 200
     assert "No instructions match this source and split." in response.content.decode()
+    response = staff.post(admin_url("iteration", "add"), NEW | {"split": "heldout"})  # the test split
+    assert "the held-out split is the test split the figures report" in response.content.decode()
     response = staff.post(admin_url("iteration", "add"), NEW | {"policy": "http://example.com/model"})
     assert "not a URL" in response.content.decode()
     assert not Iteration.objects.exists()

@@ -141,3 +141,13 @@ def test_an_evaluation_reads_the_test_split_unless_a_run_chooses_settings_on_val
     assert measurement(reported) != measurement(tuning)  # never copied from one to the other
     with pytest.raises(ValueError, match="eval_split must be"):
         evaluation_split(config(IterationFactory(config={"eval_split": "train"})))
+
+
+def test_no_iteration_trains_on_the_test_or_the_validation_split():
+    from django.core.management import CommandError, call_command
+
+    InstructionFactory(split=Split.HELDOUT)
+    for split in ("heldout", "validation"):
+        with pytest.raises(CommandError, match="neither is ever trained on"):
+            call_command("run_iteration", "--new", "--policy", "p", "--labeler", "l", "--split", split)
+    assert not Iteration.objects.exists()

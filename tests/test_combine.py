@@ -227,3 +227,14 @@ def test_the_chosen_ratio_is_the_first_best_on_the_grid(lengths):
     best = min(gaps.values())
     assert gaps[r] == pytest.approx(best)
     assert all(gaps[other] > best + 1e-12 for other in gaps if other < r)
+
+
+def test_with_chosen_is_best_only_the_instructions_best_answers_are_chosen():
+    responses = [ScoredResponse(i, 1, f"answer {i}", n) for i, n in enumerate([0, 1, 2, 0])]
+    every = candidate_pairs(responses)
+    best = candidate_pairs(responses, chosen_is_best=True)
+    assert {(p.chosen_id, p.rejected_id) for p in every} == {(0, 1), (0, 2), (1, 2), (3, 1), (3, 2)}
+    assert {(p.chosen_id, p.rejected_id) for p in best} == {(0, 1), (0, 2), (3, 1), (3, 2)}  # 1 over 2 is dropped
+    assert make_pairs(responses, k=10, length_balance=False, chosen_is_best=True) == sorted(
+        best, key=lambda p: (p.instruction_id, p.chosen_id, p.rejected_id)
+    )

@@ -28,6 +28,9 @@ DEFAULT_CONFIG = {
     # rejected too, so a repeat never buys a better score than saying less (the shapes world's policy learnt to
     # fill an absent object's place with a repeat: README, "Evidence").
     "reject_repeats": False,
+    # Off: any two answers of an instruction with different scores may pair (the paper). On: only pairs whose chosen
+    # answer has the instruction's best score, so no pair teaches that an answer with a fault is right.
+    "chosen_is_best": False,
     "chunk_size": None,  # None: settings.CHUNK_SIZE
     "generate_batch": 8,
     "label_batch": 512,

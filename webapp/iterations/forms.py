@@ -13,6 +13,10 @@ from webapp.iterations.creating import create_iteration
 from webapp.models import Instruction, Iteration, Split
 
 KNOWN_MODELS_LIST = "known-models"  # the id of the <datalist> the new iteration page renders
+NOT_TRAINED_ON = (
+    "Iterations answer and train on the train split: the validation split is where settings are chosen and the "
+    "held-out split is the test split the figures report, so neither is ever trained on."
+)
 
 # Config keys that describe where an imported iteration came from: a new iteration must not copy them (the
 # RLAIF-V import recognises a file imported before by its sha256).
@@ -191,6 +195,11 @@ class IterationForm(ModelNamesForm):
         if error := limits.too_long("The engine options' JSON", json.dumps(value), limits.SETTINGS):
             raise forms.ValidationError(error + ".")
         return value or None
+
+    def clean_split(self):
+        if (split := self.cleaned_data["split"]) != Split.TRAIN:
+            raise forms.ValidationError(NOT_TRAINED_ON)
+        return split
 
     def instructions(self):
         chosen = Instruction.objects.filter(split=self.cleaned_data["split"])

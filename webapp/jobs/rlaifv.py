@@ -172,6 +172,7 @@ def combine(job: Job, is_true=question_is_true) -> None:
         k=cfg["pairs_per_instruction"],
         seed=cfg["seed"],
         length_balance=cfg["length_balance"],
+        chosen_is_best=cfg["chosen_is_best"],
     )
     pairs = combined.pairs
     for r in responses:

@@ -287,6 +287,7 @@ def _pairs_of(iteration: Iteration, responses: list[Response]) -> list[Pair]:
         seed=cfg["seed"],
         length_balance=cfg["length_balance"],
         length_ratio=iteration_length_ratio(iteration) if cfg["length_balance"] else None,
+        chosen_is_best=cfg["chosen_is_best"],
     )
 
 
@@ -340,6 +341,7 @@ def iteration_length_ratio(iteration: Iteration) -> float | None:
         [ScoredResponse(r.pk, r.instruction_id, r.text, r.n_rejected) for r in responses],
         k=cfg["pairs_per_instruction"],
         seed=cfg["seed"],
+        chosen_is_best=cfg["chosen_is_best"],
     ).length_ratio
     iteration.metrics = (iteration.metrics or {}) | {"length_ratio": ratio}
     iteration.save(update_fields=["metrics"])

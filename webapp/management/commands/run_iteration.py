@@ -7,9 +7,10 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from webapp.iterations import lifecycle
 from webapp.iterations.config import check_engine_options
 from webapp.iterations.creating import create_iteration
+from webapp.iterations.forms import NOT_TRAINED_ON
 from webapp.iterations.progress import iteration_progress
 from webapp.jobs.watchdog import requeue_stale_jobs
-from webapp.models import Instruction, Iteration, IterationStatus
+from webapp.models import Instruction, Iteration, IterationStatus, Split
 
 FINAL = {IterationStatus.REVIEWING, IterationStatus.DONE, IterationStatus.FAILED, IterationStatus.CANCELLED}
 
@@ -63,6 +64,8 @@ class Command(BaseCommand):
         policy = opts["policy"] or Iteration.default_policy()
         if not policy or not opts["labeler"]:
             raise CommandError("--new needs --policy (no earlier checkpoint to default to) and --labeler")
+        if opts["split"] != Split.TRAIN:
+            raise CommandError(NOT_TRAINED_ON)
         instructions = Instruction.objects.filter(split=opts["split"])
         if opts["source"]:
             instructions = instructions.filter(source=opts["source"])
