@@ -2,12 +2,13 @@
 world, through the real app, replicated, with 95 % intervals.
 
 Usage:
-    .venv/bin/python bench/shapes.py [--replicates 3] [--iterations 2] [--train 500] [--heldout 500]
-                                     [--split heldout|validation] [--database-url …] [--broker-url …]
+    .venv/bin/python bench/shapes.py [--replicates 3] [--iterations 3] [--arms paper,best_chosen,control]
+                                     [--train 500] [--heldout 500] [--split heldout|validation]
+                                     [--database-url …] [--broker-url …]
 
 The shapes world (labeling/shapes.py) knows the truth of every claim. This builds its trained tiny models, draws
-the instruction sets (`load_shapes`), starts one Celery worker and runs, in each replicate, three arms of
-`--iterations` iterations each from the same base policy, every step through `run_iteration`:
+the instruction sets (`load_shapes`), starts one Celery worker and runs, in each replicate, the `--arms` (of these
+four) for `--iterations` iterations each from the same base policy, every step through `run_iteration`:
 - paper: the trained labeler judges the claims and an answer scores −(rejected claims), as RLAIF-V does;
 - reject_repeats: the same, but a claim repeating an earlier claim of its answer counts as rejected
   (config `reject_repeats`, off by default);
@@ -76,11 +77,11 @@ def arrays_of(pictures: dict[str, list[list[dict]]]) -> dict[str, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicates", type=int, default=3, help="runs of every arm, config seed 0, 1, …")
-    parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--train", type=int, default=500, help="training images (one instruction each)")
     parser.add_argument("--heldout", type=int, default=500, help="pictures of the evaluated split")
     parser.add_argument("--split", choices=("heldout", "validation"), default="heldout")
-    parser.add_argument("--arms", default=",".join(ARMS), help="the arms to run, comma-separated (control last)")
+    parser.add_argument("--arms", default="paper,best_chosen,control", help="the arms to run, comma-separated")
     parser.add_argument("--headline", choices=tuple(a for a in ARMS if a != "control"), default="best_chosen")
     parser.add_argument("--seed", type=int, default=0, help="the world's seed")
     parser.add_argument("--database-url")
