@@ -110,3 +110,24 @@ def test_the_limit_and_the_lockout_time_come_from_the_environment(tmp_path):
     show = "from django.conf import settings; print(settings.AXES_FAILURE_LIMIT, settings.AXES_COOLOFF_TIME)"
     result = manage(tmp_path, "shell", "--no-imports", "-c", show, LOGIN_FAILURE_LIMIT="3", LOGIN_LOCKOUT_MINUTES="30")
     assert result.stdout.strip().splitlines()[-1] == "3 0:30:00", result.stderr
+
+
+def test_logging_in_as_oneself_does_not_clear_the_failures_of_another_username(client, alice, settings):
+    """Four wrong guesses for a victim, then a successful login as one's own account from the same address, five
+    times over: the victim is locked out (and so is the address), where axes' own reset cleared every failure
+    of the address each time."""
+    limit = settings.AXES_FAILURE_LIMIT
+    for _ in range(5):
+        fail(client, "victim", limit - 1)
+        log_in(client, "alice", PASSWORD)
+        client.logout()
+    assert AccessAttempt.objects.filter(username="victim").get().failures_since_start >= limit
+    assert log_in(Client(), "victim", "any password", address=None).status_code == 429
+
+
+def test_a_success_clears_that_usernames_failures_from_that_address_only(client, alice, settings):
+    settings.CLIENT_ADDRESS_HEADER = "X-Real-IP"
+    fail(client, "alice", 2, address="10.0.0.1")
+    fail(client, "alice", 2, address="10.0.0.2")
+    assert log_in(client, "alice", PASSWORD, address="10.0.0.1").status_code == 302
+    assert list(AccessAttempt.objects.values_list("ip_address", "failures_since_start")) == [("10.0.0.2", 2)]

@@ -128,7 +128,8 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: a username, or an address
-AXES_RESET_ON_SUCCESS = True
+AXES_RESET_ON_SUCCESS = True  # only that username's failures from that address (webapp.accounts.logins)
+AXES_HANDLER = "webapp.accounts.logins.LockoutHandler"
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_SENSITIVE_PARAMETERS = []  # the logs name the username and the address (never the password)
 AXES_LOCKOUT_CALLABLE = "webapp.accounts.logins.locked_out"

@@ -1,5 +1,10 @@
-"""Login throttling's two hooks into django-axes: whose address a login comes from, and the page a locked-out
-login gets.
+"""Login throttling's hooks into django-axes: whose address a login comes from, what a successful login clears,
+and the page a locked-out login gets.
+
+Failures count per username and per address, each on its own. A successful login clears only the failures of
+that username from that address: axes' own reset deletes every failure matching the username *or* the address,
+so an attacker could guess four passwords for someone else, log in as themself from the same address, and guess
+again without ever being locked out.
 
 Behind the reverse proxy every connection comes from the proxy, so one address would collect everyone's
 failures and lock every user out at once. The proxy names the client in a header it always overwrites
@@ -9,9 +14,21 @@ reaching the app directly could set it to anything.
 
 from datetime import timedelta
 
+from axes.handlers.database import AxesDatabaseHandler
+from axes.helpers import get_client_username
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.shortcuts import render
+
+
+class LockoutHandler(AxesDatabaseHandler):
+    """axes' database handler, whose reset on success clears only that username's failures from that address."""
+
+    def reset_user_attempts(self, request, credentials=None) -> int:
+        username = get_client_username(request, credentials)
+        count, _ = AccessAttempt.objects.filter(username=username, ip_address=request.axes_ip_address).delete()
+        return count
 
 
 def client_address(request) -> str | None:
