@@ -16,6 +16,7 @@ from webapp.models import (
     IterationStatus,
     PreferencePair,
     Response,
+    Review,
     response_scores,
 )
 from webapp.review.audit_sample import audit_result, start_audit, waiting_items
@@ -195,6 +196,20 @@ def test_an_audit_page_posts_only_to_its_latest_sample(client, bob, iteration):
     claim = old.items.first().claim_id
     response = client.post(reverse("review-audit", args=[iteration.number]), {"sample": old.pk, "correct": claim})
     assert response.status_code == 409 and b"newer audit sample" in response.content
+
+
+def test_an_audit_decision_on_a_claim_not_drawn_is_a_404_and_odd_ids_are_ignored(client, bob, iteration):
+    """Found by an attack: a claim outside the sample, or `?last=²` (a digit to isdigit(), not to int()), was a
+    500."""
+    client.force_login(bob)
+    sample = start_audit(iteration, bob, UNIFORM, size=3, seed=0)
+    drawn = set(sample.items.values_list("claim", flat=True))
+    other = Claim.objects.filter(response__iteration=iteration).exclude(pk__in=drawn).first()
+    url = reverse("review-audit", args=[iteration.number])
+    assert client.post(url, {"sample": sample.pk, "correct": other.pk}).status_code == 404
+    assert not Review.objects.filter(claim=other).exists()
+    assert client.get(url + "?last=²").status_code == 200
+    assert client.get(reverse("iteration-new") + "?from=²").status_code == 200
 
 
 def test_the_dashboard_shows_audits_in_a_fixed_number_of_queries(client, bob, django_assert_max_num_queries):

@@ -7,6 +7,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from webapp.accounts import audit
 from webapp.accounts.permissions import reviewer_required, staff_required
+from webapp.ids import parse_id
 from webapp.iterations import eta, lifecycle
 from webapp.iterations.actions import LABELS, offered, run_action
 from webapp.iterations.baseline import start_for
@@ -31,7 +32,8 @@ def iteration_new(request):
     """A new draft; the form starts from the settings of iteration `?from=N`, else of the latest one."""
     number = request.GET.get("from", "")
     iterations = Iteration.objects.order_by("-number")
-    previous = get_object_or_404(Iteration, number=number) if number.isdigit() else iterations.first()
+    wanted = parse_id(number)  # "²" is a digit to isdigit(), not to int()
+    previous = get_object_or_404(Iteration, number=wanted) if wanted is not None else iterations.first()
     form = IterationForm(request.POST or None, previous=previous)
     if request.method == "POST" and form.is_valid():
         iteration = form.save(request.user)

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from labeling.audit import STRATIFIED
 from webapp.accounts.permissions import reviewer_required, staff_required
+from webapp.ids import parse_id
 from webapp.models import AuditDesign, Claim, Iteration, IterationStatus
 from webapp.review import selectors
 from webapp.review.audit_sample import (
@@ -52,12 +53,13 @@ def audit(request, number):
     """The sample's next claims and its estimate. A decision (or an undo) posted here is recorded as an audit
     review; HTMX gets the page's audit section back, a plain post a redirect naming the review (`?last=`)."""
     iteration = get_object_or_404(Iteration, number=number)
-    last = int(request.GET["last"]) if request.GET.get("last", "").isdigit() else None
+    last = parse_id(request.GET.get("last", ""))
     if request.method == "POST":
         sample = latest_sample(iteration)
         if sample is None or request.POST.get("sample") != str(sample.pk):
             return HttpResponse(STALE_SAMPLE, status=409, content_type="text/plain")
-        answer = record_posted(request, Claim.objects.filter(response__iteration=iteration), audit_sample=sample)
+        drawn = Claim.objects.filter(response__iteration=iteration, pk__in=sample.items.values("claim"))
+        answer = record_posted(request, drawn, audit_sample=sample)  # a claim not drawn is a 404
         if isinstance(answer, HttpResponse):
             return answer
         if not request.htmx:
