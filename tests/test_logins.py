@@ -131,3 +131,12 @@ def test_a_success_clears_that_usernames_failures_from_that_address_only(client,
     fail(client, "alice", 2, address="10.0.0.2")
     assert log_in(client, "alice", PASSWORD, address="10.0.0.1").status_code == 302
     assert list(AccessAttempt.objects.values_list("ip_address", "failures_since_start")) == [("10.0.0.2", 2)]
+
+
+@pytest.mark.parametrize("header", ["a, b", "not-an-ip", "10.0.0.1, 10.0.0.2", "<script>"])
+def test_a_proxy_header_that_is_not_one_address_falls_back_to_the_connections(client, alice, settings, header):
+    """Found by an attack: such a header made every login a 500 on PostgreSQL (an inet column)."""
+    settings.CLIENT_ADDRESS_HEADER = "X-Real-IP"
+    assert log_in(client, "alice", "wrong password", address=header).status_code == 200
+    assert AccessAttempt.objects.get().ip_address == "127.0.0.1"
+    assert log_in(client, "alice", PASSWORD, address=header).status_code == 302

@@ -12,6 +12,7 @@ failures and lock every user out at once. The proxy names the client in a header
 reaching the app directly could set it to anything.
 """
 
+import ipaddress
 from datetime import timedelta
 
 from axes.handlers.database import AxesDatabaseHandler
@@ -32,12 +33,16 @@ class LockoutHandler(AxesDatabaseHandler):
 
 
 def client_address(request) -> str | None:
-    """The address the proxy saw the request come from, else the connection's own."""
+    """The address the proxy saw the request come from, else the connection's own. A header that is not one IP
+    address (a list, a name, garbage) is not the proxy's: the connection's address is used, so the lockout never
+    writes a value its address column refuses."""
     header = settings.CLIENT_ADDRESS_HEADER
     if header:
         forwarded = request.META.get("HTTP_" + header.upper().replace("-", "_"), "").strip()
-        if forwarded:
-            return forwarded
+        try:
+            return str(ipaddress.ip_address(forwarded))
+        except ValueError:
+            pass
     return request.META.get("REMOTE_ADDR")
 
 
