@@ -305,6 +305,17 @@ def test_an_action_records_the_address_the_proxy_saw(staff, settings):
     assert last(A.LAUNCH).address == "203.0.113.9"
 
 
+def test_the_trail_reads_the_proxys_address_header_as_the_lockout_does(staff, settings):
+    """Found by an attack: behind compose's nginx (X-Real-IP) the trail's address was empty while the lockout read
+    the header; both now follow one rule (webapp.accounts.actors.client_address)."""
+    settings.CLIENT_ADDRESS_HEADER = "X-Real-IP"
+    iteration = draft()
+    staff.post(reverse("iteration-action", args=[iteration.number, "launch"]), headers={"X-Real-IP": "203.0.113.5"})
+    assert last(A.LAUNCH).address == "203.0.113.5"
+    request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_REAL_IP="a, b")
+    assert client_address(request) == "10.0.0.1"  # not one address: not the proxy's
+
+
 # --- append-only -----------------------------------------------------------------------------------------------
 
 

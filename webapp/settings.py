@@ -133,7 +133,7 @@ AXES_HANDLER = "webapp.accounts.logins.LockoutHandler"
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_SENSITIVE_PARAMETERS = []  # the logs name the username and the address (never the password)
 AXES_LOCKOUT_CALLABLE = "webapp.accounts.logins.locked_out"
-AXES_CLIENT_IP_CALLABLE = "webapp.accounts.logins.client_address"
+AXES_CLIENT_IP_CALLABLE = "webapp.accounts.actors.client_address"  # the audit trail's rule too
 # Behind the proxy every request comes from the proxy's address: name the header it sets to the client's own
 # (e.g. X-Real-IP; it must overwrite a client's). Unset, the connection's address (REMOTE_ADDR) is used.
 CLIENT_ADDRESS_HEADER = env_str("CLIENT_ADDRESS_HEADER", "")

@@ -41,12 +41,22 @@ class Actor:
 
 
 def client_address(request) -> str | None:
-    """The connection's address, or, behind FORWARDED_FOR_PROXIES proxies, the one the outermost of them saw.
+    """The client's address, the one home of the rule for the audit trail and the login lockout alike.
 
-    Each proxy appends the address it received the request from to X-Forwarded-For, so with N trusted proxies
-    the client is the N-th entry from the right; anything left of it was written by the client and is ignored.
-    Without configured proxies the header is ignored altogether: anyone can send it.
+    Behind a proxy that names the client in a header it always overwrites (CLIENT_ADDRESS_HEADER, e.g.
+    X-Real-IP: compose's nginx), that header, when it is one IP address (anything else is not the proxy's, and
+    the connection's address is used). Else the connection's address, or, behind FORWARDED_FOR_PROXIES proxies,
+    the one the outermost of them saw: each proxy appends the address it received the request from to
+    X-Forwarded-For, so with N trusted proxies the client is the N-th entry from the right; anything left of it
+    was written by the client and is ignored. Without configured proxies both headers are ignored: anyone can
+    send them.
     """
+    if header := settings.CLIENT_ADDRESS_HEADER:
+        named = request.META.get("HTTP_" + header.upper().replace("-", "_"), "").strip()
+        try:
+            return str(ip_address(named))
+        except ValueError:
+            pass
     address = request.META.get("REMOTE_ADDR")
     proxies = settings.FORWARDED_FOR_PROXIES
     forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]

@@ -1,5 +1,5 @@
-"""Login throttling's hooks into django-axes: whose address a login comes from, what a successful login clears,
-and the page a locked-out login gets.
+"""Login throttling's hooks into django-axes: what a successful login clears, and the page a locked-out login
+gets; whose address a login comes from is webapp.accounts.actors.client_address, as for the audit trail.
 
 Failures count per username and per address, each on its own. A successful login clears only the failures of
 that username from that address: axes' own reset deletes every failure matching the username *or* the address,
@@ -12,7 +12,6 @@ failures and lock every user out at once. The proxy names the client in a header
 reaching the app directly could set it to anything.
 """
 
-import ipaddress
 from datetime import timedelta
 
 from axes.handlers.database import AxesDatabaseHandler
@@ -30,20 +29,6 @@ class LockoutHandler(AxesDatabaseHandler):
         username = get_client_username(request, credentials)
         count, _ = AccessAttempt.objects.filter(username=username, ip_address=request.axes_ip_address).delete()
         return count
-
-
-def client_address(request) -> str | None:
-    """The address the proxy saw the request come from, else the connection's own. A header that is not one IP
-    address (a list, a name, garbage) is not the proxy's: the connection's address is used, so the lockout never
-    writes a value its address column refuses."""
-    header = settings.CLIENT_ADDRESS_HEADER
-    if header:
-        forwarded = request.META.get("HTTP_" + header.upper().replace("-", "_"), "").strip()
-        try:
-            return str(ipaddress.ip_address(forwarded))
-        except ValueError:
-            pass
-    return request.META.get("REMOTE_ADDR")
 
 
 def locked_out(request, response=None, credentials=None):
