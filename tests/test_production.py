@@ -2,6 +2,7 @@
 security headers (Content-Security-Policy, nosniff, X-Frame-Options). DEBUG=0 without a key: tests/test_settings.py.
 """
 
+import fnmatch
 import os
 import re
 import secrets
@@ -191,6 +192,42 @@ def test_the_image_does_not_keep_its_build_time_key():
     assert re.search(r"SECRET_KEY=\S+ [^\n]*\\\n\s*python manage.py collectstatic", dockerfile)
     assert re.search(r"^USER app$", dockerfile, re.M)
     assert re.search(r"^USER app$", (DOCKER / "Dockerfile.gpu").read_text(), re.M)
+
+
+def dockerignored(path: str) -> bool:
+    """Whether .dockerignore leaves `path` out of the build context (its patterns as Docker reads them: a pattern
+    matches the path or a folder above it; ** is any number of folders)."""
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [p for p in patterns if p and not p.startswith("#")]
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    return any(
+        fnmatch.fnmatchcase(prefix, pattern) or fnmatch.fnmatchcase(prefix, pattern.removeprefix("**/"))
+        for pattern in patterns
+        for prefix in prefixes
+    )
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["docker/.env", "docker/app.env", "docker/models.env", "docker/flower.env", "docker/secret_key",
+     "docker/tls/privkey.pem", "docker/tls/fullchain.pem", "deploy/server.key"],
+)  # fmt: skip
+def test_no_secret_goes_into_an_image(secret):
+    """Found by an attack: `COPY . .` would have copied the per-service env files and the TLS key into both
+    images (.dockerignore named only docker/.env and docker/secret_key)."""
+    assert dockerignored(secret)
+
+
+def test_the_build_context_keeps_the_code_and_the_examples():
+    for kept in ["webapp/settings.py", "docker/app.env.example", "docker/nginx.conf.template", "requirements.txt"]:
+        assert not dockerignored(kept), kept
+
+
+def test_the_images_never_download_from_the_hub():
+    """Model names resolve under MODELS_DIR; an image that reached the hub with HF_TOKEN could fetch code."""
+    for name in ["Dockerfile", "Dockerfile.gpu"]:
+        assert re.search(r"^\s*HF_HUB_OFFLINE=1\b", (DOCKER / name).read_text(), re.M), name
 
 
 def test_the_images_run_with_debug_off():
