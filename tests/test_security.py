@@ -757,3 +757,30 @@ def test_a_pickled_checkpoint_is_refused_unopened_by_every_model_loader(
     assert "safetensors" in str(error.value)
     assert torch_loads == []
     assert not marker.exists()
+
+
+def test_staff_actions_check_the_models_permissions_as_the_admin_does(client, iteration):
+    """Found by an attack: staff without model permissions, refused by the admin, exported an iteration's pairs
+    and applied a margin on the site (`staff_required` checked only is_staff)."""
+    from django.contrib.auth.models import Permission
+
+    staff = UserFactory(username="plain-staff", is_staff=True)
+    client.force_login(staff)
+    number = iteration.number
+    refused = {
+        "export": client.get(reverse("iteration-export", args=[number, "trl"])),
+        "margin": client.post(reverse("iteration-margin", args=[number]), {"margin": "0.2"}),
+        "audit": client.post(reverse("review-audit-start", args=[number]), {"design": "uniform", "size": 3}),
+        "new": client.get(reverse("iteration-new")),
+        "action": client.post(reverse("iteration-action", args=[number, "cancel"])),
+        "import": client.get(reverse("imports")),
+    }
+    assert {name: r.status_code for name, r in refused.items()} == dict.fromkeys(refused, 403)
+    assert "lacks the permission" in refused["export"].content.decode()
+    iteration.refresh_from_db()
+    assert iteration.margin == 0 and not iteration.audit_samples.exists()
+
+    staff.user_permissions.add(Permission.objects.get(codename="view_preferencepair"))
+    client.force_login(UserFactory._meta.model.objects.get(pk=staff.pk))  # permissions are cached per user object
+    assert client.get(reverse("iteration-export", args=[number, "trl"])).status_code == 200
+    assert client.post(reverse("iteration-margin", args=[number]), {"margin": "0.2"}).status_code == 403

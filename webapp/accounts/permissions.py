@@ -13,6 +13,7 @@ REVIEWERS_ONLY = (
     "ask a staff member to add you."
 )
 STAFF_ONLY = "Only staff may do this: create, launch, approve, resume or cancel iterations."
+MISSING_PERMISSION = "Your staff account lacks the permission this needs: ask an administrator to grant it"
 
 
 def can_review(user) -> bool:
@@ -36,14 +37,20 @@ def reviewer_required(view):
     return checked
 
 
-def staff_required(view):
-    """Refuse (403) anyone but staff: creating and driving iterations. Joining the reviewer group would not
-    help, so the message does not suggest it."""
+def staff_required(permission: str):
+    """Refuse (403) anyone but staff holding `permission` ("webapp.change_iteration"), as the admin checks
+    the same staff member: creating and driving iterations, drawing audits, moving the margin, importing and
+    exporting. Joining the reviewer group would not help, so the message does not suggest it."""
 
-    @wraps(view)
-    def checked(request, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied(STAFF_ONLY)
-        return view(request, *args, **kwargs)
+    def decorator(view):
+        @wraps(view)
+        def checked(request, *args, **kwargs):
+            if not request.user.is_staff:
+                raise PermissionDenied(STAFF_ONLY)
+            if not request.user.has_perm(permission):
+                raise PermissionDenied(f"{MISSING_PERMISSION} ({permission}).")
+            return view(request, *args, **kwargs)
 
-    return checked
+        return checked
+
+    return decorator

@@ -27,7 +27,7 @@ def iteration_list(request):
     return render(request, "iterations/list.html", {"iterations": iterations})
 
 
-@staff_required
+@staff_required("webapp.add_iteration")
 def iteration_new(request):
     """A new draft; the form starts from the settings of iteration `?from=N`, else of the latest one."""
     number = request.GET.get("from", "")
@@ -62,7 +62,9 @@ def iteration_detail(request, number):
     context["charts"] = as_data(training_charts(list(train_jobs)))
     context["figures"] = figures(iteration.metrics)
     context["monitor"] = monitor(iteration, start_for(iteration))
-    context["can_export"] = request.user.is_staff and iteration.pairs.exists()
+    context["can_export"] = (
+        request.user.is_staff and request.user.has_perm("webapp.view_preferencepair") and iteration.pairs.exists()
+    )
     context["events"] = audit.recent(iteration)
     context["engines"] = engine_settings(iteration)
     context["queues"] = stage_queues(iteration)
@@ -72,7 +74,7 @@ def iteration_detail(request, number):
 
 
 @require_POST
-@staff_required
+@staff_required("webapp.change_iteration")
 def iteration_action(request, number, action):
     iteration = get_object_or_404(Iteration, number=number)
     run_action(request, iteration, action)

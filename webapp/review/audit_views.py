@@ -70,7 +70,7 @@ def audit(request, number):
 
 
 @require_POST
-@staff_required
+@staff_required("webapp.add_auditsample")
 def audit_start(request, number):
     """Draw a new audit sample; the audit page serves it from now on."""
     iteration = get_object_or_404(Iteration, number=number)

@@ -44,7 +44,7 @@ def calibration_page(request, number):
 
 
 @require_POST
-@staff_required
+@staff_required("webapp.change_iteration")
 def margin_apply(request, number):
     """Apply a margin: every answer re-scored and every pair rebuilt under it, recorded on the iteration."""
     iteration = get_object_or_404(Iteration, number=number)

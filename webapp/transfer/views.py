@@ -14,7 +14,7 @@ from webapp.models import AuditAction, ImportState, InstructionImport, Iteration
 from webapp.transfer.forms import ImportForm
 
 
-@staff_required
+@staff_required("webapp.view_preferencepair")
 def iteration_export(request, number, fmt):
     """Stream the export: its rows are read a chunk at a time and sent as they are written."""
     from webapp.transfer.exporting import FORMATS, ExportFailed, export_download  # pulls in `datasets`: only when used
@@ -34,7 +34,7 @@ def iteration_export(request, number, fmt):
     return response
 
 
-@staff_required
+@staff_required("webapp.add_instructionimport")
 def import_new(request):
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
@@ -45,7 +45,7 @@ def import_new(request):
     return render(request, "transfer/new.html", context)
 
 
-@staff_required
+@staff_required("webapp.view_instructionimport")
 def import_detail(request, pk):
     upload = get_object_or_404(InstructionImport, pk=pk)
     running = upload.state in (ImportState.PENDING, ImportState.RUNNING)
