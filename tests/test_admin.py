@@ -1,6 +1,8 @@
 """The admin: iterations are created as drafts and driven through the lifecycle; what the pipeline and the review
 pages write (reviews, verdicts, pairs, jobs, answers, claims) is read-only there."""
 
+import json
+
 import pytest
 from django.contrib.admin import site
 from django.contrib.auth.models import Permission
@@ -143,6 +145,20 @@ def test_a_drafts_config_must_be_a_json_object(staff):
     assert "Give the settings as a JSON object" in response.content.decode()
     iteration.refresh_from_db()
     assert iteration.config == {} and iteration.policy == "tiny-llava"
+
+
+def test_a_drafts_config_is_bounded_and_deep_nesting_is_refused(staff):
+    """Found by an attack: a 2 MB config was stored (the iteration page became 4 MB) and deeply nested JSON was a
+    RecursionError, a 500."""
+    iteration = draft()
+    huge = json.dumps({"note": "x" * 2_000_000})
+    response = staff.post(admin_url("iteration", "change", iteration.pk), CHANGE | {"config": huge})
+    assert response.status_code == 200 and "over the limit" in response.content.decode()
+    deep = "[" * 100_000 + "]" * 100_000
+    response = staff.post(admin_url("iteration", "change", iteration.pk), CHANGE | {"config": deep})
+    assert response.status_code == 200 and "nested too deeply" in response.content.decode()
+    iteration.refresh_from_db()
+    assert iteration.config == {}
 
 
 def test_a_launched_iteration_is_read_only_and_offers_no_save(staff):

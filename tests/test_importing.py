@@ -99,6 +99,7 @@ def not_an_image(folder):
         ({"image": "red.png"}, None, "line 2: missing field 'question'"),
         ({"question": "Q?"}, None, "line 2: missing field 'image'"),
         ('{"image": "red.png", "question": ', None, "line 2: not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, None, "line 2: JSON nested too deeply"),  # was a RecursionError
         ({"image": "red.png", "question": 42}, None, "line 2: field 'question' must be a string, not a number"),
         ({"image": ["red.png"], "question": "Q?"}, None, "line 2: field 'image' must be a string, not an array"),
         ([1, 2], None, "line 2: expected a JSON object, got an array"),

@@ -4,6 +4,7 @@ job exactly as `import_instructions` imports, all or nothing, and every unsafe z
 import io
 import json
 import stat
+import struct
 import zipfile
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from tests.test_importing import png_bytes
 from webapp.jobs.imports import fail_import, run_import
 from webapp.models import ImportState, Instruction, InstructionImport
 from webapp.tasks import run_import as run_import_task
-from webapp.transfer.archives import ArchiveError, Limits, unpack
+from webapp.transfer.archives import END, ArchiveError, Limits, declared_size, unpack
 from webapp.transfer.importing import import_instructions
 
 pytestmark = pytest.mark.django_db
@@ -123,6 +124,61 @@ def zip_of(*members, compression=zipfile.ZIP_STORED) -> bytes:
     return buffer.getvalue()
 
 
+def nameless_zip() -> bytes:
+    """A zip whose one member's name is empty (zipfile cannot write one: its is_dir() reads the name's last
+    character, which was an IndexError, a 500, before the name check)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a", b"x")
+    data = bytearray(buffer.getvalue())
+    struct.pack_into("<H", data, 26, 0)  # the local header's name length; its name follows at 30
+    del data[30]
+    index = data.find(b"PK\x01\x02")
+    struct.pack_into("<H", data, index + 28, 0)  # the index entry's name length; its name follows at 46
+    del data[index + 46]
+    at = data.find(b"PK\x05\x06")
+    fields = list(END.unpack_from(data, at))
+    fields[5], fields[6] = fields[5] - 1, fields[6] - 1  # the index is a byte shorter and a byte earlier
+    END.pack_into(data, at, *fields)
+    return bytes(data)
+
+
+def with_end(data: bytes, **fields) -> bytes:
+    """The zip with its end record saying other `members` or `index_bytes` than its index holds."""
+    at = data.rfind(b"PK\x05\x06")
+    signature, disk, index_disk, here, members, index_bytes, offset, comment = END.unpack_from(data, at)
+    members, index_bytes = fields.get("members", members), fields.get("index_bytes", index_bytes)
+    here = min(here, members)
+    end = END.pack(signature, disk, index_disk, here, members, index_bytes, offset, comment)
+    return data[:at] + end + data[at + END.size :]
+
+
+def test_the_member_count_is_read_from_the_end_record_before_the_index(tmp_path):
+    """A million members took half a GiB of worker memory to list before the count refused them: the end
+    record's count refuses them first. Here the index is garbage, which only the index reading would notice."""
+    data = zip_of(*[(f"{n}.png", b"x") for n in range(11)])
+    index = data.rfind(b"PK\x01\x02", 0, data.rfind(b"PK\x05\x06"))
+    garbage = data[: data.find(b"PK\x01\x02")] + b"\xff" * (data.rfind(b"PK\x05\x06") - data.find(b"PK\x01\x02"))
+    garbage += data[data.rfind(b"PK\x05\x06") :]
+    assert index > 0 and len(garbage) == len(data)
+    with pytest.raises(ArchiveError, match="the zip declares 11 members"):
+        unpack(io.BytesIO(garbage), tmp_path, LIMITS)
+    with pytest.raises(ArchiveError, match="not a readable zip file"):
+        unpack(io.BytesIO(garbage), tmp_path, Limits(members=20, member_bytes=50_000, total_bytes=200_000, ratio=50))
+
+
+def test_a_zip64_end_record_is_read_too():
+    import os
+    import tempfile
+
+    with tempfile.TemporaryFile() as handle:
+        with zipfile.ZipFile(handle, "w", allowZip64=True) as archive:
+            for n in range(70_000):  # past 65,535 members: the classic record says 0xFFFF, zip64's the count
+                archive.writestr(f"{n}", b"")
+        handle.seek(0, os.SEEK_END)
+        assert declared_size(handle)[0] == 70_000
+
+
 @pytest.mark.parametrize(
     "data, message",
     [
@@ -132,7 +188,11 @@ def zip_of(*members, compression=zipfile.ZIP_STORED) -> bytes:
         (zip_of(*[(f"{n}.png", bytes(40_000)) for n in range(6)]),
          "member '5.png' takes the unpacked size over the limit of 200000 bytes"),
         (zip_of(("big.png", bytes(50_001))), "member 'big.png' is 50001 bytes, over the limit of 50000"),
-        (zip_of(*[(f"{n}.png", b"x") for n in range(11)]), "the zip holds 11 members, over the limit of 10"),
+        (zip_of(*[(f"{n}.png", b"x") for n in range(11)]), "the zip declares 11 members, over the limit of 10"),
+        (with_end(zip_of(*[(f"{n}.png", b"x") for n in range(11)]), members=1),
+         "the zip holds 11 members, over the limit of 10"),  # an end record that lies: the index is counted too
+        (with_end(zip_of(("a.png", b"x")), index_bytes=10 * 1024 + 1), "the zip's index is 10241 bytes"),
+        (nameless_zip(), "a member has no name"),
         (zip_of(("images/../../evil.png", b"x")), "member 'images/../../evil.png': its path leaves the archive"),
         (zip_of(("/etc/evil.png", b"x")), "member '/etc/evil.png': an absolute or non-portable path"),
         (zip_of(("C:/evil.png", b"x")), "member 'C:/evil.png': an absolute or non-portable path"),
@@ -140,8 +200,8 @@ def zip_of(*members, compression=zipfile.ZIP_STORED) -> bytes:
         (zip_of((member("pipe.png", stat.S_IFIFO | 0o644), b"")), "member 'pipe.png' is not a regular file"),
         (zip_of(("a.png", b"x"), ("./a.png", b"y")), "member './a.png' appears twice"),
     ],
-    ids=["not-a-zip", "bomb-ratio", "bomb-total", "oversize", "too-many", "traversal", "absolute", "drive",
-         "symlink", "fifo", "twice"],
+    ids=["not-a-zip", "bomb-ratio", "bomb-total", "oversize", "too-many", "lying-end", "huge-index", "no-name",
+         "traversal", "absolute", "drive", "symlink", "fifo", "twice"],
 )  # fmt: skip
 def test_an_unsafe_zip_is_refused_whole_naming_the_member(tmp_path, data, message):
     with pytest.raises(ArchiveError, match=message):

@@ -65,17 +65,37 @@ class ModelNamesForm(forms.ModelForm):
         return self._model_name("splitter")
 
 
+class SettingsJSONField(forms.JSONField):
+    """JSON settings: nesting deep enough to exhaust the parser's recursion is refused like any bad JSON (it was a
+    RecursionError, a 500)."""
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError("The JSON is nested too deeply.", code="invalid") from None
+
+    def bound_data(self, data, initial):
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return data
+
+
 class DraftForm(ModelNamesForm):
     """A draft's models and config, which the admin lets staff change until it is launched."""
 
     class Meta:
         model = Iteration
         fields = ["policy", "labeler", "splitter", "engine", "config"]
+        field_classes = {"config": SettingsJSONField}
 
     def clean_config(self):
         value = self.cleaned_data["config"]
         if not isinstance(value, dict):
             raise forms.ValidationError('Give the settings as a JSON object, e.g. {"n": 4}.')
+        if error := limits.too_long("The settings' JSON", json.dumps(value), limits.SETTINGS):
+            raise forms.ValidationError(error + ".")  # a draft's page shows them: 2 MB made it 4 MB
         return checked_generator(value)
 
     def clean(self):
@@ -115,7 +135,7 @@ class IterationForm(ModelNamesForm):
     learning_rate = forms.FloatField(min_value=0.0, initial=5e-7)
     epochs = forms.IntegerField(min_value=1, max_value=100, initial=4)
     lora = forms.BooleanField(required=False, help_text="Train a LoRA adapter (r 64, α 16) instead of all weights")
-    engine_options = forms.JSONField(
+    engine_options = SettingsJSONField(
         required=False,
         help_text="Per model, the engine's options over the workers' defaults, e.g. "
         '{"policy": {"dtype": "bfloat16"}, '
@@ -123,7 +143,7 @@ class IterationForm(ModelNamesForm):
         "tensor_parallel_size, gpu_memory_utilization, max_model_len, max_num_seqs; transformers: dtype, device_map, "
         "attn_implementation; both: gpus (the GPUs the model is spread over: its queue) and memory_gb",
     )
-    other_settings = forms.JSONField(
+    other_settings = SettingsJSONField(
         required=False,
         help_text="More config keys as a JSON object (e.g. eval_temperature, sft_weight); the fields above win",
     )

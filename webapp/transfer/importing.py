@@ -94,6 +94,8 @@ def _check_line(line_no: int, text: str, images: _Images, default_source: str) -
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ImportFailed(f"line {line_no}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ImportFailed(f"line {line_no}: JSON nested too deeply") from None
     if not isinstance(record, dict):
         raise ImportFailed(f"line {line_no}: expected a JSON object, got {JSON_TYPES[type(record)]}")
     image_name = _string_field(record, "image", line_no, required=True)
