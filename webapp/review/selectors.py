@@ -9,8 +9,6 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.postgres.search import SearchQuery, SearchVector
-from django.db import connections
 from django.db.models import BooleanField, Count, Exists, F, OuterRef, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Abs
@@ -36,9 +34,9 @@ from webapp.models import (
     standing_decisions,
     with_labeler_verdict,
 )
+from webapp.review.search import search_pairs
 
 PAGE_SIZE = 25
-SEARCH_CONFIG = "english"  # the text search configuration of the search indexes (migration pair_search_indexes)
 COUNT_CAP = 200  # the list counts at most this many matches, so a count never walks a whole iteration
 # The spot-check queue stratifies this many of the most uncertain unreviewed verdicts.
 QUEUE_WINDOW = 100
@@ -112,23 +110,6 @@ def instruction_sources() -> list[str]:
     return list(InstructionSource.objects.filter(instructions__gt=0).values_list("name", flat=True))
 
 
-def search_pairs(pairs, iteration: Iteration, text: str):
-    """The pairs whose question or either answer holds `text`: PostgreSQL full-text search (English stemming,
-    web-search syntax: "quoted phrases", or, -not; GIN indexes: migration pair_search_indexes); on other
-    databases, a text that holds every word as a substring. Either way all the words are in one text."""
-    answers = Response.objects.filter(iteration=iteration)
-    if connections[pairs.db].vendor == "postgresql":
-        query = SearchQuery(text, config=SEARCH_CONFIG, search_type="websearch")
-        questions = Instruction.objects.annotate(words=SearchVector("question", config=SEARCH_CONFIG))
-        questions = questions.filter(words=query)
-        answers = answers.annotate(words=SearchVector("text", config=SEARCH_CONFIG)).filter(words=query)
-    else:
-        words = text.split()
-        questions = Instruction.objects.filter(*[Q(question__icontains=word) for word in words])
-        answers = answers.filter(*[Q(text__icontains=word) for word in words])
-    return pairs.filter(Q(instruction__in=questions) | Q(chosen__in=answers) | Q(rejected__in=answers))
-
-
 def filter_pairs(iteration: Iteration, filters: dict):
     """The iteration's pairs that match the pair list's filters (a PairFilter's cleaned data)."""
     pairs = PreferencePair.objects.filter(iteration=iteration)
@@ -144,7 +125,7 @@ def filter_pairs(iteration: Iteration, filters: dict):
     if filters["source"]:
         pairs = pairs.filter(instruction__source=filters["source"])
     if (filters.get("q") or "").strip():
-        pairs = search_pairs(pairs, iteration, filters["q"].strip())
+        pairs = search_pairs(pairs, iteration, filters["q"].strip())  # SearchRefused: the view says why
     return pairs
 
 

@@ -8,6 +8,7 @@ value is the review) takes back one of the reviewer's own decisions on the page 
 """
 
 from django import forms
+from django.conf import settings
 from django.db.models import Q
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,6 +19,7 @@ from webapp.accounts.permissions import reviewer_required
 from webapp.ids import fits, parse_id
 from webapp.models import CLAIM_DECISIONS, AuditSample, Claim, Iteration, PreferencePair, Review
 from webapp.review import selectors
+from webapp.review.search import SearchRefused, SearchTimedOut, TooManySearches, take_turn, time_limit
 from webapp.review.service import CannotUndo, ReviewClosed, record_review, set_excluded, undo_review
 
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
@@ -61,13 +63,24 @@ def pair_list(request):
         return HttpResponseBadRequest(f"after: {form.errors['after'][0]}", content_type="text/plain")
     filters = form.cleaned_data if form.is_valid() else dict.fromkeys(PairFilter.base_fields)
     choice = selectors.iteration_choice(filters["iteration"])
-    context = {
-        "form": form,
-        "iterations": choice.iterations,
-        "iteration": choice.shown,
-        "page": selectors.pair_page(choice.shown, filters, request.GET) if choice.shown else None,
-    }
-    return render(request, "review/pair_list.html#results" if request.htmx else "review/pair_list.html", context)
+    context = {"form": form, "iterations": choice.iterations, "iteration": choice.shown, "page": None, "notice": ""}
+    status = 200
+    if choice.shown:
+        try:
+            if (filters.get("q") or "").strip():
+                take_turn(request.user)
+            with time_limit():
+                context["page"] = selectors.pair_page(choice.shown, filters, request.GET)
+        except SearchRefused as refused:
+            context["notice"], status = str(refused), 429 if isinstance(refused, TooManySearches) else 400
+        except SearchTimedOut:
+            seconds = settings.SEARCH_TIMEOUT_MS / 1000
+            context["notice"] = (
+                f"The search took longer than {seconds:g} s and was stopped: look for rarer words, or fewer."
+            )
+            status = 503
+    template = "review/pair_list.html#results" if request.htmx else "review/pair_list.html"
+    return render(request, template, context, status=status)
 
 
 def _posted_decision(request) -> tuple[str, int] | None:
