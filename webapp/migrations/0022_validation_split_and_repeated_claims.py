@@ -44,7 +44,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='response',
             name='repeated_claims',
-            field=models.PositiveIntegerField(default=0, help_text='Claims repeating an earlier claim of this answer (labeling.answer_shape), set by divide'),
+            field=models.PositiveIntegerField(db_default=0, help_text='Claims repeating an earlier claim of this answer (labeling.answer_shape), set by divide'),
         ),
         migrations.AlterField(
             model_name='instruction',
