@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from tests.review_data import reviewing_iteration
 from webapp.models import PreferencePair
-from webapp.review.search import SearchRefused, SearchTimedOut, Terms, parse, search_pairs, time_limit
+from webapp.review.search import SearchBusy, SearchRefused, SearchTimedOut, Terms, bounded, parse, search_pairs
 
 pytestmark = pytest.mark.django_db
 
@@ -62,8 +62,26 @@ def test_the_pair_list_says_why_it_refused_a_search_and_counts_searches(client, 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="a statement timeout: PostgreSQL")
 def test_a_search_past_its_time_is_stopped(settings):
     settings.SEARCH_TIMEOUT_MS = 50
-    with pytest.raises(SearchTimedOut), time_limit(), connection.cursor() as cursor:
+    with pytest.raises(SearchTimedOut), bounded(search=True), connection.cursor() as cursor:
         cursor.execute("SELECT pg_sleep(1)")
     with connection.cursor() as cursor:  # the connection is usable afterwards, without the timeout
         cursor.execute("SELECT pg_sleep(0.1), current_setting('statement_timeout')")
         assert cursor.fetchone()[1] == "0"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="advisory locks: PostgreSQL")
+def test_searches_past_the_sites_concurrency_are_refused_at_once(settings, transactional_db):
+    """While SEARCH_CONCURRENCY searches run, one more is refused without waiting; browsing the list is not."""
+    import psycopg
+
+    settings.SEARCH_CONCURRENCY = 1
+    other = psycopg.connect(**connection.get_connection_params())
+    with other.transaction():
+        other.execute("SELECT pg_advisory_xact_lock(%s, 0)", [0x5EA2C4])  # another worker's search holds the slot
+        with pytest.raises(SearchBusy, match="Other searches are running"), bounded(search=True):
+            pass
+        with bounded(search=False):
+            pass
+    other.close()
+    with bounded(search=True):  # free again
+        pass

@@ -189,7 +189,8 @@ class Response(models.Model):
         null=True, blank=True, help_text="−(rejected claims, and repeated ones where config reject_repeats), cached"
     )
     repeated_claims = models.PositiveIntegerField(  # a database default: writers by COPY need not name it
-        db_default=0, help_text="Claims repeating an earlier claim of this answer (labeling.answer_shape), set by divide"
+        db_default=0,
+        help_text="Claims repeating an earlier claim of this answer (labeling.answer_shape), set by divide",
     )
     reviewed = models.BooleanField(
         db_default=False, editable=False, help_text="A claim of it has a review (set by a trigger on webapp_review)"

@@ -6,9 +6,11 @@ so would a phrase, whose word order only the answers' text can confirm. On Postg
 in a GIN index (migration pair_search_indexes) that answers without reading the answers back: the words to find
 together, the words to leave out as a set taken away. Elsewhere, each word is a substring, unindexed.
 
-Around the index, two bounds more: the list's queries run under a statement timeout on PostgreSQL
-(SEARCH_TIMEOUT_MS: a search past it is stopped and said to be), and each user has SEARCH_RATE searches a
-minute (a shared cache's count; one process's own without one).
+Around the index, three bounds more: the list's queries run under a statement timeout on PostgreSQL
+(SEARCH_TIMEOUT_MS: a search past it is stopped and said to be); at most SEARCH_CONCURRENCY searches run at
+once across the site (PostgreSQL advisory locks, held for the search's transaction), so searches never hold
+every web worker and database backend while logins wait: one more is refused at once; and each user has
+SEARCH_RATE searches a minute (a shared cache's count; one process's own without one).
 """
 
 import re
@@ -97,17 +99,36 @@ class SearchTimedOut(Exception):
     """The search ran past SEARCH_TIMEOUT_MS and PostgreSQL stopped it."""
 
 
+class SearchBusy(TooManySearches):
+    """SEARCH_CONCURRENCY searches are running already."""
+
+
+SLOTS_KEY = 0x5EA2C4  # the advisory locks' first key: the search slots
+
+
+def _take_slot(cursor) -> bool:
+    """One of SEARCH_CONCURRENCY advisory locks, held until the transaction ends; False when all are taken."""
+    for slot in range(settings.SEARCH_CONCURRENCY):
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [SLOTS_KEY, slot])
+        if cursor.fetchone()[0]:
+            return True
+    return False
+
+
 @contextmanager
-def time_limit():
-    """Run the block's queries under SEARCH_TIMEOUT_MS on PostgreSQL (its own transaction); SearchTimedOut when
-    one runs past it."""
-    if connection.vendor != "postgresql" or not settings.SEARCH_TIMEOUT_MS:
+def bounded(search: bool):
+    """Run the list's queries under SEARCH_TIMEOUT_MS on PostgreSQL, in their own transaction, and a search in one
+    of the SEARCH_CONCURRENCY slots; SearchTimedOut when a query runs past the time, SearchBusy when no slot is
+    free."""
+    if connection.vendor != "postgresql":
         yield
         return
     try:
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{settings.SEARCH_TIMEOUT_MS}ms"])
+                if search and not _take_slot(cursor):
+                    raise SearchBusy("Other searches are running: search again in a moment.")
             yield
     except OperationalError as exc:
         if getattr(exc.__cause__, "sqlstate", None) == "57014":  # query_canceled

@@ -19,7 +19,7 @@ from webapp.accounts.permissions import reviewer_required
 from webapp.ids import fits, parse_id
 from webapp.models import CLAIM_DECISIONS, AuditSample, Claim, Iteration, PreferencePair, Review
 from webapp.review import selectors
-from webapp.review.search import SearchRefused, SearchTimedOut, TooManySearches, take_turn, time_limit
+from webapp.review.search import SearchRefused, SearchTimedOut, TooManySearches, bounded, take_turn
 from webapp.review.service import CannotUndo, ReviewClosed, record_review, set_excluded, undo_review
 
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
@@ -67,9 +67,10 @@ def pair_list(request):
     status = 200
     if choice.shown:
         try:
-            if (filters.get("q") or "").strip():
+            searching = bool((filters.get("q") or "").strip())
+            if searching:
                 take_turn(request.user)
-            with time_limit():
+            with bounded(searching):
                 context["page"] = selectors.pair_page(choice.shown, filters, request.GET)
         except SearchRefused as refused:
             context["notice"], status = str(refused), 429 if isinstance(refused, TooManySearches) else 400
