@@ -100,6 +100,26 @@ def test_a_silent_upload_is_sent_again_and_keeps_its_state(db, django_capture_on
     assert sent_imports() == []
 
 
+def test_an_upload_whose_worker_keeps_dying_fails_after_its_resends(db, django_capture_on_commit_callbacks, settings):
+    """Found by an attack: an upload that killed its worker every time would have been re-sent forever."""
+    settings.IMPORT_MAX_RESENDS = 2
+    upload = made(ImportState.RUNNING)
+
+    def silent_again():
+        InstructionImport.objects.filter(pk=upload.pk).update(heartbeat_at=timezone.now() - LONG_AGO)
+
+    for resends in (1, 2):
+        assert requeued(capture=django_capture_on_commit_callbacks) == 1
+        upload.refresh_from_db()
+        assert upload.resends == resends and upload.state == ImportState.RUNNING
+        silent_again()  # its worker died again
+    assert sent_imports() == [upload.pk, upload.pk]
+    assert requeued(capture=django_capture_on_commit_callbacks) == 0
+    upload.refresh_from_db()
+    assert upload.state == ImportState.FAILED and "after 2 re-sends" in upload.error
+    assert sent_imports() == []
+
+
 @pytest.mark.parametrize("state", [ImportState.PENDING, ImportState.RUNNING])
 def test_an_upload_that_showed_life_lately_is_not_sent(db, django_capture_on_commit_callbacks, settings, state):
     settings.STALE_JOB_SECONDS = 600

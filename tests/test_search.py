@@ -7,6 +7,7 @@ from django.db import connection
 from django.urls import reverse
 
 from tests.review_data import reviewing_iteration
+from webapp import slots
 from webapp.models import PreferencePair
 from webapp.review.search import SearchBusy, SearchRefused, SearchTimedOut, Terms, bounded, parse, search_pairs
 
@@ -77,7 +78,7 @@ def test_searches_past_the_sites_concurrency_are_refused_at_once(settings, trans
     settings.SEARCH_CONCURRENCY = 1
     other = psycopg.connect(**connection.get_connection_params())
     with other.transaction():
-        other.execute("SELECT pg_advisory_xact_lock(%s, 0)", [0x5EA2C4])  # another worker's search holds the slot
+        other.execute("SELECT pg_advisory_xact_lock(%s, 0)", [slots.SEARCH])  # another worker's search holds the slot
         with pytest.raises(SearchBusy, match="Other searches are running"), bounded(search=True):
             pass
         with bounded(search=False):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils.html import escape
@@ -19,6 +19,7 @@ from django.utils.html import escape
 from tests.factories import IterationFactory
 from tests.test_export_import import export, two_pair_iteration
 from tests.test_importing import png_bytes
+from webapp import slots
 from webapp.jobs.imports import fail_import, run_import
 from webapp.models import ImportState, Instruction, InstructionImport
 from webapp.tasks import run_import as run_import_task
@@ -403,3 +404,49 @@ def test_the_form_needs_both_files_and_a_source(client, bob, media_root):
     page = client.post(reverse("imports"), form).content.decode()
     assert page.count("This field is required.") == 2  # the zip, and a blank source
     assert not InstructionImport.objects.exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="advisory locks: PostgreSQL")
+def test_exports_past_the_sites_concurrency_are_refused_at_once(client, bob, iteration, settings):
+    """Found by an attack: 12 exports at once held every web worker and the login page took 45 s. While
+    EXPORT_CONCURRENCY downloads stream, one more is refused at once."""
+    import psycopg
+
+    settings.EXPORT_CONCURRENCY = 1
+    client.force_login(bob)
+    url = reverse("iteration-export", args=[iteration.number, "trl"])
+    other = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+    other.execute("SELECT pg_advisory_lock(%s, 0)", [slots.EXPORT])  # another worker's download streams
+    refused = client.get(url)
+    assert refused.status_code == 429 and b"Other exports are running" in refused.content
+    other.execute("SELECT pg_advisory_unlock(%s, 0)", [slots.EXPORT])  # that download ended
+    response = client.get(url)
+    try:
+        assert not other.execute("SELECT pg_try_advisory_lock(%s, 0)", [slots.EXPORT]).fetchone()[0]  # streaming
+        assert response.status_code == 200 and b"".join(response.streaming_content)[:4] == b"PAR1"
+        assert other.execute("SELECT pg_try_advisory_lock(%s, 0)", [slots.EXPORT]).fetchone()[0]  # sent: given back
+    finally:
+        other.close()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="advisory locks: PostgreSQL")
+def test_a_streamed_response_gives_its_slot_back_when_closed_started_or_not(db):
+    import psycopg
+
+    other = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+
+    def free() -> bool:
+        taken = other.execute("SELECT pg_try_advisory_lock(%s, 0)", [slots.EXPORT]).fetchone()[0]
+        if taken:
+            other.execute("SELECT pg_advisory_unlock(%s, 0)", [slots.EXPORT])
+        return taken
+
+    for started in (True, False):
+        slot = slots.take(slots.EXPORT, 1, session=True)
+        stream = slots.HeldWhileStreaming(iter([b"a", b"b"]), slots.EXPORT, slot)
+        if started:
+            assert next(stream) == b"a"
+        assert slot == 0 and not free()
+        stream.close()
+        assert free()
+    other.close()

@@ -739,6 +739,9 @@ class InstructionImport(models.Model):
     worker = models.CharField(max_length=255, blank=True, help_text="The Celery worker that ran it last")
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     uploaded_at = models.DateTimeField(auto_now_add=True)
+    resends = models.PositiveIntegerField(
+        db_default=0, help_text="How often the watchdog sent it again (IMPORT_MAX_RESENDS, then it fails)"
+    )
     heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Its last sign of life: sent, started, or its worker's progress or heartbeat"
     )

@@ -130,9 +130,11 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: a username, or an address
 # The pair list's search (webapp/review/search.py): its statement timeout on PostgreSQL, and searches a minute
 # per user.
+IMPORT_MAX_RESENDS = env_int("IMPORT_MAX_RESENDS", 3)  # an upload whose worker keeps dying, then it fails
 SEARCH_TIMEOUT_MS = env_int("SEARCH_TIMEOUT_MS", 1500)
 SEARCH_RATE = env_int("SEARCH_RATE", 30)
 SEARCH_CONCURRENCY = env_int("SEARCH_CONCURRENCY", 1)  # searches at once across the site (PostgreSQL)
+EXPORT_CONCURRENCY = env_int("EXPORT_CONCURRENCY", 2)  # downloads of pairs at once across the site (PostgreSQL)
 AXES_RESET_ON_SUCCESS = True  # only that username's failures from that address (webapp.accounts.logins)
 AXES_HANDLER = "webapp.accounts.logins.LockoutHandler"
 AXES_ENABLE_ACCESS_FAILURE_LOG = True

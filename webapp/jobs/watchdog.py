@@ -8,12 +8,18 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from webapp.iterations.dispatch import enqueue, enqueue_import
 from webapp.iterations.lifecycle import ACTIVE
+from webapp.jobs.imports import fail_import
 from webapp.models import ImportState, InstructionImport, Job, JobState
+
+GAVE_UP = (
+    "Its worker fell silent again after {resends} re-sends, so it is not sent again: an upload too large for the "
+    "worker's memory or time dies this way. Split it into smaller uploads."
+)
 
 
 def stale_cutoff(stale_after: timedelta | None = None) -> datetime:
@@ -54,10 +60,19 @@ def requeue_stale_imports(stale_after: timedelta | None = None) -> int:
     or one whose first worker is alive after all, is harmless: the first delivery to commit wins and the other
     imports nothing (webapp.jobs.imports). Kept apart from `requeue_stale_jobs`, whose count stays the jobs';
     the beat task runs both.
+
+    An upload re-sent IMPORT_MAX_RESENDS times that falls silent again fails with a message saying so: one whose
+    worker dies on it every time (too large for the worker's memory, say) is not sent forever.
     """
     silent = Q(heartbeat_at__lt=stale_cutoff(stale_after)) | Q(heartbeat_at__isnull=True)
     stale = list(InstructionImport.objects.filter(silent, state__in=[ImportState.PENDING, ImportState.RUNNING]))
+    resent = 0
     with transaction.atomic():
         for upload in stale:
+            if upload.resends >= settings.IMPORT_MAX_RESENDS:
+                fail_import(upload.pk, GAVE_UP.format(resends=upload.resends))
+                continue
+            InstructionImport.objects.filter(pk=upload.pk).update(resends=F("resends") + 1)
             enqueue_import(upload)
-    return len(stale)
+            resent += 1
+    return resent

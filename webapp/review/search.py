@@ -24,6 +24,7 @@ from django.db import OperationalError, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from webapp import slots
 from webapp.models import Instruction, Iteration, Response
 
 SEARCH_CONFIG = "english"  # the text search configuration of the search indexes (migration pair_search_indexes)
@@ -103,18 +104,6 @@ class SearchBusy(TooManySearches):
     """SEARCH_CONCURRENCY searches are running already."""
 
 
-SLOTS_KEY = 0x5EA2C4  # the advisory locks' first key: the search slots
-
-
-def _take_slot(cursor) -> bool:
-    """One of SEARCH_CONCURRENCY advisory locks, held until the transaction ends; False when all are taken."""
-    for slot in range(settings.SEARCH_CONCURRENCY):
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [SLOTS_KEY, slot])
-        if cursor.fetchone()[0]:
-            return True
-    return False
-
-
 @contextmanager
 def bounded(search: bool):
     """Run the list's queries under SEARCH_TIMEOUT_MS on PostgreSQL, in their own transaction, and a search in one
@@ -127,8 +116,8 @@ def bounded(search: bool):
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{settings.SEARCH_TIMEOUT_MS}ms"])
-                if search and not _take_slot(cursor):
-                    raise SearchBusy("Other searches are running: search again in a moment.")
+            if search and slots.take(slots.SEARCH, settings.SEARCH_CONCURRENCY) is None:
+                raise SearchBusy("Other searches are running: search again in a moment.")
             yield
     except OperationalError as exc:
         if getattr(exc.__cause__, "sqlstate", None) == "57014":  # query_canceled

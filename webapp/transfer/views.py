@@ -3,15 +3,18 @@ uploaded (a JSONL and a zip of images) and imported by a CPU worker while the pa
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header
 from django_htmx.http import HttpResponseStopPolling
 
+from webapp import slots
 from webapp.accounts import audit
 from webapp.accounts.permissions import staff_required
 from webapp.models import AuditAction, ImportState, InstructionImport, Iteration
 from webapp.transfer.forms import ImportForm
+
+EXPORTS_BUSY = "Other exports are running (EXPORT_CONCURRENCY at once): download again in a minute."
 
 
 @staff_required("webapp.view_preferencepair")
@@ -23,13 +26,18 @@ def iteration_export(request, number, fmt):
     if fmt not in FORMATS:
         raise Http404("no such export format")
 
+    slot = slots.take(slots.EXPORT, settings.EXPORT_CONCURRENCY, session=True)
+    if slot is None:  # exports at once held every web worker: the login page took 45 s
+        return HttpResponse(EXPORTS_BUSY, status=429, content_type="text/plain; charset=utf-8")
     try:
         download = export_download(iteration, fmt)
     except ExportFailed as exc:
+        slots.release(slots.EXPORT, slot)
         messages.error(request, str(exc))
         return redirect("iteration", number=number)
     audit.record(AuditAction.EXPORT, iteration=iteration, target=download.filename, format=fmt)
-    response = StreamingHttpResponse(download.chunks, content_type=download.content_type)
+    chunks = slots.HeldWhileStreaming(download.chunks, slots.EXPORT, slot)
+    response = StreamingHttpResponse(chunks, content_type=download.content_type)
     response["Content-Disposition"] = content_disposition_header(True, download.filename)
     return response
 
