@@ -78,7 +78,8 @@ def test_searches_past_the_sites_concurrency_are_refused_at_once(settings, trans
     settings.SEARCH_CONCURRENCY = 1
     other = psycopg.connect(**connection.get_connection_params())
     with other.transaction():
-        other.execute("SELECT pg_advisory_xact_lock(%s, 0)", [slots.SEARCH])  # another worker's search holds the slot
+        taken = other.execute("SELECT pg_try_advisory_xact_lock(%s, 0)", [slots.SEARCH]).fetchone()[0]
+        assert taken  # another worker's search holds the slot
         with pytest.raises(SearchBusy, match="Other searches are running"), bounded(search=True):
             pass
         with bounded(search=False):
