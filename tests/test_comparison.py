@@ -137,6 +137,10 @@ def test_a_generator_must_be_a_model_name(client, bob):
     for bad, message in [
         ('{"generator": "https://example.com/model"}', "not a URL"),
         ('{"generator": 3}', "generator must be a model name"),
+        # found by an attack: these two model keys skipped the check
+        ('{"second_labeler": "https://example.com/labeler"}', "not a URL"),
+        ('{"reference": "hf://org/model"}', "not a URL"),
+        ('{"second_labeler": ["x"]}', "second_labeler must be a model name"),
     ]:
         response = client.post(reverse("iteration-new"), FORM | {"strategy": "rlaifv", "other_settings": bad})
         assert response.status_code == 200 and message in response.content.decode()

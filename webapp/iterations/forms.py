@@ -40,12 +40,18 @@ def model_name(value: str) -> str:
     return value
 
 
+# The config keys that name a model: the candidates' generator, the second labeler, self-reward's reference.
+MODEL_KEYS = ("generator", "second_labeler", "reference")
+
+
 def checked_generator(config: dict) -> dict:
-    """Config whose `generator` (the model whose answers are the candidates), if any, is a model name."""
-    if "generator" in config:
-        if not isinstance(config["generator"], str):
-            raise forms.ValidationError("generator must be a model name.")
-        config["generator"] = model_name(config["generator"])
+    """Config whose model keys (MODEL_KEYS), where given, are model names: every one is checked, as the form's
+    model fields are (a second labeler or a reference given as a URL was let through)."""
+    for key in MODEL_KEYS:
+        if key in config and config[key] is not None:
+            if not isinstance(config[key], str):
+                raise forms.ValidationError(f"{key} must be a model name.")
+            config[key] = model_name(config[key])
     return config
 
 
