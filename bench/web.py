@@ -507,9 +507,10 @@ def explain(targets: Targets) -> dict[str, tuple[float, list[str]]]:
     return plans
 
 
-def main():
-    args = make_parser().parse_args()
-    env = served_environment(args.database_url, tempfile.mkdtemp(prefix="bench-web-"))
+def filled_database(args, prefix: str) -> dict:
+    """The served environment (in this process too, Django set up) over a migrated database, filled unless it
+    holds claims already (--keep); returns the environment."""
+    env = served_environment(args.database_url, tempfile.mkdtemp(prefix=prefix))
     os.environ.update(env)
     import django
 
@@ -525,6 +526,14 @@ def main():
         with transaction.atomic():  # foreign keys are checked at commit, so tables fill in any order
             fill(args)
         print(f"fill took {time.perf_counter() - start:.0f} s", flush=True)
+    return env
+
+
+def main():
+    args = make_parser().parse_args()
+    env = filled_database(args, "bench-web-")
+    from django.db import connection
+
     targets = Targets(args)
     connection.close()
     server = serve(args, env)
