@@ -19,6 +19,14 @@ def fast_password_hasher():
         yield
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Counts kept in the cache (searches a minute) start from nothing: a user's pk is reused from test to test."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory):
     """A MODELS_DIR holding tiny-llava, small-llava and tiny-lm, built deterministically."""
@@ -106,3 +114,12 @@ def page(browser, live_server, media_root):
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.fixture
+def engines():
+    """Models loaded through webapp.jobs.engines are dropped after the test."""
+    yield
+    from webapp.jobs.engines import release_models
+
+    release_models()

@@ -2,7 +2,9 @@
 
 import io
 import json
+import random
 import re
+import tracemalloc
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -167,3 +169,78 @@ def test_load_samples_imports_twenty_real_photos_once(media_root):
     assert len(stored_files(media_root)) == 10
     astronaut = demo.filter(question__contains="wearing").get()
     assert (astronaut.width, astronaut.height) == (512, 512)
+
+
+# --- memory: an upload may unpack to gigabytes ------------------------------------------------------------------
+
+
+def noise_png(seed: int, side=300) -> bytes:
+    """A PNG that does not compress: about side² × 3 bytes."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (side, side), random.Random(seed).randbytes(side * side * 3)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_an_import_holds_one_images_bytes_at_a_time(tmp_path, media_root):
+    """Found by an audit: every image's bytes stayed in memory from its check to the write, so the worker's
+    memory grew with the whole upload (up to IMPORT_MAX_UNPACKED_BYTES)."""
+    from webapp.transfer.importing import import_instructions, read_jsonl
+
+    (tmp_path / "images").mkdir()
+    sizes = []
+    for n in range(30):
+        sizes.append((tmp_path / "images" / f"{n}.png").write_bytes(noise_png(n)))
+    jsonl = write_jsonl(tmp_path, *({"image": f"{n}.png", "question": f"What is {n}?"} for n in range(30)))
+    tracemalloc.start()
+    try:
+        result = import_instructions(read_jsonl(jsonl), tmp_path / "images")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.created == 30 and Instruction.objects.count() == 30
+    assert peak < 4 * max(sizes) < sum(sizes) / 5, (peak, max(sizes), sum(sizes))
+
+
+def test_a_changed_image_between_check_and_write_is_refused(tmp_path, media_root):
+    """The bytes are read again to be written: a file changed since its check is not written unchecked."""
+    from webapp.transfer.importing import ImportFailed, import_instructions, read_jsonl
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(noise_png(1, side=16))
+    jsonl = write_jsonl(tmp_path, {"image": "a.png", "question": "Q?"})
+
+    def swap_when_writing(phase, done, total):
+        if phase == "writing":
+            (tmp_path / "images" / "a.png").write_bytes(noise_png(2, side=16))
+
+    with pytest.raises(ImportFailed, match="'a.png' changed while it was being imported"):
+        import_instructions(read_jsonl(jsonl), tmp_path / "images", progress=swap_when_writing)
+    assert not Instruction.objects.exists() and not list(media_root.rglob("*.png"))
+
+
+def test_an_endless_line_is_refused_without_reading_it_whole(tmp_path):
+    from webapp.transfer.importing import MAX_LINE_BYTES, ImportFailed, read_jsonl
+
+    path = tmp_path / "data.jsonl"
+    with open(path, "wb") as handle:
+        handle.write(b'{"image": "a.png", "question": "Q?"}\n')
+        handle.write(b'{"question": "' + b"x" * (20 * 1024 * 1024) + b'"}\n')
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImportFailed, match=f"line 2: longer than {MAX_LINE_BYTES} bytes"):
+            read_jsonl(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MAX_LINE_BYTES
+
+
+def test_line_numbers_and_byte_offsets_count_as_before(tmp_path):
+    from webapp.transfer.importing import ImportFailed, read_jsonl
+
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"a\r\nb\rc\n\n  \nd\n")
+    assert read_jsonl(path) == [(1, "a"), (2, "b"), (3, "c"), (6, "d")]
+    path.write_bytes(b'{"a": 1}\n{"b": "\xff"}\n')
+    with pytest.raises(ImportFailed, match=r"not UTF-8 text \(byte 16\)"):
+        read_jsonl(path)

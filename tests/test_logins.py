@@ -140,3 +140,37 @@ def test_a_proxy_header_that_is_not_one_address_falls_back_to_the_connections(cl
     assert log_in(client, "alice", "wrong password", address=header).status_code == 200
     assert AccessAttempt.objects.get().ip_address == "127.0.0.1"
     assert log_in(client, "alice", PASSWORD, address=header).status_code == 302
+
+
+def test_the_admins_password_change_counts_a_wrong_old_password_as_a_failed_login(client, bob, settings):
+    """Found by an attack: the admin's password change was not throttled, so a stolen session could guess the old
+    password without end. Now each wrong one is a failed login for the account, and the lockout follows."""
+    client.force_login(bob)
+    url = reverse("admin:password_change")
+
+    def change(old):
+        return client.post(
+            url, {"old_password": old, "new_password1": "a-New-pass-42", "new_password2": "a-New-pass-42"}
+        )
+
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = change("wrong password")
+        assert response.status_code == 200 and "old password was entered incorrectly" in response.content.decode()
+    assert AccessAttempt.objects.get(username="bob").failures_since_start == settings.AXES_FAILURE_LIMIT - 1
+    assert change("wrong password").status_code == 429  # the failure reaching the limit locks
+    response = change(PASSWORD)  # now even the right old password is refused
+    assert response.status_code == 429 and LOCKED in response.content.decode()
+    bob.refresh_from_db()
+    assert bob.check_password(PASSWORD)
+    assert log_in(Client(), "bob", PASSWORD).status_code == 429  # and so is a login
+
+
+def test_the_right_old_password_changes_it(client, bob):
+    client.force_login(bob)
+    response = client.post(
+        reverse("admin:password_change"),
+        {"old_password": PASSWORD, "new_password1": "a-New-pass-42", "new_password2": "a-New-pass-42"},
+    )
+    assert response.status_code == 302
+    bob.refresh_from_db()
+    assert bob.check_password("a-New-pass-42")

@@ -147,6 +147,7 @@ def test_a_chunk_that_keeps_failing_fails_the_iteration_and_resume_finishes_it(p
     assert iteration.stopped_stage == IterationStatus.GENERATING
     assert "baseline chunk 0" in iteration.error
     assert "cannot load model 'no-such-labeler' with engine transformers" in iteration.error
+    assert "no model folder 'no-such-labeler' under MODELS_DIR" in iteration.error
     assert Job.objects.filter(iteration=iteration, kind="baseline", state=JobState.FAILED).exists()
 
     Iteration.objects.filter(pk=iteration.pk).update(labeler="tiny-llava")  # the cause, fixed

@@ -73,7 +73,12 @@ def compose_config(tmp_path, **values):
 
 def filled_in_config(tmp_path):
     result = compose_config(
-        tmp_path, SECRET_KEY="k" * 50, POSTGRES_PASSWORD="pg", REDIS_PASSWORD="rd", FLOWER_BASIC_AUTH="ops:pw"
+        tmp_path,
+        SECRET_KEY="k" * 50,
+        POSTGRES_PASSWORD="pg",
+        APP_DB_PASSWORD="app",
+        REDIS_PASSWORD="rd",
+        FLOWER_BASIC_AUTH="ops:pw",
     )
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
@@ -101,13 +106,14 @@ def manage(tmp_path, *args, **environ):
 @needs_compose
 def test_the_compose_file_validates(tmp_path):
     services = filled_in_config(tmp_path)["services"]
-    assert set(services) == {"proxy", "db", "redis", "web", "worker-cpu", "beat", "worker-gpu", "flower"}
+    assert set(services) == {"proxy", "db", "redis", "migrate", "web", "worker-cpu", "beat", "worker-gpu", "flower"}
     assert "healthcheck" in services["db"] and "healthcheck" in services["redis"]
     assert "pgdata:/var/lib/postgresql/data:rw" in services["db"]["volumes"]
     for name in ["web", "worker-cpu", "worker-gpu"]:
         assert services[name]["depends_on"] == {
             "db": {"condition": "service_healthy"},
             "redis": {"condition": "service_healthy"},
+            "migrate": {"condition": "service_completed_successfully"},
         }
         assert {"media:/data/media:rw", "models:/data/models:rw"} <= set(services[name]["volumes"]), name
         assert services[name]["environment"]["DEBUG"] == "0"
@@ -116,7 +122,13 @@ def test_the_compose_file_validates(tmp_path):
         {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
     ]
     assert "beat" in services["beat"]["command"]
-    assert services["web"]["environment"]["DATABASE_URL"] == "postgres://studio:pg@db:5432/studio"
+    # The app connects as a role that owns nothing; only migrate connects as the owner, and then grants it its rows.
+    assert services["web"]["environment"]["DATABASE_URL"] == "postgres://studio_app:app@db:5432/studio"
+    assert services["worker-gpu"]["environment"]["DATABASE_URL"] == "postgres://studio_app:app@db:5432/studio"
+    assert services["migrate"]["environment"]["DATABASE_URL"] == "postgres://studio:pg@db:5432/studio"
+    assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    assert "grant_app_role studio_app --password-env APP_DB_PASSWORD" in services["migrate"]["command"]
+    assert "migrate" not in services["web"]["command"]
     assert services["worker-cpu"]["environment"]["CELERY_BROKER_URL"] == "redis://:rd@redis:6379/0"
 
 
@@ -153,6 +165,7 @@ def test_each_container_gets_only_the_secrets_it_needs(tmp_path):
     assert environment["redis"] == {"REDIS_PASSWORD"}
     assert environment["flower"] == {"CELERY_BROKER_URL", "FLOWER_BASIC_AUTH"}
     assert not environment["beat"] & (database | model_tokens | {"FLOWER_BASIC_AUTH"})
+    assert environment["migrate"] & model_tokens == set() and "REDIS_PASSWORD" not in environment["migrate"]
     for name in ["web", "worker-cpu"]:
         assert "DATABASE_URL" in environment[name] and "SECRET_KEY" in environment[name]
         assert not environment[name] & (model_tokens | {"POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_BASIC_AUTH"})

@@ -93,7 +93,7 @@ def test_the_multi_gpu_compose_file_runs_one_worker_per_gpu_group_on_the_main_ho
     shutil.copy(DOCKER / "compose.gpu-workers.yaml", tmp_path / "docker" / "compose.gpu-workers.yaml")
     for name in ENV_FILES:
         text = (DOCKER / f"{name}.example").read_text()
-        text = re.sub(r"^(POSTGRES_PASSWORD|REDIS_PASSWORD)=.*$", r"\1=secret", text, flags=re.M)
+        text = re.sub(r"^(POSTGRES_PASSWORD|APP_DB_PASSWORD|REDIS_PASSWORD)=.*$", r"\1=secret", text, flags=re.M)
         (tmp_path / "docker" / name).write_text(text)
     run = ["docker-compose", "-f", "docker/compose.gpu-workers.yaml", "config"]
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
@@ -119,15 +119,18 @@ def test_the_multi_gpu_compose_file_runs_one_worker_per_gpu_group_on_the_main_ho
         "worker-gpu-x4": ("gpu-x4,gpu", ["4", "5", "6", "7"]),
     }
     for service in services.values():
-        assert service["environment"]["DATABASE_URL"] == "postgres://studio:secret@10.0.0.5:5432/studio"
+        assert service["environment"]["DATABASE_URL"] == "postgres://studio_app:secret@10.0.0.5:5432/studio"
         assert service["environment"]["CELERY_BROKER_URL"] == "redis://:secret@10.0.0.5:6379/0"
-        assert {"media:/data/media:rw", "models:/data/models:rw"} <= set(service["volumes"])
+        assert {"media:/data/media:rw", "models:/data/models:rw", "datasets:/data/datasets:ro"} <= set(
+            service["volumes"]
+        )
         assert service["environment"]["DEBUG"] == "0"  # app.env's production settings reach every worker
     # The main host's volumes, as docker/compose.yaml's project (COMPOSE_PROJECT_NAME of docker/.env) names them.
     volumes = yaml.safe_load(result.stdout)["volumes"]
     assert {name: volume["name"] for name, volume in volumes.items()} == {
         "media": "rlaifv-studio_media",
         "models": "rlaifv-studio_models",
+        "datasets": "rlaifv-studio_datasets",
     }
 
 

@@ -50,7 +50,7 @@ from labeling.formats import RlaifvRecord, write_rlaifv
 from tests.factories import IterationFactory, JobFactory, PreferencePairFactory, UserFactory
 from tests.review_data import reviewing_iteration
 from tests.test_review_views import HTMX, answer, claim, pair_url, press, queue_url
-from webapp.jobs.engines import ModelLoadError, backend_for, release_models, reward_models
+from webapp.jobs.engines import ModelLoadError, backend_for, reward_models
 from webapp.models import (
     Claim,
     Instruction,
@@ -638,21 +638,14 @@ def test_a_model_url_in_the_iteration_form_is_refused_and_never_fetched(client, 
     assert Iteration.objects.count() == 1 and requests == []
 
 
-@pytest.fixture
-def engines():
-    """Models loaded through webapp.jobs.engines are dropped after the test."""
-    yield
-    release_models()
-
-
 @pytest.mark.slow
 def test_a_worker_asked_to_load_a_model_url_fetches_nothing(settings, tiny_models_dir, http_server, engines):
-    """A URL that reached an iteration row anyway (the admin) is still never fetched: the loaders take it for
-    a hub id, which huggingface_hub refuses to look up. (Library behaviour, pinned here.)"""
+    """A URL that reached an iteration row anyway (the database) is still never fetched: a worker loads only
+    folders under MODELS_DIR (webapp/places.py)."""
     settings.MODELS_DIR = tiny_models_dir
     base, requests = http_server
     for model, text_model in [(f"{base}/org/model", None), ("tiny-llava", f"{base}/org/model")]:
-        with pytest.raises((ModelLoadError, OSError)):  # the divide LLM loads on first use, unwrapped
+        with pytest.raises(ModelLoadError, match="not a URL"):
             backend_for("transformers", model, text_model).complete(["Hello"], Sampling(max_new_tokens=1))
     assert requests == []
 
@@ -750,10 +743,11 @@ def test_a_pickled_checkpoint_is_refused_unopened_by_every_model_loader(
     """The policy / labeler and the divide LLM (webapp.jobs.engines, as workers load them), the self-reward models,
     the DPO policy and a LoRA adapter to merge: each refuses a checkpoint without safetensors weights, before
     torch.load ever sees the pickle (whose own weights_only check would be the only defence left)."""
-    settings.MODELS_DIR = tiny_models_dir
+    settings.MODELS_DIR = tmp_path  # where `pickled` writes its checkpoints; the good ones linked in
+    (tmp_path / "good").symlink_to(tiny_models_dir)
     make, marker = pickled
     with pytest.raises((ModelLoadError, OSError, ValueError)) as error:
-        load(make, tiny_models_dir, tmp_path)
+        load(make, tmp_path / "good", tmp_path)
     assert "safetensors" in str(error.value)
     assert torch_loads == []
     assert not marker.exists()

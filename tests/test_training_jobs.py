@@ -60,11 +60,14 @@ def coco_ground_truth(folder) -> dict:
 
 
 def test_an_approved_iteration_trains_evaluates_and_the_next_one_starts_from_its_checkpoint(
-    processes, models_dir, tmp_path
+    processes, models_dir, tmp_path, settings
 ):
+    settings.DATA_DIR = tmp_path / "data"  # the ground truth lies where config data files may (webapp/places.py)
+    processes.env["DATA_DIR"] = str(settings.DATA_DIR)
     processes.worker()
     one = new_iteration(1, **QUICK_DPO, eval_max_new_tokens=12)
-    Iteration.objects.filter(pk=one.pk).update(config=one.config | coco_ground_truth(tmp_path / "coco"))
+    settings.DATA_DIR.mkdir()
+    Iteration.objects.filter(pk=one.pk).update(config=one.config | coco_ground_truth(settings.DATA_DIR / "coco"))
     lifecycle.launch(one)
     wait_for(one, S.REVIEWING, S.FAILED, processes=processes)
     assert one.status == S.REVIEWING, one.error
@@ -118,14 +121,15 @@ def test_a_failed_training_registers_nothing_and_resume_trains_once_fixed(proces
     iteration = new_iteration(1, **QUICK_DPO, eval_max_new_tokens=4)
     lifecycle.launch(iteration)
     wait_for(iteration, S.REVIEWING, S.FAILED, processes=processes)
-    Iteration.objects.filter(pk=iteration.pk).update(policy="no-such-model")
+    (models_dir / "not-a-model").mkdir()  # under MODELS_DIR (webapp/places.py), but no checkpoint: DPO fails
+    Iteration.objects.filter(pk=iteration.pk).update(policy="not-a-model")
 
     lifecycle.approve(iteration)
     wait_for(iteration, S.FAILED, processes=processes)
 
     assert iteration.stopped_stage == S.TRAINING
     assert iteration.error.startswith("train chunk 0: TrainingFailed: `python -m training dpo` exited with status 1: ")
-    assert "cannot load the policy 'no-such-model'" in iteration.error.splitlines()[0]
+    assert str(models_dir / "not-a-model") in iteration.error.splitlines()[0]  # the subprocess's own reason
     assert iteration.checkpoint == "" and Iteration.default_policy() == ""
     assert list((models_dir / "checkpoints").iterdir()) == []
     assert Job.objects.get(iteration=iteration, kind="train").state == JobState.FAILED

@@ -3,7 +3,9 @@
 Reviews are made only on the review pages (`webapp.review.service.record_review` re-scores the answer and rebuilds the
 pairs with them), and every iteration status changes only through the lifecycle: the admin launches,
 approves, cancels and resumes iterations through the same door as the staff pages (`webapp.iterations.actions`).
-A draft's edits and an iteration's deletion go on the audit trail, which is browsable here and read-only.
+A draft's edits and an iteration's deletion go on the audit trail, which is browsable here and read-only, and so
+does every other change made here (`webapp.accounts.admin_trail`; the bulk delete: webapp/admin_site.py). An
+instruction is read-only once it has answers: its question is what they answered.
 """
 
 from django.contrib import admin
@@ -63,6 +65,17 @@ class InstructionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        """Not once it has answers or pairs: they answered this question about this image."""
+        return super().has_change_permission(request, obj) and not (obj is not None and answered(obj))
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and not (obj is not None and answered(obj))
+
+
+def answered(instruction: Instruction) -> bool:
+    return instruction.responses.exists() or instruction.pairs.exists()
 
 
 def lifecycle_action(action: str):

@@ -98,8 +98,8 @@ class Iteration(models.Model):
     Engine = Engine
 
     number = models.PositiveIntegerField(unique=True)
-    policy = models.CharField(max_length=500, help_text="Policy model: a local path or a hub id")
-    labeler = models.CharField(max_length=500, help_text="Labeler VLM: a local path or a hub id")
+    policy = models.CharField(max_length=500, help_text="Policy model: a folder under MODELS_DIR")
+    labeler = models.CharField(max_length=500, help_text="Labeler VLM: a folder under MODELS_DIR, or coin-flip")
     splitter = models.CharField(max_length=500, default="rule", help_text="'rule', or the divide LLM's path")
     engine = models.CharField(max_length=20, choices=Engine.choices, default=Engine.TRANSFORMERS)
     config = models.JSONField(default=dict, blank=True, help_text="n, sampling, pairs per instruction, DPO settings")
@@ -788,6 +788,10 @@ class AuditAction(models.TextChoices):
     DELETE_GROUP = "delete_group", "deleted a group"
     MARGIN = "margin", "applied a decision margin to the labeler's verdicts"
     DRAW_AUDIT = "draw_audit", "drew an audit sample of claims"
+    # Any other change made in the admin (webapp/accounts/admin_trail.py): what, in details.
+    ADMIN_ADD = "admin_add", "added in the admin"
+    ADMIN_CHANGE = "admin_change", "changed in the admin"
+    ADMIN_DELETE = "admin_delete", "deleted in the admin"
 
 
 class AuditEventQuerySet(models.QuerySet):

@@ -45,7 +45,7 @@ if not DEBUG and "*" in ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "webapp.apps.StudioAdminConfig",  # django.contrib.admin with the project's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -168,6 +168,9 @@ STATIC_ROOT = env_path("STATIC_ROOT", VAR_DIR / "static")
 MEDIA_URL = "media/"
 MEDIA_ROOT = env_path("MEDIA_ROOT", VAR_DIR / "media")
 MODELS_DIR = env_path("MODELS_DIR", VAR_DIR / "models")
+# Model names resolve to folders under MODELS_DIR, and data files a config names (COCO's ground truth) lie under
+# DATA_DIR: nowhere else (webapp/places.py).
+DATA_DIR = env_path("DATA_DIR", VAR_DIR / "data")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

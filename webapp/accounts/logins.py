@@ -1,5 +1,6 @@
 """Login throttling's hooks into django-axes: what a successful login clears, and the page a locked-out login
-gets; whose address a login comes from is webapp.accounts.actors.client_address, as for the audit trail.
+gets, and the admin's password change, whose old password counts as a login; whose address a login comes from
+is webapp.accounts.actors.client_address, as for the audit trail.
 
 Failures count per username and per address, each on its own. A successful login clears only the failures of
 that username from that address: axes' own reset deletes every failure matching the username *or* the address,
@@ -18,8 +19,13 @@ from axes.handlers.database import AxesDatabaseHandler
 from axes.helpers import get_client_username
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.contrib.admin.forms import AdminPasswordChangeForm
+from django.contrib.auth import authenticate
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
 from django.shortcuts import render
+
+from webapp.accounts.actors import current_request
 
 
 class LockoutHandler(AxesDatabaseHandler):
@@ -38,3 +44,17 @@ def locked_out(request, response=None, credentials=None):
         "locked_minutes": settings.AXES_COOLOFF_TIME // timedelta(minutes=1),
     }
     return render(request, "registration/login.html", context, status=429)
+
+
+class ThrottledPasswordChangeForm(AdminPasswordChangeForm):
+    """The admin's own password change, its old password checked through authenticate(): a wrong one is a failed
+    login for the account (django-axes), so guessing it from a stolen session locks the account as guessing at
+    the login page does, and while it is locked even the right old password is refused (it was not throttled)."""
+
+    def clean_old_password(self):
+        old_password = self.cleaned_data["old_password"]
+        request = current_request.get()
+        user = authenticate(request, username=self.user.get_username(), password=old_password)
+        if user is None or user.pk != self.user.pk:
+            raise ValidationError(self.error_messages["password_incorrect"], code="password_incorrect")
+        return old_password

@@ -46,6 +46,11 @@ STRATEGIES = ("rlaifv", "whole_response", "self_reward")
 
 RULE_SPLITTER = "rule"
 
+# The config keys that name a model (the candidates' generator, the second labeler, self-reward's reference) and
+# those that name data files (COCO's ground truth: the instances and captions JSON, the images' folder).
+MODEL_KEYS = ("generator", "second_labeler", "reference")
+DATA_KEYS = ("coco_instances", "coco_captions", "coco_images")
+
 # The models an iteration loads, each with engine options of its own (config "engine_options": {role: {...}}):
 # the policy (generate, train, and its checkpoint in evaluate), the labeler (label, evaluate; a second labeler
 # too) and the splitter (the divide LLM).

@@ -8,9 +8,17 @@ from django.conf import settings
 
 from labeling.backends.coin_flip import COIN_FLIP
 from webapp import limits
-from webapp.iterations.config import DEFAULT_CONFIG, STRATEGIES, check_engine_options
+from webapp.iterations.config import (
+    DATA_KEYS,
+    DEFAULT_CONFIG,
+    MODEL_KEYS,
+    RULE_SPLITTER,
+    STRATEGIES,
+    check_engine_options,
+)
 from webapp.iterations.creating import create_iteration
 from webapp.models import Instruction, Iteration, Split
+from webapp.places import PlaceError, check_model_name, data_file
 
 KNOWN_MODELS_LIST = "known-models"  # the id of the <datalist> the new iteration page renders
 NOT_TRAINED_ON = (
@@ -32,43 +40,49 @@ STRATEGY_CHOICES = [
 assert [name for name, _ in STRATEGY_CHOICES] == list(STRATEGIES)
 
 
-def model_name(value: str) -> str:
-    """A local folder or a hub id: never a URL, which a worker would otherwise be asked to fetch."""
-    value = value.strip()
-    if "://" in value:
-        raise forms.ValidationError("Give a model folder under MODELS_DIR, a local path or a hub id, not a URL.")
-    return value
+def model_name(value: str, engine: str | None = None) -> str:
+    """A model folder under MODELS_DIR (or the openai engine's name for a model): never a URL, a hub id to fetch or
+    a path elsewhere, which a worker would otherwise be asked to open (webapp/places.py)."""
+    try:
+        return check_model_name(value, engine)
+    except PlaceError as error:
+        raise forms.ValidationError(f"{error}.") from None
 
 
-# The config keys that name a model: the candidates' generator, the second labeler, self-reward's reference.
-MODEL_KEYS = ("generator", "second_labeler", "reference")
-
-
-def checked_generator(config: dict) -> dict:
-    """Config whose model keys (MODEL_KEYS), where given, are model names: every one is checked, as the form's
-    model fields are (a second labeler or a reference given as a URL was let through)."""
+def checked_config(config: dict, engine: str | None = None) -> dict:
+    """Config whose model keys (MODEL_KEYS) and data keys (DATA_KEYS), where given, name places the site reads
+    from, checked as the form's model fields are (a second labeler given as a URL, or `coco_instances:
+    /etc/passwd`, was let through)."""
     for key in MODEL_KEYS:
         if key in config and config[key] is not None:
             if not isinstance(config[key], str):
                 raise forms.ValidationError(f"{key} must be a model name.")
-            config[key] = model_name(config[key])
+            config[key] = model_name(config[key], engine)
+    for key in DATA_KEYS:
+        if config.get(key) is not None:
+            try:
+                data_file(config[key], key)
+            except PlaceError as error:
+                raise forms.ValidationError(f"{error}.") from None
     return config
 
 
 class ModelNamesForm(forms.ModelForm):
-    """An iteration's model names, checked wherever staff type them (the new iteration page, a draft in the admin)."""
+    """An iteration's model names, checked wherever staff type them (the new iteration page, a draft in the admin):
+    after the engine, which says whether they are folders or a server's names."""
 
-    def _model_name(self, field: str) -> str:
-        return model_name(self.cleaned_data[field])
-
-    def clean_policy(self):
-        return self._model_name("policy")
-
-    def clean_labeler(self):
-        return self._model_name("labeler")
-
-    def clean_splitter(self):
-        return self._model_name("splitter")
+    def clean(self):
+        cleaned = super().clean()
+        for field in ("policy", "labeler", "splitter"):
+            value = cleaned.get(field)
+            if field == "splitter" and value == RULE_SPLITTER:
+                continue
+            if value is not None:
+                try:
+                    cleaned[field] = model_name(value, cleaned.get("engine"))
+                except forms.ValidationError as error:
+                    self.add_error(field, error)
+        return cleaned
 
 
 class SettingsJSONField(forms.JSONField):
@@ -102,11 +116,16 @@ class DraftForm(ModelNamesForm):
             raise forms.ValidationError('Give the settings as a JSON object, e.g. {"n": 4}.')
         if error := limits.too_long("The settings' JSON", json.dumps(value), limits.SETTINGS):
             raise forms.ValidationError(error + ".")  # a draft's page shows them: 2 MB made it 4 MB
-        return checked_generator(value)
+        return value
 
     def clean(self):
         cleaned = super().clean()
         config = cleaned.get("config")
+        if isinstance(config, dict):
+            try:
+                cleaned["config"] = checked_config(config, cleaned.get("engine"))
+            except forms.ValidationError as error:
+                self.add_error("config", error)
         if isinstance(config, dict) and "engine_options" in config and cleaned.get("engine"):
             try:
                 config["engine_options"] = check_engine_options(cleaned["engine"], config["engine_options"])
@@ -168,7 +187,7 @@ class IterationForm(ModelNamesForm):
             self.fields[name].widget.attrs["list"] = KNOWN_MODELS_LIST
         self.fields["labeler"].help_text = (
             "Judges the claims (rlaifv) or the whole answers (whole_response), and the held-out answers of every "
-            "strategy: a folder under MODELS_DIR, a local path, a hub id, or coin-flip (the control)"
+            "strategy: a folder under MODELS_DIR, or coin-flip (the control)"
         )
         sources = Instruction.objects.values_list("source", flat=True).distinct().order_by("source")
         self.fields["source"].choices = [("", "all sources")] + [(s, s) for s in sources]
@@ -214,7 +233,7 @@ class IterationForm(ModelNamesForm):
             raise forms.ValidationError(f"strategy must be one of {', '.join(STRATEGIES)}.")
         if error := limits.too_long("The other settings' JSON", json.dumps(value), limits.SETTINGS):
             raise forms.ValidationError(error + ".")
-        return checked_generator(value)
+        return value
 
     def clean_engine_options(self):
         value = self.cleaned_data["engine_options"]
@@ -235,6 +254,11 @@ class IterationForm(ModelNamesForm):
 
     def clean(self):
         cleaned = super().clean()
+        if cleaned.get("other_settings"):
+            try:
+                cleaned["other_settings"] = checked_config(cleaned["other_settings"], cleaned.get("engine"))
+            except forms.ValidationError as error:
+                self.add_error("other_settings", error)
         if "split" in cleaned and not self.instructions().exists():
             raise forms.ValidationError("No instructions match this source and split.")
         if cleaned.get("engine_options") is not None and cleaned.get("engine"):

@@ -7,22 +7,14 @@ GPU_MEMORY_BUDGET_GB says both fit. `release_models` empties it before DPO train
 """
 
 import gc
-import os
 import sys
-from pathlib import Path
 
 from django.conf import settings
 
 from labeling.backends import load_backend
 from labeling.engine_options import GIB, TRANSFORMERS_OVERHEAD, backend_options, memory_estimate, weights_bytes
 from labeling.engine_pool import EnginePool
-
-
-def resolve_model(name: str) -> str:
-    """A bare name found under MODELS_DIR (e.g. "tiny-llava") means that folder; anything else is used as is."""
-    if name and not os.path.isabs(name) and (Path(settings.MODELS_DIR) / name).is_dir():
-        return str(Path(settings.MODELS_DIR) / name)
-    return name
+from webapp.places import SERVED, PlaceError, model_folder
 
 
 def free_gpu_memory() -> None:
@@ -59,7 +51,12 @@ def backend_for(
     """The backend for a model with its checked engine options (webapp.iterations.config.engine_options), loaded
     once per worker process for `stage` (a job kind); another stage's engines are shut down first (see the module)."""
     options = options or {}
-    model, text_model = resolve_model(model), resolve_model(text_model) if text_model else None
+    if engine != SERVED:  # the server's names are not files (webapp/places.py)
+        try:
+            model, text_model = model_folder(model), model_folder(text_model) if text_model else None
+        except PlaceError as exc:
+            names = f"{model!r}" + (f" (text model {text_model!r})" if text_model else "")
+            raise ModelLoadError(f"cannot load model {names} with engine {engine}: {exc}") from exc
     kwargs = backend_options(engine, options)
     if engine == "transformers":
         kwargs.setdefault("device", settings.TORCH_DEVICE)
@@ -96,7 +93,10 @@ def reward_models(policy: str, reference: str, stage: str = "label"):
     """A DPO-aligned policy and its reference, for self-reward scoring; loaded once per worker process."""
     from training.self_reward import load_models
 
-    policy, reference = resolve_model(policy), resolve_model(reference)
+    try:
+        policy, reference = model_folder(policy), model_folder(reference)
+    except PlaceError as exc:
+        raise ModelLoadError(f"cannot load the self-reward models {policy!r} and {reference!r}: {exc}") from exc
     size = int((weights_bytes(policy) + weights_bytes(reference)) * TRANSFORMERS_OVERHEAD)
     POOL.budget = budget_bytes()
     load = lambda: load_models(policy, reference, device=settings.TORCH_DEVICE)  # noqa: E731

@@ -18,8 +18,9 @@ from pathlib import Path
 from training.dpo import read_record
 from webapp.iterations.config import config
 from webapp.jobs.base import commit_chunk
-from webapp.jobs.engines import resolve_model, reward_models
+from webapp.jobs.engines import reward_models
 from webapp.models import Iteration, Job, JobKind, PreferencePair, Response, ResponseStatus
+from webapp.places import model_folder
 
 DEFAULT_BETA = 0.1
 
@@ -59,7 +60,7 @@ def label(job: Job) -> None:
     )
     job.start(total=len(responses))
     models = reward_models(iteration.policy, reference_for(iteration), stage=job.kind)
-    beta = ((read_record(resolve_model(iteration.policy)) or {}).get("settings") or {}).get("beta", DEFAULT_BETA)
+    beta = ((read_record(model_folder(iteration.policy)) or {}).get("settings") or {}).get("beta", DEFAULT_BETA)
     rewards = []
     for _, group in groupby(responses, key=lambda r: r.instruction_id):
         group = list(group)

@@ -44,10 +44,11 @@ from django.db.models.functions import Greatest
 from labeling.backends.base import Sampling
 from training.dpo import DPOSettings, parse_progress
 from webapp.iterations.baseline import evaluation_split, measurement
-from webapp.iterations.config import config, engine_options, splitter
+from webapp.iterations.config import DATA_KEYS, config, engine_options, splitter
 from webapp.jobs.base import Stopped, commit_chunk, for_labeling
-from webapp.jobs.engines import OnFirstUse, backend_for, release_models, resolve_model
+from webapp.jobs.engines import OnFirstUse, backend_for, release_models
 from webapp.models import Instruction, Iteration, IterationStatus, Job
+from webapp.places import data_file, model_folder
 
 HEARTBEAT_SECONDS = 1.0
 LOSS_CURVE_KEYS = ("step", "epoch", "loss", "learning_rate", "grad_norm", "rewards/accuracies", "rewards/margins")
@@ -174,7 +175,7 @@ def train(job: Job) -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="rlaifv-pairs-") as tmp:
             exported = export_pairs(iteration, "trl", Path(tmp) / "pairs")
-            command = dpo_command(Path(tmp) / "pairs", resolve_model(iteration.policy), partial, dpo)
+            command = dpo_command(Path(tmp) / "pairs", model_folder(iteration.policy), partial, dpo)
             curve = run_streaming(job, command)
         if final.exists():  # an earlier run that trained but was not registered (a crash, a cancel)
             shutil.rmtree(final)
@@ -197,12 +198,13 @@ def train(job: Job) -> None:
 def _chair(cfg: dict, instructions: list[Instruction], answers) -> dict:
     from training.chair import chair, find_image_ids, load_ground_truth
 
-    missing = [key for key in ("coco_instances", "coco_captions", "coco_images") if not cfg.get(key)]
+    missing = [key for key in DATA_KEYS if not cfg.get(key)]
     if missing:
         raise ValueError(f"CHAIR needs config {', '.join(missing)} (coco_images: the folder of the COCO images)")
-    truth = load_ground_truth(cfg["coco_instances"], cfg["coco_captions"])
+    instances, captions, images = (data_file(cfg[key], key) for key in DATA_KEYS)
+    truth = load_ground_truth(instances, captions)
     wanted = {i.image_sha256: (i.width, i.height, i.image.size) for i in instructions}
-    ids = find_image_ids(truth, cfg["coco_images"], wanted)
+    ids = find_image_ids(truth, images, wanted)
     pairs = zip(instructions, answers, strict=True)
     matched = [(ids[i.image_sha256], answer.text) for i, answer in pairs if i.image_sha256 in ids]
     return chair(matched, truth.objects).summary() | {"images_matched": len({image for image, _ in matched})}
@@ -290,7 +292,7 @@ def _evaluation(job: Job, model: str) -> dict:
         # Into the checkpoint this iteration wrote (under MODELS_DIR); a starting policy's folder is not ours to
         # write, so its answers go under VAR_DIR.
         if trained:
-            answers_file = Path(resolve_model(model)) / "heldout_answers.jsonl"
+            answers_file = Path(model_folder(model)) / "heldout_answers.jsonl"
             details["answers_file"] = f"{model}/heldout_answers.jsonl"
         else:
             details["answers_file"] = f"evaluations/iteration-{iteration.number}-baseline.jsonl"

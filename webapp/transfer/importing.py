@@ -8,9 +8,10 @@ an import that fails are removed again, so a failed import leaves nothing behind
 same data creates nothing new (unique source + image + question).
 """
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from django.core.files.storage import default_storage
@@ -76,17 +77,30 @@ def _string_field(record: dict, field: str, line: int, required: bool, default: 
 
 
 class _Images:
-    """The images folder; each image file is read and validated once, however many lines share it."""
+    """The images folder; each image file is read and validated once, however many lines share it.
+
+    Only what was learnt is kept (format, size, sha256), not the bytes: an upload may unpack to gigabytes, and
+    the worker holds one image at a time. `stored` reads each again to write it, and refuses one that changed.
+    """
 
     def __init__(self, folder: Path):
-        self.root, self.checked = Path(folder).resolve(), {}
+        self.root, self.checked, self.paths = Path(folder).resolve(), {}, {}
 
     def valid(self, path: Path, name: str) -> ValidImage:
         if path not in self.checked:
             if not path.is_file():
                 raise FileNotFoundError(name)
-            self.checked[path] = validate_image(path.read_bytes())
+            self.checked[path] = replace(validate_image(path.read_bytes()), data=b"")
+            self.paths.setdefault(self.checked[path].name, (path, name))
         return self.checked[path]
+
+    def stored(self, image: ValidImage) -> bool:
+        """Write `image` (read again from its file) under its content address; True when this call created it."""
+        path, name = self.paths[image.name]
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != image.sha256:
+            raise ImportFailed(f"image '{name[:100]}' changed while it was being imported: import again")
+        return store_image(replace(image, data=data))
 
 
 def _check_line(line_no: int, text: str, images: _Images, default_source: str) -> _Row:
@@ -129,16 +143,38 @@ def _check_line(line_no: int, text: str, images: _Images, default_source: str) -
     return _Row(image, question, source, split, _objects_field(record, line_no))
 
 
+# The longest line: a question (limits.QUESTION), an image's name and up to 1000 object names fit well within it.
+MAX_LINE_BYTES = 256 * 1024
+
+
 def read_jsonl(file) -> list[tuple[int, str]]:
-    """Numbered non-blank lines of a JSONL file: a path, or a file opened in binary mode."""
+    """Numbered non-blank lines of a JSONL file: a path, or a file opened in binary mode. Read a line at a time,
+    each at most MAX_LINE_BYTES: a file of one endless line would otherwise be read whole into memory."""
     try:
-        data = file.read() if hasattr(file, "read") else Path(file).read_bytes()
-        text = data.decode("utf-8")
+        if hasattr(file, "read"):
+            return _lines(file)
+        with open(file, "rb") as handle:
+            return _lines(handle)
     except OSError as exc:
         raise ImportFailed(f"cannot read: {exc.strerror or 'unreadable file'}") from None
-    except UnicodeDecodeError as exc:
-        raise ImportFailed(f"not UTF-8 text (byte {exc.start})") from None
-    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def _lines(handle) -> list[tuple[int, str]]:
+    lines, offset, number = [], 0, 0
+    while raw := handle.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise ImportFailed(f"line {number}: longer than {MAX_LINE_BYTES} bytes")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ImportFailed(f"not UTF-8 text (byte {offset + exc.start})") from None
+        offset += len(raw)
+        for n, line in enumerate(text.splitlines() or [""], start=number):  # \r, \v, … split lines as before
+            number = n
+            if line.strip():
+                lines.append((n, line))
+    return lines
 
 
 def import_instructions(
@@ -175,7 +211,7 @@ def import_instructions(
         try:
             with transaction.atomic():
                 for image in {row.image.name: row.image for row in rows}.values():
-                    if store_image(image):
+                    if images.stored(image):
                         written.append(image.name)
                 result = _write(rows)
                 audit.record(
