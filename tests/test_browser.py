@@ -63,6 +63,22 @@ def test_a_reviewer_works_through_the_spot_check_queue_by_keyboard(page, alice):
     assert reviews == list(zip(seen, ["correct", "hallucinated", "unsure"], strict=True))
 
 
+def test_the_queue_goes_round_the_pictures_decision_after_decision(page, alice):
+    """Three answers of one picture say the same thing, equally uncertain: after deciding one, the next claim the
+    page serves is the other picture's (the same claim of the same picture came five times in a row)."""
+    iteration = reviewing_iteration([[0.5], [0.5], [0.5]], [[0.6]], [[0.65]])
+    store_images(iteration)
+    log_in(page, "alice")
+    page.goto(reverse("review-queue", args=[iteration.number]))
+    pictures = []
+    for _ in range(3):
+        claim_id = page.get_attribute("[data-queue-claim]", "data-queue-claim")
+        pictures.append(Claim.objects.get(pk=claim_id).response.instruction_id)
+        page.keyboard.press("y")
+        page.wait_for_selector(f"[data-queue-claim='{claim_id}']", state="detached")
+    assert len(set(pictures)) == 3, pictures
+
+
 def test_a_running_iterations_progress_bar_moves_until_it_ends(page, alice):
     iteration = IterationFactory(status=IterationStatus.LABELING)
     job = JobFactory(iteration=iteration, kind=JobKind.LABEL, done=2, total=10, state=JobState.RUNNING)

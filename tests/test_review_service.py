@@ -163,6 +163,20 @@ def test_the_queue_serves_the_most_uncertain_unreviewed_claims_first(alice):
     assert len(spot_check_queue(iteration)) == 5
 
 
+def test_the_queue_keeps_spreading_after_a_decision(alice):
+    """Found on first use: the round-robin began afresh on every request, so after one decision the same claim
+    of the same picture (its answers all say it, equally uncertain) was served again, five times in a row."""
+    iteration = reviewing_iteration([[0.5], [0.5], [0.5]], [[0.6]])
+    same_picture = lambda queue: [Verdict.objects.get(pk=pk).claim.response.instruction_id for pk in queue]  # noqa: E731
+    first, other = same_picture(spot_check_queue(iteration))[:2]
+    assert first != other
+    ReviewFactory(claim=Verdict.objects.get(pk=spot_check_queue(iteration)[0]).claim, reviewer=alice)
+    assert same_picture(spot_check_queue(iteration)) == [other, first, first]  # the other picture's turn now
+    undo = Review.objects.get()
+    ReviewFactory(claim=undo.claim, reviewer=alice, decision=Decision.UNDO, undoes=undo)
+    assert same_picture(spot_check_queue(iteration))[:2] == [first, other]  # an undone decision takes no turn
+
+
 def test_the_queue_ignores_other_iterations_and_labelers():
     reviewing_iteration([[0.5]])
     iteration = reviewing_iteration([[0.9]])

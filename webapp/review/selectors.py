@@ -432,18 +432,35 @@ def spot_check_queue(iteration: Iteration, window: int = QUEUE_WINDOW) -> list[i
     order = [Abs(F("p_yes") - F("p_no")), "pk"]  # verdict_uncertainty_idx
     second = second_labeler(iteration)
     if second is None:
-        return stratify(list(rows.order_by(*order).values_list(*QUEUE_ROW)[:window]))
+        rows = list(rows.order_by(*order).values_list(*QUEUE_ROW)[:window])
+        return stratify(rows, reviewed_per_instruction(iteration, rows))
     # Claims the two labelers disagree on first (one says yes, the other no), each group most uncertain first.
     other = Verdict.objects.filter(claim=OuterRef("claim"), labeler=second).exclude(accepted=OuterRef("accepted"))
     rows = rows.annotate(disagree=Exists(other)).order_by("-disagree", *order)
     rows = list(rows.values_list(*QUEUE_ROW, "disagree")[:window])
-    return stratify([r[:3] for r in rows if r[3]]) + stratify([r[:3] for r in rows if not r[3]])
+    reviewed = reviewed_per_instruction(iteration, rows)
+    return stratify([r[:3] for r in rows if r[3]], reviewed) + stratify([r[:3] for r in rows if not r[3]], reviewed)
 
 
-def stratify(rows: list[tuple[int, int, int]]) -> list[int]:
+def reviewed_per_instruction(iteration: Iteration, rows: list[tuple]) -> Counter:
+    """How many claims of each of the rows' instructions stand reviewed: the round-robin goes on from there
+    across requests, so an instruction whose claim was just decided waits for every other one's turn (it
+    started afresh on every request, and served the same claim of the same picture five times in a row)."""
+    instructions = {row[2] for row in rows}
+    counts = (
+        Review.objects.standing()
+        .filter(iteration=iteration, claim__response__instruction__in=instructions)
+        .values_list("claim__response__instruction")
+        .annotate(n=Count("claim", distinct=True))
+    )
+    return Counter(dict(counts))
+
+
+def stratify(rows: list[tuple[int, int, int]], reviewed: Counter | None = None) -> list[int]:
     """(verdict, answer, instruction) rows in uncertainty order, taken round-robin: every instruction's first
-    claim before any instruction's second, and within an instruction every answer's first before any second."""
-    per_answer, per_instruction = Counter(), Counter()
+    claim before any instruction's second, and within an instruction every answer's first before any second.
+    `reviewed`: claims of an instruction decided already, which count as its turns taken."""
+    per_answer, per_instruction = Counter(), Counter(reviewed or {})
     by_answer = []
     for position, (verdict, answer, instruction) in enumerate(rows):
         by_answer.append((per_answer[answer], position, verdict, instruction))
