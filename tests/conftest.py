@@ -37,6 +37,30 @@ def tiny_models_dir(tmp_path_factory):
     return path
 
 
+@pytest.fixture(autouse=True)
+def installed_models(settings, tiny_models_dir):
+    """The forms take only installed models (webapp/places.py): the tiny ones are, unless a test says otherwise."""
+    settings.MODELS_DIR = tiny_models_dir
+
+
+@pytest.fixture
+def install(settings, tmp_path, tiny_models_dir):
+    """install(*names): a MODELS_DIR of the test's own where the tiny models and these names are installed (each
+    a copy of tiny-llava's config: enough for a form, which checks the folder, not for loading)."""
+    root = tmp_path / "installed-models"
+    root.mkdir()
+    for model in tiny_models_dir.iterdir():
+        (root / model.name).symlink_to(model)
+    settings.MODELS_DIR = root
+
+    def install(*names):
+        for name in names:
+            (root / name).mkdir(parents=True)
+            (root / name / "config.json").write_text((tiny_models_dir / "tiny-llava" / "config.json").read_text())
+
+    return install
+
+
 @pytest.fixture
 def media_root(settings, tmp_path):
     """Stored images go to a fresh folder for the test."""

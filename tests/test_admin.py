@@ -100,9 +100,50 @@ def test_the_add_form_defaults_the_policy_to_the_latest_done_iterations_checkpoi
     assert form["policy"].value() == "checkpoints/iteration-2"
 
 
+def test_the_add_form_starts_from_the_latest_iterations_settings_all_of_them(staff, install):
+    """Found on first use: it offered 512 new tokens, lr 5e-7, 4 epochs, every source and no field for the other
+    settings (length balance, SFT weight, batch sizes, …), which were lost: now it is the staff page's form."""
+    install("shapes-policy", "shapes-labeler", "checkpoints/iteration-1")
+    config = {"n": 6, "max_new_tokens": 40, "learning_rate": 3e-5, "epochs": 3, "sft_weight": 1.0,
+              "length_balance": True, "per_device_batch_size": 32, "eval_temperature": 0.7}  # fmt: skip
+    latest = IterationFactory(number=1, status=S.DONE, policy="shapes-policy", labeler="shapes-labeler",
+                              checkpoint="checkpoints/iteration-1", config=config)  # fmt: skip
+    latest.instructions.set(InstructionFactory.create_batch(2, source="shapes"))
+    InstructionFactory(source="other")
+    form = staff.get(admin_url("iteration", "add")).context["adminform"].form
+    values = {name: form[name].value() for name in form.fields}
+    assert (values["policy"], values["labeler"], values["source"]) == (
+        "checkpoints/iteration-1", "shapes-labeler", "shapes"
+    )  # fmt: skip
+    assert (values["n"], values["max_new_tokens"], values["learning_rate"], values["epochs"]) == (6, 40, 3e-5, 3)
+    other = json.loads(values["other_settings"])
+    assert other == {"sft_weight": 1.0, "length_balance": True, "per_device_batch_size": 32, "eval_temperature": 0.7}
+
+    response = staff.post(admin_url("iteration", "add"), {k: v for k, v in values.items() if v is not None})
+    assert response.status_code == 302
+    created = Iteration.objects.get(number=2)
+    assert {k: created.config[k] for k in config} == config
+    assert created.labeler == "shapes-labeler" and created.instructions.count() == 2
+
+
+def test_the_add_form_checks_every_model_name_against_what_is_installed(staff):
+    InstructionFactory(source="coco")
+    response = staff.post(admin_url("iteration", "add"), NEW | {"labeler": "llava-next-34b"})
+    assert "no model &#x27;llava-next-34b&#x27; is installed under MODELS_DIR" in response.content.decode()
+    response = staff.post(admin_url("iteration", "add"), NEW | {"other_settings": '{"second_labeler": "judge"}'})
+    assert "no model &#x27;judge&#x27; is installed" in response.content.decode()
+    assert not Iteration.objects.exists()
+
+
+def test_the_iteration_page_shows_the_settings_as_json_the_forms_take(staff):
+    iteration = draft(config={"length_balance": True, "sft_weight": 1.0})
+    page = staff.get(reverse("iteration", args=[iteration.number])).content.decode()
+    assert "&quot;length_balance&quot;: true" in page and "True" not in page
+
+
 # --- what may change ----------------------------------------------------------------------------------------
 
-CHANGE = {"policy": "other-llava", "labeler": "tiny-llava", "splitter": "rule", "engine": "transformers",
+CHANGE = {"policy": "small-llava", "labeler": "tiny-llava", "splitter": "rule", "engine": "transformers",
           "config": '{"n": 4}', "status": S.DONE, "checkpoint": "forged", "metrics": '{"eval": 1}',
           "error": "forged", "stopped_stage": S.TRAINING}  # fmt: skip
 
@@ -114,7 +155,7 @@ def test_a_drafts_models_and_config_change_but_never_its_lifecycle_fields(staff)
     response = staff.post(admin_url("iteration", "change", iteration.pk), CHANGE)
     assert response.status_code == 302
     iteration.refresh_from_db()
-    assert (iteration.policy, iteration.config) == ("other-llava", {"n": 4})
+    assert (iteration.policy, iteration.config) == ("small-llava", {"n": 4})
     assert (iteration.status, iteration.checkpoint, iteration.metrics) == (S.DRAFT, "", {})
     assert (iteration.error, iteration.stopped_stage) == ("", "")
 

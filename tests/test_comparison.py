@@ -92,7 +92,7 @@ def test_the_dashboard_leaves_the_comparison_out_until_an_iteration_is_evaluated
 
 # --- the iteration form ------------------------------------------------------------------------------------------
 
-FORM = {"policy": "shapes-policy", "labeler": "shapes-labeler", "splitter": "rule", "engine": "transformers",
+FORM = {"policy": "tiny-llava", "labeler": "tiny-llava", "splitter": "rule", "engine": "transformers",
         "split": "train", "n": 2, "temperature": 0.7, "top_p": 1.0, "max_new_tokens": 8, "seed": 0,
         "pairs_per_instruction": 1, "beta": 0.1, "learning_rate": 1e-6, "epochs": 1}  # fmt: skip
 
@@ -116,13 +116,17 @@ def test_the_form_offers_every_strategy_and_the_known_models(client, bob, settin
 def test_the_chosen_strategy_labeler_and_generator_are_the_iterations(client, bob):
     InstructionFactory()
     client.force_login(bob)
-    posted = FORM | {"strategy": "whole_response", "labeler": "coin-flip", "other_settings": '{"generator": "base"}'}
+    posted = FORM | {
+        "strategy": "whole_response",
+        "labeler": "coin-flip",
+        "other_settings": '{"generator": "small-llava"}',
+    }
     response = client.post(reverse("iteration-new"), posted)
     iteration = Iteration.objects.get()
     assert response.status_code == 302
     assert (iteration.config["strategy"], iteration.config["generator"], iteration.labeler) == (
         "whole_response",
-        "base",
+        "small-llava",
         "coin-flip",
     )
 
@@ -151,8 +155,10 @@ def test_a_drafts_generator_in_the_admin_must_be_a_model_name():
     from webapp.iterations.forms import DraftForm
 
     draft = IterationFactory()
-    fields = {"policy": "p", "labeler": "l", "splitter": "rule", "engine": "transformers"}
+    fields = {"policy": "tiny-llava", "labeler": "tiny-llava", "splitter": "rule", "engine": "transformers"}
     form = DraftForm(data=fields | {"config": '{"generator": "http://x/y"}'}, instance=draft)
     assert not form.is_valid() and "not a URL" in str(form.errors["config"])
-    form = DraftForm(data=fields | {"config": '{"generator": " base "}'}, instance=draft)
-    assert form.is_valid() and form.cleaned_data["config"] == {"generator": "base"}
+    form = DraftForm(data=fields | {"config": '{"generator": "not-installed"}'}, instance=draft)
+    assert not form.is_valid() and "no model 'not-installed' is installed" in form.errors["config"][0]
+    form = DraftForm(data=fields | {"config": '{"generator": " small-llava "}'}, instance=draft)
+    assert form.is_valid() and form.cleaned_data["config"] == {"generator": "small-llava"}

@@ -78,7 +78,8 @@ def test_an_iterations_options_go_over_the_workers_defaults_per_role(settings):
 
 
 @pytest.mark.django_db
-def test_staff_give_engine_options_in_the_new_iteration_form(client, bob):
+def test_staff_give_engine_options_in_the_new_iteration_form(client, bob, install):
+    install("llava-1.5-7b", "llava-next-34b")
     InstructionFactory.create_batch(2, source="coco")
     client.force_login(bob)
 

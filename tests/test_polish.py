@@ -35,7 +35,8 @@ def shapes_like_iteration():
     return iteration
 
 
-def test_create_it_starts_from_the_previous_iterations_settings(client, bob):
+def test_create_it_starts_from_the_previous_iterations_settings(client, bob, install):
+    install("shapes-policy", "shapes-labeler", "checkpoints/iteration-1")
     previous = shapes_like_iteration()
     client.force_login(bob)
     form = client.get(reverse("iteration-new"), {"from": previous.number}).context["form"]
@@ -76,9 +77,9 @@ def test_the_links_to_a_new_iteration_carry_the_previous_one(client, bob):
 def test_other_settings_must_be_a_json_object_of_known_strategy_and_bounded_size(client, bob):
     InstructionFactory()
     client.force_login(bob)
-    form = {"policy": "p", "labeler": "l", "splitter": "rule", "engine": "transformers", "split": "train",
-            "n": 2, "temperature": 0.7, "top_p": 1.0, "max_new_tokens": 8, "seed": 0, "pairs_per_instruction": 1,
-            "beta": 0.1, "learning_rate": 1e-6, "epochs": 1}  # fmt: skip
+    form = {"policy": "tiny-llava", "labeler": "tiny-llava", "splitter": "rule", "engine": "transformers",
+            "split": "train", "n": 2, "temperature": 0.7, "top_p": 1.0, "max_new_tokens": 8, "seed": 0,
+            "pairs_per_instruction": 1, "beta": 0.1, "learning_rate": 1e-6, "epochs": 1}  # fmt: skip
     for bad, message in [
         ("[1, 2]", "Give a JSON object"),
         ('{"strategy": "vibes"}', "strategy must be one of rlaifv, whole_response, self_reward"),

@@ -131,8 +131,10 @@ def test_iteration_text_is_escaped_on_the_iteration_pages_and_the_dashboard(clie
             "engine": "transformers", "split": "train", "n": 4, "temperature": 0.7, "top_p": 1.0,
             "max_new_tokens": 32, "seed": 0, "pairs_per_instruction": 2, "beta": 0.1, "learning_rate": 5e-7,
             "epochs": 1}  # fmt: skip
-    assert client.post(reverse("iteration-new"), form).status_code == 302
-    new = Iteration.objects.get(policy=payload("policy"))
+    refused = client.post(reverse("iteration-new"), form)  # no such model is installed: shown back, escaped
+    assert_escaped(refused, payload("policy"))
+    # Names that reached the database anyway (an import, a shell) are escaped wherever they are shown.
+    new = IterationFactory(policy=payload("policy"), labeler=payload("labeler"), splitter=payload("splitter"))
     Iteration.objects.filter(pk=new.pk).update(
         status=IterationStatus.FAILED, error=payload("error"), checkpoint=payload("checkpoint")
     )

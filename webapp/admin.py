@@ -100,7 +100,7 @@ class IterationAdmin(admin.ModelAdmin):
     add_form = IterationForm
     add_fieldsets = [
         (None, {"fields": ["source", "split", "policy", "labeler", "splitter", "engine"]}),
-        ("Sampling, pairing and DPO", {"fields": IterationForm.CONFIG_FIELDS}),
+        ("Sampling, pairing and DPO", {"fields": [*IterationForm.CONFIG_FIELDS, "other_settings"]}),
     ]
     # What the lifecycle and the workers write: never a form field, so a save cannot write a stale copy back.
     lifecycle_fields = ["number", "status", "stopped_stage", "error", "checkpoint", "metrics", "jobs"]

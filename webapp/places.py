@@ -52,6 +52,27 @@ def check_model_name(name: str, engine: str | None = None) -> str:
     return name
 
 
+def installed_models() -> list[str]:
+    """The model folders under MODELS_DIR, checkpoints included: each holds a config.json."""
+    root = Path(settings.MODELS_DIR)
+    if not root.is_dir():
+        return []
+    folders = [*root.glob("*/config.json"), *root.glob("*/*/config.json")]
+    return sorted(str(path.parent.relative_to(root)) for path in folders)
+
+
+def check_installed(name: str, engine: str | None = None) -> str:
+    """`check_model_name`, and the folder is there: what the forms take (a worker checks again, `model_folder`)."""
+    name = check_model_name(name, engine)
+    if name == COIN_FLIP or engine == SERVED:
+        return name
+    if not (_inside(settings.MODELS_DIR, name, "model", "MODELS_DIR") / "config.json").is_file():
+        known = installed_models()
+        offer = f"installed: {', '.join(known[:8])}{', …' if len(known) > 8 else ''}" if known else "none is"
+        raise PlaceError(f"no model {name!r} is installed under MODELS_DIR ({offer})")
+    return name
+
+
 def model_folder(name: str) -> str:
     """The folder a worker loads `name` from: under MODELS_DIR and present, else PlaceError saying what to do."""
     if name == COIN_FLIP:

@@ -1,10 +1,8 @@
 """The iteration forms (the staff page's and the admin's): validation lives here, views stay thin."""
 
 import json
-from pathlib import Path
 
 from django import forms
-from django.conf import settings
 
 from labeling.backends.coin_flip import COIN_FLIP
 from webapp import limits
@@ -18,7 +16,7 @@ from webapp.iterations.config import (
 )
 from webapp.iterations.creating import create_iteration
 from webapp.models import Instruction, Iteration, Split
-from webapp.places import PlaceError, check_model_name, data_file
+from webapp.places import PlaceError, check_installed, data_file, installed_models
 
 KNOWN_MODELS_LIST = "known-models"  # the id of the <datalist> the new iteration page renders
 NOT_TRAINED_ON = (
@@ -41,10 +39,10 @@ assert [name for name, _ in STRATEGY_CHOICES] == list(STRATEGIES)
 
 
 def model_name(value: str, engine: str | None = None) -> str:
-    """A model folder under MODELS_DIR (or the openai engine's name for a model): never a URL, a hub id to fetch or
-    a path elsewhere, which a worker would otherwise be asked to open (webapp/places.py)."""
+    """An installed model folder under MODELS_DIR (or the openai engine's name for a model): never a URL, a hub
+    id to fetch or a path elsewhere, which a worker would otherwise be asked to open (webapp/places.py)."""
     try:
-        return check_model_name(value, engine)
+        return check_installed(value, engine)
     except PlaceError as error:
         raise forms.ValidationError(f"{error}.") from None
 
@@ -181,8 +179,10 @@ class IterationForm(ModelNamesForm):
         fields = ["policy", "labeler", "splitter", "engine"]
 
     def __init__(self, *args, previous: Iteration | None = None, **kwargs):
-        """`previous`: the iteration whose settings the form starts from (the next one usually repeats it)."""
+        """`previous`: the iteration whose settings the form starts from (the next one usually repeats it); by
+        default the latest, on the staff page and in the admin alike. Initial values the caller gives win."""
         super().__init__(*args, **kwargs)
+        previous = previous or Iteration.objects.order_by("-number").first()
         for name in ("policy", "labeler"):  # typed freely, with the known models offered (known_models)
             self.fields[name].widget.attrs["list"] = KNOWN_MODELS_LIST
         self.fields["labeler"].help_text = (
@@ -191,27 +191,27 @@ class IterationForm(ModelNamesForm):
         )
         sources = Instruction.objects.values_list("source", flat=True).distinct().order_by("source")
         self.fields["source"].choices = [("", "all sources")] + [(s, s) for s in sources]
-        self.initial["policy"] = Iteration.default_policy() or "tiny-llava"
-        self.initial["labeler"] = "tiny-llava"
-        if previous:
-            self.initial.update(self.settings_of(previous))
+        installed = installed_models()
+        defaults = {
+            "policy": Iteration.default_policy() or ("tiny-llava" if "tiny-llava" in installed else ""),
+            "labeler": "tiny-llava" if "tiny-llava" in installed else "",
+        }
+        self.initial = defaults | (self.settings_of(previous) if previous else {}) | self.initial
 
     @property
     def known_models(self) -> list[str]:
         """Models to offer: the folders under MODELS_DIR (checkpoints included), the models iterations named,
         and the coin-flip control labeler."""
-        root = Path(settings.MODELS_DIR)
-        folders = [*root.glob("*/config.json"), *root.glob("checkpoints/*/config.json")] if root.is_dir() else []
         named = Iteration.objects.values_list("policy", "labeler", "checkpoint")
-        names = {str(path.parent.relative_to(root)) for path in folders} | {n for row in named for n in row if n}
-        return sorted(names | {COIN_FLIP})
+        return sorted(set(installed_models()) | {n for row in named for n in row if n} | {COIN_FLIP})
 
     @classmethod
     def settings_of(cls, previous: Iteration) -> dict:
         """The form's values that repeat `previous`: its models, its config (the keys without a field of their
         own as other settings), its source and split when all its instructions share one."""
         config = {k: v for k, v in (previous.config or {}).items() if k not in NOT_COPIED}
-        values = {field: getattr(previous, field) for field in cls.Meta.fields}
+        # IterationForm's own fields: the admin's subclass (modelform_factory) lists the non-model ones too.
+        values = {field: getattr(previous, field) for field in IterationForm.Meta.fields}
         values["policy"] = previous.checkpoint or Iteration.default_policy() or previous.policy
         values |= {k: config[k] for k in cls.CONFIG_FIELDS if k in config}
         values["other_settings"] = {k: v for k, v in config.items() if k not in cls.CONFIG_FIELDS} or None

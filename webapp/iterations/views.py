@@ -1,5 +1,7 @@
 """Iteration pages: everyone who may review can watch; only staff create, launch, approve, resume, cancel."""
 
+import json
+
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -66,6 +68,8 @@ def iteration_detail(request, number):
         request.user.is_staff and request.user.has_perm("webapp.view_preferencepair") and iteration.pairs.exists()
     )
     context["events"] = audit.recent(iteration)
+    # JSON, as the admin's settings field and the new-iteration form take it (a Python dict read True, '…').
+    context["settings_json"] = json.dumps(iteration.config, indent=2, sort_keys=True)
     context["engines"] = engine_settings(iteration)
     context["queues"] = stage_queues(iteration)
     if iteration.status == Iteration.Status.DRAFT:
