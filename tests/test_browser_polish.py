@@ -84,3 +84,38 @@ def test_a_missing_page_is_the_styled_404(page, bob, settings):
     assert page.eval_on_selector("header", "h => getComputedStyle(h).display") == "flex"  # the site's stylesheet
     assert blocked == []
     assert page.eval_on_selector("link[rel=icon]", "l => l.href").endswith("/static/webapp/favicon.svg")
+
+
+def test_approving_asks_first_and_dismissing_the_question_sends_nothing(page, bob):
+    """Found on first use: "Approve review gate and train" started minutes of training at one click."""
+    iteration = reviewing_iteration([[0.9], [0.2]])
+    log_in(page, "bob")
+    page.goto(reverse("iteration", args=[iteration.number]))
+    asked = []
+
+    def answer(dialog, accept):
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, accept=False))
+    page.click("#live button:text('Approve review gate and train')")
+    page.wait_for_timeout(500)
+    assert asked == ["Close the review gate and start training? Reviews can no longer change the pairs."]
+    assert Iteration.objects.get(pk=iteration.pk).status == IterationStatus.REVIEWING
+
+    page.once("dialog", lambda dialog: answer(dialog, accept=True))
+    page.click("#live button:text('Approve review gate and train')")
+    page.wait_for_selector("[data-status='training']")
+    assert len(asked) == 2 and Iteration.objects.get(pk=iteration.pk).status == IterationStatus.TRAINING
+
+
+def test_a_missing_pair_is_the_styled_404_with_debug_on(page, alice, settings):
+    """Found on first use: the demo runs with DEBUG on, and a stale link to a pair showed Django's debug page."""
+    settings.DEBUG = True
+    iteration = reviewing_iteration([[0.9], [0.2]])
+    log_in(page, "alice")
+    response = page.goto(reverse("review-pair", args=[iteration.number, 999_998, 999_999]))
+    assert response.status == 404
+    assert page.inner_text("h1") == "Not found"
+    page.click("text=Back to the dashboard")
+    page.wait_for_url("**/")

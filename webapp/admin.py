@@ -21,7 +21,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from webapp.accounts import audit
-from webapp.iterations.actions import ACTIONS, LABELS, offered, run_action
+from webapp.iterations.actions import ACTIONS, LABELS, buttons, run_action
 from webapp.iterations.forms import DraftForm, IterationForm
 from webapp.models import (
     AuditAction,
@@ -166,7 +166,7 @@ class IterationAdmin(admin.ModelAdmin):
             draft = iteration.status == IterationStatus.DRAFT
             may_act = self.has_change_permission(request, iteration)
             extra_context = (extra_context or {}) | {
-                "lifecycle_actions": [(action, LABELS[action]) for action in offered(iteration) if may_act],
+                "lifecycle_actions": buttons(iteration) if may_act else [],
                 "show_save": draft,
                 "show_save_and_continue": draft,
             }

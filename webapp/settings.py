@@ -73,6 +73,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "webapp.accounts.security.PrivatePagesMiddleware",
+    "webapp.not_found.StyledNotFoundMiddleware",
     # Last: turns a login refused by the lockout into its page (AXES_LOCKOUT_TEMPLATE).
     "axes.middleware.AxesMiddleware",
 ]

@@ -20,6 +20,18 @@ LABELS = {
 }
 
 
+# What a button asks before it acts (webapp/static/webapp/confirm.js): approving starts minutes of training and
+# closes the review gate, and cannot be taken back.
+CONFIRMS = {
+    "approve": "Close the review gate and start training? Reviews can no longer change the pairs.",
+}
+
+
+def buttons(iteration: Iteration) -> list[tuple[str, str, str]]:
+    """(action, label, question to confirm or "") for each action the iteration's status allows."""
+    return [(action, LABELS[action], CONFIRMS.get(action, "")) for action in offered(iteration)]
+
+
 def offered(iteration: Iteration) -> list[str]:
     """The actions that can succeed from the iteration's status, in the order the pages show them."""
     status = iteration.status

@@ -11,7 +11,7 @@ from webapp.accounts import audit
 from webapp.accounts.permissions import reviewer_required, staff_required
 from webapp.ids import parse_id
 from webapp.iterations import eta, lifecycle
-from webapp.iterations.actions import LABELS, offered, run_action
+from webapp.iterations.actions import buttons, run_action
 from webapp.iterations.baseline import start_for
 from webapp.iterations.charts import as_data, training_charts
 from webapp.iterations.config import engine_settings
@@ -52,7 +52,7 @@ def iteration_detail(request, number):
         "stages": iteration_progress(iteration.pk),
         "active": iteration.status in lifecycle.ACTIVE,
         "n_instructions": iteration.instructions.count(),
-        "actions": [(action, LABELS[action]) for action in offered(iteration)],
+        "actions": buttons(iteration),
     }
     if request.htmx:
         # The iteration page polls its status with the buttons it allows; the dashboard, the status alone.
