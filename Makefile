@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The demo, the checks and the tests run with DEBUG on; the settings' default (and the production image) is off.
 export DEBUG ?= 1
 
-.PHONY: demo test test-fast lint venv worker clean
+.PHONY: demo test test-fast lint venv worker manage clean
 
 venv: $(VENV)/.installed
 
@@ -49,6 +49,10 @@ test-fast: venv
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# Any management command against the demo's settings (DEBUG on, var/), e.g. make manage ARGS="createsuperuser".
+manage: venv
+	$(PY) manage.py $(ARGS)
 
 worker: venv
 	$(PY) -m celery -A webapp worker -Q gpu,cpu --concurrency 1 --loglevel info

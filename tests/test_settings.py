@@ -97,3 +97,20 @@ def test_celery_is_configured_for_reliable_work(settings):
     assert app.conf.worker_prefetch_multiplier == 1
     assert {q.name for q in app.conf.task_queues} == {"gpu", "cpu"}
     assert app.conf.broker_url == settings.CELERY_BROKER_URL
+
+
+def test_make_manage_runs_a_command_against_the_demos_settings_quietly(tmp_path):
+    """Found on first use: the README's `python manage.py …` failed without DEBUG=1 ("SECRET_KEY … required"), and
+    every command printed "AXES: BEGIN"."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL")}
+    result = subprocess.run(
+        ["make", "-s", "manage", "ARGS=check"],
+        cwd=ROOT,
+        env=environment | {"VAR_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+    assert "AXES" not in result.stdout + result.stderr

@@ -139,6 +139,7 @@ EXPORT_CONCURRENCY = env_int("EXPORT_CONCURRENCY", 2)  # downloads of pairs at o
 AXES_RESET_ON_SUCCESS = True  # only that username's failures from that address (webapp.accounts.logins)
 AXES_HANDLER = "webapp.accounts.logins.LockoutHandler"
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_VERBOSE = False  # no "AXES: BEGIN …" on every command; a login's log line still names its username and address
 AXES_SENSITIVE_PARAMETERS = []  # the logs name the username and the address (never the password)
 AXES_LOCKOUT_CALLABLE = "webapp.accounts.logins.locked_out"
 AXES_CLIENT_IP_CALLABLE = "webapp.accounts.actors.client_address"  # the audit trail's rule too
