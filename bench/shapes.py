@@ -45,8 +45,7 @@ sys.path.insert(0, str(ROOT))
 # The checkout's root is on the path first, so these import the project's modules.
 from bench.intervals import bootstrap, delta, ratio  # noqa: E402
 from bench.shapes_app import ShapesApp, header, report_row, row  # noqa: E402
-from training.shapes_models import ITERATION_CONFIG  # noqa: E402
-from training.shapes_models import LABELER  # noqa: E402
+from training.shapes_models import ITERATION_CONFIG, LABELER  # noqa: E402
 from training.shapes_models import POLICY as BASE_POLICY  # noqa: E402
 
 # Chosen on the validation split, never the test split (best_chosen, 2 replicates × 3 iterations, count-aware

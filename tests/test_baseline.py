@@ -8,7 +8,6 @@ from tests.factories import InstructionFactory, IterationFactory, JobFactory
 from webapp.dashboard.comparison import compare
 from webapp.iterations import lifecycle
 from webapp.iterations.baseline import evaluation_split, measurement, start_for
-from webapp.iterations.config import config
 from webapp.iterations.monitors import monitor
 from webapp.models import Iteration, IterationStatus, Job, JobKind, JobState, Split
 
@@ -136,11 +135,24 @@ def test_an_evaluation_reads_the_test_split_unless_a_run_chooses_settings_on_val
     InstructionFactory(split=Split.TRAIN)
     reported = IterationFactory()
     tuning = IterationFactory(config={"eval_split": "validation"})
-    assert evaluation_split(config(reported)) == [test]
-    assert evaluation_split(config(tuning)) == [validation]
+    assert evaluation_split(reported) == [test]
+    assert evaluation_split(tuning) == [validation]
     assert measurement(reported) != measurement(tuning)  # never copied from one to the other
     with pytest.raises(ValueError, match="eval_split must be"):
-        evaluation_split(config(IterationFactory(config={"eval_split": "train"})))
+        evaluation_split(IterationFactory(config={"eval_split": "train"}))
+
+
+def test_a_users_import_does_not_change_the_test_split_an_iteration_reports_on():
+    """Found on first use: the held-out evaluation took in an instruction the user imported (301, not 300)."""
+    shapes = InstructionFactory.create_batch(2, split=Split.HELDOUT, source="shapes")
+    iteration = IterationFactory()
+    iteration.instructions.set([InstructionFactory(split=Split.TRAIN, source="shapes")])
+    before = measurement(iteration)
+    InstructionFactory(split=Split.HELDOUT, source="upload")  # a user's import, held-out too
+    assert evaluation_split(iteration) == shapes and measurement(iteration) == before
+    elsewhere = IterationFactory()  # its sources have no held-out instructions: every source's are its test split
+    elsewhere.instructions.set([InstructionFactory(split=Split.TRAIN, source="coco")])
+    assert len(evaluation_split(elsewhere)) == 3
 
 
 def test_no_iteration_trains_on_the_test_or_the_validation_split():

@@ -20,19 +20,29 @@ from webapp.iterations.config import config
 from webapp.models import Instruction, Iteration, Split
 
 
-def evaluation_split(cfg: dict) -> list[Instruction]:
+def evaluation_split(iteration: Iteration) -> list[Instruction]:
     """The instructions an evaluation answers, in a fixed order: the held-out (test) split, or the validation split
-    where a run chooses its settings (config "eval_split"); its first "eval_limit" when set."""
+    where a run chooses its settings (config "eval_split"); its first "eval_limit" when set.
+
+    Only those of the sources the iteration trains on (every source when none of them has any): a user importing
+    other instructions, held-out ones too, does not change the test split an iteration reports on (it did: 301
+    held-out pictures instead of the shapes world's 300)."""
+    cfg = config(iteration)
     split, limit = cfg["eval_split"], cfg.get("eval_limit")
     if split not in (Split.HELDOUT, Split.VALIDATION):
         raise ValueError(f"eval_split must be '{Split.HELDOUT}' or '{Split.VALIDATION}', not {split!r}")
-    instructions = Instruction.objects.filter(split=split).order_by("pk")
+    instructions = Instruction.objects.filter(split=split)
+    sources = iteration.instructions.values("source").distinct() if iteration.pk else []
+    own = instructions.filter(source__in=sources)
+    if own.exists():
+        instructions = own
+    instructions = instructions.order_by("pk")
     return list(instructions[:limit] if limit else instructions)
 
 
 def measurement(iteration: Iteration) -> str:
     cfg = config(iteration)
-    heldout = [(i.image_sha256, i.question) for i in evaluation_split(cfg)]
+    heldout = [(i.image_sha256, i.question) for i in evaluation_split(iteration)]
     what = {
         "split": cfg["eval_split"],
         "labeler": iteration.labeler,

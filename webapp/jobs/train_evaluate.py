@@ -233,7 +233,7 @@ def _evaluation(job: Job, model: str) -> dict:
     from training.evaluate import answer_and_judge, answer_shapes, hallucination_rates, truth_scores
 
     iteration, cfg = job.iteration, config(job.iteration)
-    instructions = evaluation_split(cfg)
+    instructions = evaluation_split(iteration)
     job.start(total=len(instructions))
     details: dict = {"policy": model, "instructions": len(instructions), "measurement": measurement(iteration)}
     result: dict = {"details": details}  # the numbers at the top level are the ones plotted across iterations
