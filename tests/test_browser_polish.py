@@ -119,3 +119,14 @@ def test_a_missing_pair_is_the_styled_404_with_debug_on(page, alice, settings):
     assert page.inner_text("h1") == "Not found"
     page.click("text=Back to the dashboard")
     page.wait_for_url("**/")
+
+
+def test_a_filter_that_cannot_be_read_is_said_not_dropped(page, alice):
+    """Found on first use: min_gap=abc listed every pair, as if no filter had been given."""
+    reviewing_iteration([[0.9], [0.2]])
+    log_in(page, "alice")
+    response = page.goto(reverse("review-pairs") + "?min_gap=abc")
+    assert response.status == 400
+    notice = page.inner_text("[data-search-notice]")
+    assert notice == "Filter not applied. Score gap from: Enter a whole number."
+    assert page.locator("table.pairs tr[data-pair]").count() == 0

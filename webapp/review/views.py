@@ -29,8 +29,8 @@ class PairFilter(forms.Form):
     iteration = forms.IntegerField(required=False, min_value=1)
     reviewed = forms.ChoiceField(choices=YES_NO, required=False)
     excluded = forms.ChoiceField(choices=YES_NO, required=False)
-    min_gap = forms.IntegerField(required=False, min_value=1)
-    max_gap = forms.IntegerField(required=False, min_value=1)
+    min_gap = forms.IntegerField(required=False, min_value=1, label="Score gap from")
+    max_gap = forms.IntegerField(required=False, min_value=1, label="Score gap to")
     source = forms.CharField(required=False, max_length=100, widget=forms.Select)  # a gone source matches nothing
     q = forms.CharField(required=False, max_length=200, label="Search", help_text="words of the question or answers")
     sort = forms.ChoiceField(
@@ -61,11 +61,16 @@ def pair_list(request):
     form = PairFilter(request.GET)
     if "after" in form.errors:  # only a link makes a cursor: a bad one is a bad request, not a filter to drop
         return HttpResponseBadRequest(f"after: {form.errors['after'][0]}", content_type="text/plain")
-    filters = form.cleaned_data if form.is_valid() else dict.fromkeys(PairFilter.base_fields)
+    valid = form.is_valid()
+    filters = form.cleaned_data if valid else dict.fromkeys(PairFilter.base_fields)
     choice = selectors.iteration_choice(filters["iteration"])
     context = {"form": form, "iterations": choice.iterations, "iteration": choice.shown, "page": None, "notice": ""}
     status = 200
-    if choice.shown:
+    if not valid:  # a filter that cannot be read is said, not silently dropped (min_gap=abc listed every pair)
+        errors = [f"{form.fields[name].label or name.replace('_', ' ')}: {' '.join(messages)}"
+                  for name, messages in form.errors.items()]  # fmt: skip
+        context["notice"], status = "Filter not applied. " + "; ".join(errors), 400
+    elif choice.shown:
         try:
             searching = bool((filters.get("q") or "").strip())
             if searching:
