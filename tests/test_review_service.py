@@ -189,3 +189,15 @@ def test_stratifying_goes_round_the_instructions_then_the_answers():
     # (verdict, answer, instruction), most uncertain first
     rows = [("a1", 10, 1), ("a2", 10, 1), ("b1", 11, 1), ("c1", 20, 2), ("a3", 10, 1)]
     assert stratify(rows) == ["a1", "c1", "b1", "a2", "a3"]
+
+
+def test_an_undone_decision_leaves_its_answer_unreviewed(alice):
+    """Found on first use: after a decision and its undo the pair list still said "Reviewed: yes"."""
+    iteration = reviewing_iteration([[0.9, 0.8], [0.9, 0.2]])
+    claim = Claim.objects.filter(response__iteration=iteration).order_by("pk").first()
+    decision = ReviewFactory(claim=claim, reviewer=alice, decision=Decision.HALLUCINATED)
+    assert Response.objects.get(pk=claim.response_id).reviewed is True
+    ReviewFactory(claim=claim, reviewer=alice, decision=Decision.UNDO, undoes=decision)
+    assert Response.objects.get(pk=claim.response_id).reviewed is False
+    ReviewFactory(claim=claim, reviewer=alice, decision=Decision.CORRECT)
+    assert Response.objects.get(pk=claim.response_id).reviewed is True

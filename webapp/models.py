@@ -193,7 +193,9 @@ class Response(models.Model):
         help_text="Claims repeating an earlier claim of this answer (labeling.answer_shape), set by divide",
     )
     reviewed = models.BooleanField(
-        db_default=False, editable=False, help_text="A claim of it has a review (set by a trigger on webapp_review)"
+        db_default=False,
+        editable=False,
+        help_text="A claim of it has a review standing (kept by a trigger on webapp_review)",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
