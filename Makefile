@@ -20,18 +20,23 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 # The embedded default: SQLite and a folder broker under var/, the shapes world and its trained tiny models.
-# A background Celery worker runs iteration 1 to the review gate, then the app is served.
+# Two background Celery workers, one for the models' queue (gpu) and one for the cpu queue (so an upload is
+# imported while the other trains), run iteration 1 to the review gate, then the app is served. Stopping the
+# server (Ctrl-C, or a TERM) stops the workers too and is not an error.
 demo: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py build_shapes_models
 	$(PY) manage.py load_shapes --train 300 --heldout 300
 	@mkdir -p var
-	@$(PY) -m celery -A webapp worker -B -Q gpu,cpu --pool solo --loglevel warning --logfile var/worker.log & \
-	worker=$$!; trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	@$(PY) -m celery -A webapp worker -B -Q gpu --pool solo -n gpu@%h --loglevel warning --logfile var/worker.log & \
+	gpu=$$!; \
+	$(PY) -m celery -A webapp worker -Q cpu --pool solo -n cpu@%h --loglevel warning --logfile var/worker-cpu.log & \
+	cpu=$$!; trap 'kill $$gpu $$cpu 2>/dev/null; wait $$gpu $$cpu 2>/dev/null' EXIT; trap 'exit 0' INT TERM; \
 	$(PY) manage.py demo_iteration && \
 	$(PY) manage.py demo_user && \
 	echo "Serving: open http://$(HOST):$(PORT)/iterations/1/ (admin: http://$(HOST):$(PORT)/admin/)" && \
-	$(PY) manage.py runserver $(HOST):$(PORT) --noreload
+	{ $(PY) manage.py runserver $(HOST):$(PORT) --noreload; status=$$?; \
+	  [ $$status -eq 0 ] || [ $$status -eq 130 ] || [ $$status -eq 143 ] || exit $$status; }
 
 test: venv
 	$(PY) manage.py check

@@ -75,3 +75,18 @@ def test_an_upload_with_one_bad_member_is_refused_whole_naming_it(page, bob, pro
     assert error.startswith("data.jsonl: line 2: photos/blue.png: not a readable image"), error
     assert "Nothing was imported" in page.inner_text("#import-progress")
     assert not Instruction.objects.exists() and stored_images(media_root) == []
+
+
+def test_a_waiting_upload_says_what_it_waits_for(page, bob, media_root):
+    """Found on first use: an upload sat at a bare "pending" while the only worker trained."""
+    from tests.factories import IterationFactory, JobFactory
+    from webapp.models import IterationStatus, JobKind, JobState
+
+    training = IterationFactory(status=IterationStatus.TRAINING)
+    JobFactory(iteration=training, kind=JobKind.TRAIN, state=JobState.RUNNING)
+    log_in(page, "bob")
+    upload(page, zip_of(("photos/red.png", png_bytes()), ("photos/blue.png", png_bytes(color=(0, 0, 255)))))
+    page.wait_for_selector("[data-state='pending']")
+    waiting = page.inner_text("[data-waiting]")
+    assert "Waiting for a worker of the cpu queue" in waiting
+    assert f"busy with {training}'s train stage" in waiting

@@ -11,7 +11,7 @@ from django_htmx.http import HttpResponseStopPolling
 from webapp import slots
 from webapp.accounts import audit
 from webapp.accounts.permissions import staff_required
-from webapp.models import AuditAction, ImportState, InstructionImport, Iteration
+from webapp.models import AuditAction, ImportState, InstructionImport, Iteration, Job, JobState
 from webapp.transfer.forms import ImportForm
 
 EXPORTS_BUSY = "Other exports are running (EXPORT_CONCURRENCY at once): download again in a minute."
@@ -57,8 +57,16 @@ def import_new(request):
 def import_detail(request, pk):
     upload = get_object_or_404(InstructionImport, pk=pk)
     running = upload.state in (ImportState.PENDING, ImportState.RUNNING)
+    busy = busy_with() if upload.state == ImportState.PENDING else None
+    context = {"upload": upload, "running": running, "busy": busy}
     if request.htmx:
-        response = render(request, "transfer/detail.html#progress", {"upload": upload, "running": running})
+        response = render(request, "transfer/detail.html#progress", context)
         # The page polls while the import works; a finished one tells HTMX to stop.
         return response if running else HttpResponseStopPolling(response.content)
-    return render(request, "transfer/detail.html", {"upload": upload, "running": running})
+    return render(request, "transfer/detail.html", context)
+
+
+def busy_with() -> Job | None:
+    """A job the workers are running, to say why an upload still waits (it read a bare "pending" while the only
+    worker trained)."""
+    return Job.objects.filter(state=JobState.RUNNING).select_related("iteration").order_by("started_at").first()

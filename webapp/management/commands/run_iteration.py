@@ -15,6 +15,9 @@ from webapp.models import Instruction, Iteration, IterationStatus, Split
 FINAL = {IterationStatus.REVIEWING, IterationStatus.DONE, IterationStatus.FAILED, IterationStatus.CANCELLED}
 
 
+SHOW_EVERY = 15  # seconds between progress lines while the status stays the same
+
+
 class Command(BaseCommand):
     help = (
         "Launch an iteration (an existing draft, or --new) on the Celery workers, or --approve one at its review "
@@ -87,6 +90,7 @@ class Command(BaseCommand):
         )
 
     def _follow(self, iteration, poll):
+        last_status, last_shown = None, 0.0
         while True:
             try:
                 requeue_stale_jobs()
@@ -100,7 +104,14 @@ class Command(BaseCommand):
                 connection.close()
                 time.sleep(poll)
                 continue
-            self.stdout.write(f"{iteration}: {iteration.status}  {stages}")
+            # A line when the status changes, else every SHOW_EVERY seconds (every poll made ~170 lines a demo).
+            if (
+                iteration.status != last_status
+                or time.monotonic() - last_shown >= SHOW_EVERY
+                or (iteration.status in FINAL)
+            ):
+                self.stdout.write(f"{iteration}: {iteration.status}  {stages}")
+                last_status, last_shown = iteration.status, time.monotonic()
             if iteration.status in FINAL:
                 break
             close_old_connections()
