@@ -130,3 +130,24 @@ def test_a_filter_that_cannot_be_read_is_said_not_dropped(page, alice):
     notice = page.inner_text("[data-search-notice]")
     assert notice == "Filter not applied. Score gap from: Enter a whole number."
     assert page.locator("table.pairs tr[data-pair]").count() == 0
+
+
+def test_zooming_a_small_picture_fills_the_window(page, alice):
+    """Found on first use: a 64×64 picture stayed 64 px in the zoom overlay."""
+    from tests.browser import store_images
+
+    iteration = reviewing_iteration([[0.9], [0.2]])
+    store_images(iteration)  # 64 × 48 pictures
+    chosen, rejected = iteration.responses.order_by("seed")
+    log_in(page, "alice")
+    page.goto(reverse("review-pair", args=[iteration.number, chosen.pk, rejected.pk]))
+    page.click("[data-zoom] img")
+    page.wait_for_selector("img.zoomed")
+    drawn = page.evaluate(
+        """() => { const img = document.querySelector('img.zoomed'); const box = img.getBoundingClientRect();
+                   const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight);
+                   return {scale, width: box.width, height: box.height, vw: innerWidth, vh: innerHeight}; }"""
+    )
+    assert drawn["scale"] * 48 >= 0.9 * drawn["vh"] or drawn["scale"] * 64 >= 0.9 * drawn["vw"], drawn
+    page.click("img.zoomed")
+    page.wait_for_selector("img.zoomed", state="detached")
