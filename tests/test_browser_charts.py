@@ -187,3 +187,34 @@ def test_the_dashboard_starts_every_trend_at_the_starting_policy_and_shows_the_m
     assert "Repeating a claim\t30.0%\t55.0%\t+25.0 points" in page.inner_text("table.monitor-figures")
     assert "-15.0 points" in page.inner_text("table.comparison")  # the change from the start: 45% → 30%
     assert_clean(page, problems)
+
+
+def test_no_chart_of_counts_or_rates_draws_a_negative_axis(page, problems, alice):
+    """Found on first use: a count that was 0 drew its y axis from -1 to 1; and the calibration page dashed the
+    calibrated line where the dashboard dashes what is measured against the truth."""
+    IterationFactory(number=1, status=IterationStatus.DONE, metrics={"eval": EVAL_1}, checkpoint="checkpoints/i-1")
+    reviewing = reviewing_iteration([[0.9, 0.9], [0.2, 0.9]], [[0.2, 0.2], [0.9]], number=2)
+    log_in(page, "alice")
+    axes = """() => Array.from(document.querySelectorAll("canvas")).map((canvas) => {
+      const chart = Chart.getChart(canvas);
+      const values = chart.data.datasets.flatMap((set) => set.data).filter((v) => v !== null);
+      return { id: canvas.id, min: chart.scales.y.min, nonNegative: values.every((v) => v >= 0),
+               dashed: chart.data.datasets.filter((s) => s.borderDash.length).map((s) => s.label) };
+    })"""
+    charts_on(page)
+    drawn = page.evaluate(axes)
+    assert drawn and all(chart["min"] >= 0 for chart in drawn if chart["nonNegative"]), drawn
+    from django.contrib.auth import get_user_model
+
+    from webapp.models import Claim, Decision
+    from webapp.review.service import record_review
+
+    reviewer = get_user_model().objects.get(username="alice")
+    for claim, decision in zip(Claim.objects.filter(response__iteration=reviewing).order_by("pk")[:2],
+                               (Decision.CORRECT, Decision.HALLUCINATED), strict=True):  # fmt: skip
+        record_review(claim, reviewer, decision)  # truth for the reliability diagram
+    page.goto(reverse("iteration-calibration", args=[reviewing.number]))
+    charts_on(page)
+    (reliability,) = [chart for chart in page.evaluate(axes) if chart["id"] == "chart-reliability"]
+    assert reliability["dashed"] == ["True (truth or reviewers)"]
+    assert_clean(page, problems)

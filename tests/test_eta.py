@@ -119,3 +119,16 @@ def test_a_drafts_page_shows_its_estimate(client, alice):
 
     assert "About <strong>4 min</strong> of work" in page and "Iteration 1" in page
     assert '<tr data-stage="label"><td>label</td><td class="number">24 claims</td>' in page
+
+
+@pytest.mark.parametrize(
+    ("items_per_second", "text"),
+    [(1650.4, "1,650 answers/s"), (12.46, "12.5 answers/s"), (0.5, "0.5 answers/s"), (0.02, "1.2 answers/min")],
+)
+def test_a_rate_reads_as_a_plain_number(items_per_second, text):
+    """Found on first use: "1.65e+03 answers/s"."""
+    from webapp.iterations.eta import Throughput
+    from webapp.iterations.progress import StageProgress
+
+    stage = StageProgress("evaluate", 0, 10, 1, 0, 0, 1, rate=Throughput(1.0, items_per_second))
+    assert stage.speed == text

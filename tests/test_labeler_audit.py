@@ -113,7 +113,7 @@ def test_calibration_matches_a_hand_count(iteration):
     ):
         record_review(by_p[p][0], reviewer, decision)
     figures = calibration(iteration)
-    assert figures.from_reviews == 4 and figures.from_truth == 0
+    assert figures.from_reviews == 4 and figures.from_truth == 0 and figures.reviewed == 4
     assert [(b.low, b.n, b.share_true) for b in figures.bins if b.n] == [(0.3, 1, 1.0), (0.5, 2, 0.0), (0.9, 1, 1.0)]
     # ECE: |1 − 0.3|·1/4 + |0 − 0.565|·2/4 + |1 − 0.9|·1/4
     assert figures.ece == pytest.approx(0.7 / 4 + 0.565 / 2 + 0.1 / 4)
@@ -264,3 +264,20 @@ def test_the_label_stage_runs_the_second_labeler_too(settings, tiny_models_dir, 
     labelers = sorted(Verdict.objects.filter(claim__response=response).values_list("labeler", flat=True))
     assert labelers == ["coin-flip"] * 3 + ["tiny-llava"] * 3
     assert labeler_agreement(iteration).n == 3
+
+
+def test_the_calibration_page_counts_reviews_where_the_pictures_truth_is_known(client, alice, iteration):
+    """Found on first use: it said "0 decided by reviewers" after 12 reviews (in the shapes world every claim's
+    truth is the picture's, which the page uses; it now says how many were reviewed)."""
+    from webapp.models import Instruction
+
+    Instruction.objects.filter(iterations=iteration).update(objects_present=["red circle"])
+    Claim.objects.filter(response__iteration=iteration).update(question="Is there a red circle in the image?")
+    for claim in Claim.objects.filter(response__iteration=iteration)[:3]:
+        record_review(claim, alice, Decision.CORRECT)
+    figures = calibration(iteration)
+    assert (figures.from_reviews, figures.reviewed) == (0, 3) and figures.from_truth > 0
+    client.force_login(alice)
+    page = " ".join(client.get(reverse("iteration-calibration", args=[iteration.number])).content.decode().split())
+    assert "0 more decided by reviewers" in page
+    assert "(3 claims reviewed in all: where a picture's objects are known, they are the truth)" in page

@@ -210,8 +210,13 @@ def reliability_chart(bins) -> Chart:
         y_title="% of claims",
         x=[f"{b.low:.1f}–{b.high:.1f}" for b in bins],
         series=[
-            Series("True (truth or reviewers)", scaled([b.share_true for b in bins], True), colour=0),
-            Series("Mean p_yes (calibrated)", scaled([b.mean_p_yes for b in bins], True), colour=1, dashed=True),
+            # Dashed, as on the dashboard: measured against the truth.
+            Series("True (truth or reviewers)", scaled([b.share_true for b in bins], True), colour=0, dashed=True),
+            Series(
+                "Mean p_yes (where a calibrated labeler's share lies)",
+                scaled([b.mean_p_yes for b in bins], True),
+                colour=1,
+            ),  # fmt: skip
         ],
         unit="%",
     )

@@ -30,7 +30,8 @@ class StageProgress:
         if self.rate is None:
             return ""
         per_second = self.rate.items_per_second
-        figure = f"{per_second:.3g}" if per_second >= 0.1 else f"{per_second * 60:.3g}"
+        value = per_second if per_second >= 0.1 else per_second * 60
+        figure = f"{value:,.0f}" if value >= 100 else f"{value:.3g}"  # 1,650, never 1.65e+03
         return f"{figure} {STAGE_UNITS[self.kind]}/{'s' if per_second >= 0.1 else 'min'}"
 
     @property

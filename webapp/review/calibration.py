@@ -32,11 +32,13 @@ class Calibration:
     fit: MarginFit | None
     from_truth: int  # claims whose truth came from the picture's known objects
     from_reviews: int  # claims whose truth came from a reviewer
+    reviewed: int  # claims with a reviewer's standing decision, those of known truth too
 
 
-def truth_points(iteration: Iteration) -> tuple[list[tuple[float, float, bool]], int, int]:
-    """(p_yes, p_no, claim is true) of the iteration's claims whose truth is known, and how many came from the
-    pictures' objects and from reviewers."""
+def truth_points(iteration: Iteration) -> tuple[list[tuple[float, float, bool]], int, int, int]:
+    """(p_yes, p_no, claim is true) of the iteration's claims whose truth is known, how many came from the
+    pictures' objects and from reviewers, and how many claims reviewers decided (where the picture's objects are
+    known they are the truth, so "0 decided by reviewers" was shown after 12 reviews)."""
     verdicts = Verdict.objects.filter(labeler=iteration.labeler, claim__response__iteration=iteration)
     known = verdicts.filter(claim__response__instruction__objects_present__isnull=False).values_list(
         "claim", "claim__question", "claim__response__instruction__objects_present", "p_yes", "p_no"
@@ -53,15 +55,18 @@ def truth_points(iteration: Iteration) -> tuple[list[tuple[float, float, bool]],
         .filter(decision__isnull=False)
         .values_list("claim", "p_yes", "p_no", "decision")
     )
+    decided = 0
     for claim, p_yes, p_no, decision in reviewed:
         points.setdefault(claim, (p_yes, p_no, decision == Decision.CORRECT))
-    return list(points.values()), from_truth, len(points) - from_truth
+        decided += 1
+    return list(points.values()), from_truth, len(points) - from_truth, decided
 
 
 def calibration(iteration: Iteration) -> Calibration:
-    points, from_truth, from_reviews = truth_points(iteration)
+    points, from_truth, from_reviews, reviewed = truth_points(iteration)
     bins = reliability((p_yes, true) for p_yes, _, true in points)
-    return Calibration(bins, expected_calibration_error(bins), best_margin(points), from_truth, from_reviews)
+    fit = best_margin(points)
+    return Calibration(bins, expected_calibration_error(bins), fit, from_truth, from_reviews, reviewed)
 
 
 def what_if(iteration: Iteration, margin: float) -> PairChanges:

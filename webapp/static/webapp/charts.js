@@ -42,7 +42,8 @@
     const y = {
       title: { display: true, text: spec.y_title },
       ticks: { callback: (value) => formatted(value, spec.unit), precision: counts ? 0 : undefined },
-      beginAtZero: spec.kind === "bar",
+      // Counts and rates start at 0 (all zeros drew an axis from -1 to 1).
+      beginAtZero: spec.kind === "bar" || spec.series.every((s) => s.values.every((v) => v === null || v >= 0)),
     };
     if (spec.unit === "%") Object.assign(y, { min: 0, max: 100 });
     return {
