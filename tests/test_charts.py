@@ -44,6 +44,9 @@ def test_metric_keys_read_as_words_with_their_units():
     assert display("feedback.pairs_right", 12) == "12"
     assert display("train.pairs", 1234.0) == "1,234"
     assert display("train.final_loss", 0.693147) == "0.6931"
+    # Found on first use: "Length ratio allowed 0" while balancing was on.
+    assert metric("length_ratio").label.startswith("Length balance: how much shorter a chosen answer may be")
+    assert display("length_ratio", 0.0) == "0.0%"
 
 
 def test_only_finite_numbers_one_level_deep_are_metrics():

@@ -46,7 +46,11 @@ METRICS = {
     "feedback.pairs_right": Metric("Pairs preferring the answer with fewer wrong objects (truth)", truth=True),
     "feedback.pairs_wrong": Metric("Pairs preferring the answer with more wrong objects (truth)", truth=True),
     "feedback.pairs_even": Metric("Pairs whose answers have as many wrong objects (truth)", truth=True),
-    "length_ratio": Metric("Length ratio allowed between a pair's answers"),
+    # The length balance's r: 0 means no chosen answer is shorter than its rejected one ("Length ratio allowed 0"
+    # read as if balancing were off).
+    "length_ratio": Metric(
+        "Length balance: how much shorter a chosen answer may be than its rejected one", percent=True
+    ),
     # The combine stage, always: what DPO will be taught to prefer, beside what it is taught to avoid.
     "pairs.chosen_repetition_share": Metric("Chosen answers repeating a claim", percent=True),
     "pairs.rejected_repetition_share": Metric("Rejected answers repeating a claim", percent=True),
