@@ -72,6 +72,9 @@ def problems(page):
 def charts_on(page):
     page.wait_for_load_state("load")
     page.wait_for_function("() => window.Chart && document.querySelectorAll('canvas').length > 0")
+    # The dashboard's trends are folded under its lead figure: open them, as a reader would.
+    page.evaluate("document.querySelectorAll('details').forEach((fold) => { fold.open = true; })")
+    page.wait_for_timeout(200)  # Chart.js redraws the charts the fold revealed
     return {chart["id"]: chart for chart in page.evaluate(DRAWN)}
 
 

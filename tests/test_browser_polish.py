@@ -151,3 +151,31 @@ def test_zooming_a_small_picture_fills_the_window(page, alice):
     assert drawn["scale"] * 48 >= 0.9 * drawn["vh"] or drawn["scale"] * 64 >= 0.9 * drawn["vw"], drawn
     page.click("img.zoomed")
     page.wait_for_selector("img.zoomed", state="detached")
+
+
+def test_the_dashboard_leads_with_the_figure_that_matters_and_fits_the_window(browser, live_server, alice):
+    """Found on first use: eleven single-point charts and no words, and a page 1498 px wide at 1400."""
+    start = {"truth_count_chair_s": 0.70, "answer_hallucination_rate": 0.5}
+    now = {"truth_count_chair_s": 0.45, "answer_hallucination_rate": 0.3, "truth_labeler_accuracy": 0.99,
+           "details": {"instructions": 500}}  # fmt: skip
+    IterationFactory(number=1, status=IterationStatus.DONE, checkpoint="checkpoints/iteration-1",
+                     metrics={"baseline": start, "eval": now})  # fmt: skip
+    reviewing_iteration(*[[[0.9, 0.9], [0.9, 0.2]] for _ in range(3)], number=2)
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    try:
+        log_in(page, "alice")
+        lead = page.locator("[data-headline]")
+        assert "count-aware CHAIRs" in lead.locator("h2").inner_text()
+        assert page.inner_text("[data-headline-start]") == "70.0%"
+        assert page.inner_text("[data-headline-now]") == "45.0%"
+        assert page.inner_text("[data-headline-change]") == "(-25.0 points)"
+        assert "95% interval [40.7%, 49.4%] over its 500 held-out answers" in lead.inner_text()
+        assert "The labeler is wrong on 1.0% of claims, on held-out claims, against the truth" in lead.inner_text()
+        assert "Iteration 2 waits at its review gate" in page.inner_text("[data-next-step]")
+        box = lead.bounding_box()
+        assert box["y"] < 300  # first on the page
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+        assert not page.locator("details.trends-fold").get_attribute("open")  # the charts, folded below
+    finally:
+        context.close()

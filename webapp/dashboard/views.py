@@ -9,6 +9,7 @@ group sees it read-only (no links into the review and iteration pages, which wou
 from django.shortcuts import render
 
 from webapp.dashboard.comparison import compare
+from webapp.dashboard.headline import headline, next_step
 from webapp.iterations import lifecycle
 from webapp.iterations.baseline import start_of
 from webapp.iterations.charts import as_data, score_chart, trend_charts
@@ -28,7 +29,11 @@ def index(request):
     evaluated = next((s.iteration for s in stats if "eval" in (s.iteration.metrics or {})), latest)
     scores = [score_chart(s) for s in stats]
     audits = latest_audits([s.iteration for s in stats])
+    measured = next((s.iteration for s in stats if "eval" in (s.iteration.metrics or {})), None)
     context = {
+        # The lead: held-out hallucination from the start to now, the labeler's error beside it; what comes next.
+        "headline": headline(measured, start, audits.get(measured.pk) if measured else None),
+        "next_step": next_step(latest),
         # The loop goes on: a trained, evaluated iteration's checkpoint is the next one's default policy.
         "next_from": latest if latest and latest.status == IterationStatus.DONE and latest.checkpoint else None,
         # each iteration, its score histogram and its latest audit
