@@ -132,3 +132,17 @@ def test_a_rate_reads_as_a_plain_number(items_per_second, text):
 
     stage = StageProgress("evaluate", 0, 10, 1, 0, 0, 1, rate=Throughput(1.0, items_per_second))
     assert stage.speed == text
+
+
+def test_no_time_left_is_said_for_a_stage_while_an_earlier_one_still_runs():
+    """Found on first use: label said "46 s left" at 1,536 of 2,923 claims while divide still made more (8,567)."""
+    from webapp.iterations.eta import Throughput
+    from webapp.iterations.progress import StageProgress, without_early_etas
+
+    rate = Throughput(1.0, 10.0)
+    divide = StageProgress("divide", 5, 10, 2, 1, 0, 1, rate=rate, seconds_left=30)
+    label = StageProgress("label", 1536, 2923, 1, 0, 0, 1, rate=rate, seconds_left=46)
+    baseline = StageProgress("baseline", 1, 10, 1, 0, 0, 1, rate=rate, seconds_left=90)
+    generate = StageProgress("generate", 10, 10, 1, 1, 0, 0)
+    shown = without_early_etas([generate, baseline, divide, label])
+    assert [s.time_left for s in shown] == ["", "about 2 min left", "about 30 s left", ""]

@@ -1,6 +1,6 @@
 """How far an iteration has got: per stage, the sum of its chunk jobs' progress, its throughput and time left."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db.models import Count, Q, Sum
 
@@ -64,4 +64,17 @@ def iteration_progress(iteration_id: int) -> list[StageProgress]:
     order = [k for k in Job.Kind.values]
     etas = stage_etas(iteration_id)
     stages = (StageProgress(**row, rate=etas[row["kind"]][0], seconds_left=etas[row["kind"]][1]) for row in rows)
-    return sorted(stages, key=lambda s: order.index(s.kind))
+    return without_early_etas(sorted(stages, key=lambda s: order.index(s.kind)))
+
+
+def without_early_etas(stages: list[StageProgress]) -> list[StageProgress]:
+    """No time left for a stage while one before it still runs: its chunks are still being made, so its total
+    still grows ("46 s left" at 1,536 of 2,923 claims, which became 8,567). The baseline runs beside generate
+    and holds nothing up."""
+    feeding = False
+    shown = []
+    for stage in stages:
+        shown.append(replace(stage, seconds_left=None) if feeding else stage)
+        if stage.kind != Job.Kind.BASELINE and not stage.finished:
+            feeding = True
+    return shown
