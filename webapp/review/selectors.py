@@ -40,6 +40,7 @@ PAGE_SIZE = 25
 # The list counts at most this many matches, so a count never walks a whole iteration (an index range of 1,000
 # rows is a few milliseconds); under it, the count is exact (200 read "More than 200" for 248).
 COUNT_CAP = 1000
+SEARCH_COUNT_CAP = 200  # a search's matches are read through the text index, dearer per row: fewer are counted
 # The spot-check queue stratifies this many of the most uncertain unreviewed verdicts.
 QUEUE_WINDOW = 100
 QUEUE_SHOWN = 5  # the claims a queue page shows at once, for j/k to move between
@@ -135,6 +136,7 @@ def pair_page(iteration: Iteration, filters: dict, query) -> PairPage:
     """The page of matching pairs after the cursor `filters["after"]`; `query` (the request's GET) carries the
     filters into the links to the next and first pages."""
     order, after = SORTS[filters["sort"] or "-gap"]
+    cap = SEARCH_COUNT_CAP if (filters.get("q") or "").strip() else COUNT_CAP
     matching = filter_pairs(iteration, filters)
     page = matching.select_related("instruction", "chosen", "rejected").only(*LIST_FIELDS).order_by(*order)
     if filters["after"]:
@@ -151,8 +153,8 @@ def pair_page(iteration: Iteration, filters: dict, query) -> PairPage:
         next_cursor=next_cursor,
         next_query=query.urlencode(),
         first_query=first_query,
-        matching=matching.order_by()[: COUNT_CAP + 1].count(),
-        count_cap=COUNT_CAP,
+        matching=matching.order_by()[: cap + 1].count(),
+        count_cap=cap,
     )
 
 
