@@ -87,3 +87,19 @@ def test_searches_past_the_sites_concurrency_are_refused_at_once(settings, trans
     other.close()
     with bounded(search=True):  # free again
         pass
+
+
+def test_a_search_over_the_rate_is_refused_before_the_page_is_built(
+    client, alice, settings, django_assert_max_num_queries
+):
+    """Under a flood of searches each refusal built the whole list page (four login pages' work), and the site
+    slowed for everyone: now the rate is checked first and the answer is the notice with a way back."""
+    iteration = reviewing_iteration([[0.9], [0.2]])
+    client.force_login(alice)
+    settings.SEARCH_RATE = 1
+    url = reverse("review-pairs")
+    assert client.get(url, {"iteration": iteration.number, "q": "answer"}).status_code == 200
+    with django_assert_max_num_queries(3):  # the session and its user: no iteration, source or pair query
+        refused = client.get(url, {"iteration": iteration.number, "q": "cat"})
+    assert refused.status_code == 429 and "at most 1 a minute" in refused.content.decode()
+    assert f'href="{url}?iteration={iteration.number}"' in refused.content.decode()

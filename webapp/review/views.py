@@ -58,6 +58,13 @@ class PairFilter(forms.Form):
 
 @reviewer_required
 def pair_list(request):
+    if (request.GET.get("q") or "").strip():
+        try:
+            take_turn(request.user)
+        except TooManySearches as refused:
+            # Before the page is built: a reviewer's searches past the rate cost the site little (a full page
+            # per refusal cost four login pages' work, and slowed everyone's pages under a flood of them).
+            return search_refused(request, str(refused))
     form = PairFilter(request.GET)
     if "after" in form.errors:  # only a link makes a cursor: a bad one is a bad request, not a filter to drop
         return HttpResponseBadRequest(f"after: {form.errors['after'][0]}", content_type="text/plain")
@@ -73,8 +80,6 @@ def pair_list(request):
     elif choice.shown:
         try:
             searching = bool((filters.get("q") or "").strip())
-            if searching:
-                take_turn(request.user)
             with bounded(searching):
                 context["page"] = selectors.pair_page(choice.shown, filters, request.GET)
         except SearchRefused as refused:
@@ -87,6 +92,16 @@ def pair_list(request):
             status = 503
     template = "review/pair_list.html#results" if request.htmx else "review/pair_list.html"
     return render(request, template, context, status=status)
+
+
+def search_refused(request, notice: str) -> HttpResponse:
+    """A search over the rate: its notice alone (the list's results fragment, or a small page linking back)."""
+    template = "review/search_refused.html#results" if request.htmx else "review/search_refused.html"
+    query = request.GET.copy()
+    query.pop("q", None)
+    query.pop("after", None)
+    back = f"{reverse('review-pairs')}?{query.urlencode()}" if query else reverse("review-pairs")
+    return render(request, template, {"notice": notice, "back": back}, status=429)
 
 
 def _posted_decision(request) -> tuple[str, int] | None:
