@@ -17,7 +17,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-COIN_FLIP = "coin-flip"  # the control labeler: no model at all (labeling.backends.coin_flip)
+from labeling.backends.coin_flip import COIN_FLIP  # the control labeler: no model at all
+
 SERVED = "openai"  # the engine whose model names are its server's (OPENAI_BASE_URL)
 
 
@@ -39,8 +40,8 @@ def _inside(root: str | os.PathLike, name: str, what: str, setting: str) -> Path
 
 
 def check_model_name(name: str, engine: str | None = None) -> str:
-    """A model name staff may give: a folder under MODELS_DIR (it need not exist yet: a worker's MODELS_DIR may be
-    another machine's), the control `coin-flip`, or, for the openai engine, the server's name for a model."""
+    """A model name that stays in its place: a path under MODELS_DIR (whether it is there is `check_installed`'s
+    and `model_folder`'s to say), the control `coin-flip`, or, for the openai engine, the server's name for one."""
     name = name.strip()
     if name == COIN_FLIP:
         return name

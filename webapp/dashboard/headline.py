@@ -18,9 +18,10 @@ from webapp.models import Iteration, IterationStatus
 
 @dataclass(frozen=True)
 class Headline:
+    """The figures in percent, as the page shows them."""
+
     iteration: Iteration
     label: str  # what the rate counts, in words
-    measured_by: str  # TRUTH or LABELER
     now: float
     low: float
     high: float
@@ -33,14 +34,11 @@ class Headline:
 
     @property
     def change_points(self) -> float | None:
-        return None if self.start is None else 100 * (self.now - self.start)
+        return None if self.start is None else self.now - self.start
 
-    def __getattr__(self, name: str):
-        """`<figure>_percent` for the page: now_percent, low_percent, labeler_error_percent, …"""
-        if name.endswith("_percent"):
-            value = getattr(self, name.removesuffix("_percent"))
-            return None if value is None else 100 * value
-        raise AttributeError(name)
+
+def percent(share: float | None) -> float | None:
+    return None if share is None else 100 * share
 
 
 def headline(evaluated: Iteration | None, start: dict | None, audit=None) -> Headline | None:
@@ -48,21 +46,20 @@ def headline(evaluated: Iteration | None, start: dict | None, audit=None) -> Hea
     baseline metrics, `audit`: the iteration's latest audit result, if any."""
     if evaluated is None or (measured := measured_rate(evaluated)) is None:
         return None
-    rate, measured_by, key = measured
-    answers = int(((evaluated.metrics.get("eval") or {}).get("details") or {}).get("instructions") or 0)
+    rate, _, key = measured
+    evaluation = evaluated.metrics.get("eval") or {}
+    answers = int((evaluation.get("details") or {}).get("instructions") or 0)
     low, high = wilson_interval(round(rate * answers), answers) if answers else (0.0, 1.0)
-    before = (start or {}).get(key)
     error, error_low, error_high, source = None, None, None, ""
-    accuracy = (evaluated.metrics.get("eval") or {}).get("truth_labeler_accuracy")
-    if accuracy is not None:
+    if (accuracy := evaluation.get("truth_labeler_accuracy")) is not None:
         error, source = 1 - accuracy, "on held-out claims, against the truth"
     elif audit is not None and audit.estimate.rate is not None:
         estimate = audit.estimate
         error, error_low, error_high = estimate.rate, estimate.low, estimate.high
         source = f"estimated from an audit of {estimate.reviewed} claims"
     return Headline(
-        evaluated, metric(f"eval.{key}").label, measured_by, rate, low, high, answers, before,
-        error, error_low, error_high, source,
+        evaluated, metric(f"eval.{key}").label, percent(rate), percent(low), percent(high), answers,
+        percent((start or {}).get(key)), percent(error), percent(error_low), percent(error_high), source,
     )  # fmt: skip
 
 
