@@ -4,6 +4,7 @@ import hashlib
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from webapp import models
 
@@ -106,3 +107,6 @@ class JobFactory(factory.django.DjangoModelFactory):
     kind = models.JobKind.LABEL
     chunk = factory.Sequence(lambda n: n)
     total = 10
+    state = models.JobState.PENDING
+    # A job that ran has started: the progress counts a chunk's items from then.
+    started_at = factory.LazyAttribute(lambda job: None if job.state == models.JobState.PENDING else timezone.now())

@@ -1,5 +1,6 @@
 """The review keys in a real Chromium against a live server (tests/browser.py): the spot-check queue's keys
-decide and move on, undo restores the previous verdict and score, and a flipped pair says so."""
+decide and move on, undo restores the previous verdict, score and pair (its number too), and a flipped pair
+says so."""
 
 from django.urls import reverse
 
@@ -66,6 +67,8 @@ def test_the_pair_page_undoes_by_key_and_says_when_the_order_flipped(page, alice
     chosen, rejected = Response.objects.filter(iteration=iteration).order_by("seed")
     log_in(page, "alice")
     page.goto(reverse("review-pair", args=[iteration.number, chosen.pk, rejected.pk]))
+    number = page.inner_text("[data-state='paired']")
+    assert number.startswith("Pair #")
     first = Claim.objects.get(response=chosen, index=1)
     page.click(f"#claim-{first.pk} .claim-text")
     page.keyboard.press("n")  # a tie
@@ -77,6 +80,7 @@ def test_the_pair_page_undoes_by_key_and_says_when_the_order_flipped(page, alice
     page.wait_for_selector("[data-state='paired']")
     assert page.get_attribute(f"#claim-{first.pk}", "data-verdict") == "accepted"
     assert page.inner_text(f"[data-response='{chosen.pk}'] .score") == "score 0"
+    assert page.inner_text("[data-state='paired']") == number  # the same pair, by its number
     assert list(Review.objects.order_by("pk").values_list("decision", flat=True)) == ["hallucinated", "undo"]
 
     page.click(f"#claim-{first.pk} .claim-text")

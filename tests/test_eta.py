@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.factories import (
     ClaimFactory,
@@ -14,7 +15,8 @@ from tests.factories import (
     ResponseFactory,
 )
 from webapp.iterations.eta import Chunk, duration_text, estimate, estimate_error, seconds_left, throughput
-from webapp.models import IterationStatus, JobKind, JobState
+from webapp.iterations.progress import iteration_progress
+from webapp.models import IterationStatus, Job, JobKind, JobState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -40,12 +42,50 @@ def test_the_rate_follows_the_last_chunks():
     assert throughput(slow + fast, now=at(250)).per_second == pytest.approx(1.0)
 
 
-def test_before_a_chunk_finishes_the_running_ones_measure_it():
-    chunks = [Chunk(32, 50, 200, at(0), None), Chunk(32, 0, 32, None, None)]
-    rate = throughput(chunks, now=at(100))
+def test_before_a_chunk_finishes_the_running_ones_measure_it_from_their_first_report():
+    """Started at 0, loaded its model until 60, first reported 10 claims at 70 and 50 at 150: 0.5 claims/s,
+    0.08 instructions/s; counting the loading would say 0.33 claims/s."""
+    chunks = [Chunk(32, 50, 200, at(0), None, working=at(70), working_from=10), Chunk(32, 0, 32, None, None)]
+    rate = throughput(chunks, now=at(150))
     assert rate.per_second == pytest.approx(0.08) and rate.items_per_second == pytest.approx(0.5)
     assert seconds_left(chunks, rate) == pytest.approx((24 + 32) / 0.08)
     assert throughput([Chunk(32, 0, 32, None, None)], now=at(100)) is None  # nothing started: no estimate
+    loading = [Chunk(32, 0, 200, at(0), None)]
+    assert throughput(loading, now=at(100)) is None  # no report yet
+    once = [Chunk(32, 10, 200, at(0), None, working=at(70), working_from=10)]
+    assert throughput(once, now=at(70)) is None  # one report: nothing to measure a rate by
+
+
+@pytest.mark.django_db
+def test_a_training_says_its_time_left_from_its_steps_not_its_model_loading():
+    """Found on first use: "about 18 min" for a training that took 7 (the first step waited for the model)."""
+    iteration = IterationFactory(status=IterationStatus.TRAINING)
+    job = JobFactory(iteration=iteration, kind=JobKind.TRAIN, total=1)
+    job.start(total=120)
+    Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(seconds=300))  # 5 min loading
+    job.progress(0)  # the trainer's start record: not work yet
+    job.progress(4)
+    Job.objects.filter(pk=job.pk).update(working_at=timezone.now() - timedelta(seconds=20))  # 4 steps, 20 s ago
+    job.progress(24)  # 20 steps in 20 s since the first report
+    (stage,) = iteration_progress(iteration.pk)
+    assert stage.seconds_left == pytest.approx(96, rel=0.1)  # 96 steps at 1 step/s, not 96 × 300 / 24 s
+    job.start(total=120)  # a retry: it measures itself afresh
+    assert Job.objects.get(pk=job.pk).working_at is None
+
+
+@pytest.mark.django_db
+def test_a_stage_whose_chunks_have_not_all_started_counts_them_by_instructions():
+    """Found on first use: "label 1536/2845" became 7658/7658 as the chunks started and learnt their claims."""
+    iteration = IterationFactory(status=IterationStatus.LABELING)
+    jobs = [
+        JobFactory(iteration=iteration, kind=JobKind.LABEL, chunk=n, instruction_ids=[1, 2], total=2) for n in range(4)
+    ]
+    jobs[0].start(total=500)
+    jobs[0].progress(250)
+    (stage,) = iteration_progress(iteration.pk)
+    assert (stage.done, stage.total, stage.not_started) == (250, 500, 3)
+    assert stage.percent == 12  # half of one chunk in four
+    assert stage.counted == "250 / 500 (+3 chunks not started)"
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,9 @@ from django.urls import reverse
 
 from tests.factories import ReviewFactory
 from tests.review_data import SESSION_RENEWAL, reviewing_iteration
-from webapp.models import Claim, Decision, IterationStatus, PreferencePair, Response, Review
+from webapp.models import Claim, Decision, IterationStatus, PreferencePair, Response, Review, WithdrawnPair
 from webapp.review import selectors
-from webapp.review.service import CannotUndo, ReviewClosed, record_review, undo_review
+from webapp.review.service import CannotUndo, ReviewClosed, record_review, set_excluded, undo_review
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -69,9 +69,25 @@ def test_an_undo_restores_the_verdict_the_score_and_the_pair(alice, iteration):
     taken_back = undo(review, alice)
     assert (taken_back.decision, taken_back.undoes) == (Decision.UNDO, review)
     assert effective(decided) == (True, "labeler") and answer(iteration, 0).score == 0
-    assert pair_ids(iteration) == {frozenset((0, 1)): PreferencePair.objects.get(iteration=iteration).pk}
+    assert pair_ids(iteration) == {frozenset((0, 1)): pair.pk}  # its number, and so its link, kept
     assert PreferencePair.objects.get(iteration=iteration).chosen_id == pair.chosen_id
+    assert not WithdrawnPair.objects.exists()
     assert list(decided.reviews.order_by("pk").values_list("decision", flat=True)) == ["hallucinated", "undo"]
+
+
+def test_an_excluded_pair_comes_back_excluded_after_an_undo_and_the_counts_follow(alice, iteration):
+    pair = PreferencePair.objects.get(iteration=iteration)
+    set_excluded(pair, alice, True)
+    assert (iteration.counts.pairs, iteration.counts.excluded) == (1, 1)
+    review = record_review(claim(iteration, 0, 1), alice, Decision.HALLUCINATED)
+    iteration.counts.refresh_from_db()
+    assert (iteration.counts.pairs, iteration.counts.excluded) == (0, 0)
+    assert WithdrawnPair.objects.get().pair_id == pair.pk
+    undo(review, alice)
+    back = PreferencePair.objects.get(iteration=iteration)
+    assert (back.pk, back.excluded, back.excluded_by) == (pair.pk, True, alice)
+    iteration.counts.refresh_from_db()
+    assert (iteration.counts.pairs, iteration.counts.excluded) == (1, 1)
 
 
 def test_undo_walks_back_through_a_reviewers_decisions(alice, bob, iteration):

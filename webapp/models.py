@@ -457,6 +457,29 @@ class PreferencePair(models.Model):
         return f"pair {self.pk}: {self.chosen_id} ≻ {self.rejected_id}"
 
 
+class WithdrawnPair(models.Model):
+    """A pair a review's rebuild removed, kept so that the same two answers paired again (after an undo, or
+    another review) get their old row back: its number, the reviewer's exclusion, its origin."""
+
+    iteration = models.ForeignKey(Iteration, on_delete=models.CASCADE, related_name="+")
+    chosen = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    rejected = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    pair_id = models.BigIntegerField(unique=True, help_text="The id the pair had, and gets back")
+    excluded = models.BooleanField(default=False)
+    excluded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    origin = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["iteration", "chosen", "rejected"], name="withdrawn_pair_unique"),
+        ]
+
+    def __str__(self):
+        return f"withdrawn pair {self.pair_id}: {self.chosen_id} ≻ {self.rejected_id}"
+
+
 class IterationCounts(models.Model):
     """The dashboard's counts of one iteration, kept up to date by every writer
     (webapp/iterations/counts.py) rather than counted on each request."""
@@ -585,6 +608,10 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    working_at = models.DateTimeField(
+        null=True, blank=True, help_text="When this run first reported work done: its rate leaves out the time before"
+    )
+    working_from = models.PositiveIntegerField(default=0, help_text="Items done when this run first reported")
 
     class Meta:
         constraints = [
@@ -612,6 +639,7 @@ class Job(models.Model):
             done=Least(F("done"), Value(total)),
             started_at=now,
             heartbeat_at=now,
+            working_at=None,
             error="",
             worker=self.worker,
         )
@@ -623,9 +651,20 @@ class Job(models.Model):
         `done` only grows: it is the furthest the job has got. A chunk's rows are committed all at once, so a
         retried or resumed job works through its chunk again from its last commit; meanwhile the page keeps
         showing how far it got before, instead of a bar that jumps back, until the new run passes that point.
+
+        The first report of a run marks when its work began (`working_at`, with how far it was then): loading
+        models before it is left out of the running job's rate, which would otherwise say "18 min" for a
+        training whose first step waited for the model.
         """
+        now, shown = timezone.now(), Greatest(F("done"), Least(Value(done), F("total")))
+        first = Q(working_at__isnull=True) & Q(done__lt=Value(done))
         Job.objects.filter(pk=self.pk).update(
-            done=Greatest(F("done"), Least(Value(done), F("total"))), heartbeat_at=timezone.now()
+            done=shown,
+            heartbeat_at=now,
+            working_at=Case(When(first, then=Value(now)), default=F("working_at")),
+            working_from=Case(
+                When(first, then=shown), default=F("working_from"), output_field=models.PositiveIntegerField()
+            ),
         )
 
     def succeed(self) -> None:

@@ -42,6 +42,13 @@ class Chunk:
     total: int
     started: datetime | None
     finished: datetime | None
+    working: datetime | None = None  # when this run first reported work done (its setup ends there)
+    working_from: int = 0  # items done at that report
+
+    @property
+    def measured_since_working(self) -> float:
+        """Instructions' worth of work done since the first report."""
+        return self.weight * (self.done - self.working_from) / self.total if self.total else 0.0
 
     @property
     def fraction(self) -> float:
@@ -57,19 +64,23 @@ class Throughput:
 
 
 def throughput(chunks: list[Chunk], now: datetime) -> Throughput | None:
-    """The stage's rate over its last finished chunks; before any has finished, over the running ones so far."""
+    """The stage's rate over its last finished chunks; before any has finished, over the running ones since each
+    first reported work done (the models a chunk loads first would make a long training look far longer), and
+    None until one has reported twice."""
     finished = sorted((c for c in chunks if c.finished and c.started), key=lambda c: c.finished)[-RECENT_CHUNKS:]
     if finished:
-        window, end = finished, max(c.finished for c in finished)
+        seconds = (max(c.finished for c in finished) - min(c.started for c in finished)).total_seconds()
+        work, items = sum(c.weight * c.fraction for c in finished), sum(c.done for c in finished)
     else:
-        window, end = [c for c in chunks if c.started and c.done], now
-    if not window:
-        return None
-    seconds = (end - min(c.started for c in window)).total_seconds()
-    work = sum(c.weight * c.fraction for c in window)
+        running = [c for c in chunks if c.started and c.working]
+        if not running:
+            return None
+        seconds = (now - min(c.working for c in running)).total_seconds()
+        work = sum(c.measured_since_working for c in running)
+        items = sum(c.done - c.working_from for c in running)
     if seconds <= 0 or work <= 0:
         return None
-    return Throughput(work / seconds, sum(c.done for c in window) / seconds)
+    return Throughput(work / seconds, items / seconds)
 
 
 def seconds_left(chunks: list[Chunk], rate: Throughput | None) -> float | None:
@@ -81,20 +92,21 @@ def seconds_left(chunks: list[Chunk], rate: Throughput | None) -> float | None:
 
 def stage_chunks(iteration_id: int) -> dict[str, list[Chunk]]:
     rows = Job.objects.filter(iteration_id=iteration_id).values_list(
-        "kind", "instruction_ids", "done", "total", "started_at", "finished_at", "state"
+        "kind", "instruction_ids", "done", "total", "started_at", "finished_at", "state", "working_at", "working_from"
     )
     stages: dict[str, list[Chunk]] = {}
-    for kind, ids, done, total, started, finished, state in rows:
+    for kind, ids, done, total, started, finished, state, working, working_from in rows:
         finished = finished if state == JobState.SUCCEEDED else None
-        stages.setdefault(kind, []).append(Chunk(len(ids) or 1, done, total, started, finished))
+        chunk = Chunk(len(ids) or 1, done, total, started, finished, working, working_from)
+        stages.setdefault(kind, []).append(chunk)
     return stages
 
 
-def stage_etas(iteration_id: int) -> dict[str, tuple[Throughput | None, float | None]]:
+def stage_etas(stages: dict[str, list[Chunk]]) -> dict[str, tuple[Throughput | None, float | None]]:
     """Per stage: its measured throughput and the seconds it has left (None where not measured yet)."""
     now = timezone.now()
     etas = {}
-    for kind, chunks in stage_chunks(iteration_id).items():
+    for kind, chunks in stages.items():
         rate = throughput(chunks, now)
         etas[kind] = (rate, seconds_left(chunks, rate))
     return etas

@@ -9,11 +9,9 @@ serves the most uncertain claims first, so it understates the agreement on claim
 
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Q, Sum
-
 from labeling.audit import wilson_interval
 from webapp.iterations.counts import counts_of
-from webapp.iterations.progress import StageProgress
+from webapp.iterations.progress import StageProgress, stage_totals
 from webapp.models import Iteration, Job
 
 
@@ -75,14 +73,7 @@ def iteration_stats(iterations: list[Iteration]) -> list[IterationStats]:
     stats = {it.pk: IterationStats(it) for it in iterations}
     order = list(Job.Kind.values)
     jobs = Job.objects.filter(iteration__in=list(stats)).values("iteration", "kind").order_by()
-    for row in jobs.annotate(
-        done=Sum("done"),
-        total=Sum("total"),
-        jobs=Count("id"),
-        succeeded=Count("id", filter=Q(state=Job.State.SUCCEEDED)),
-        failed=Count("id", filter=Q(state=Job.State.FAILED)),
-        running=Count("id", filter=Q(state=Job.State.RUNNING)),
-    ):
+    for row in jobs.annotate(**stage_totals()):
         stats[row.pop("iteration")].progress.append(StageProgress(**row))
     for iteration_id, row in counts_of(iterations).items():
         s = stats[iteration_id]

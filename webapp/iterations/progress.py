@@ -2,9 +2,10 @@
 
 from dataclasses import dataclass, replace
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Avg, Case, Count, FloatField, IntegerField, Q, Sum, Value, When
+from django.db.models.functions import Cast, Coalesce
 
-from webapp.iterations.eta import STAGE_UNITS, Throughput, duration_text, stage_etas
+from webapp.iterations.eta import STAGE_UNITS, Throughput, duration_text, stage_chunks, stage_etas
 from webapp.models import Job, JobState
 
 
@@ -19,6 +20,8 @@ class StageProgress:
     running: int
     rate: Throughput | None = None
     seconds_left: float | None = None
+    share_done: float = 0.0  # the mean of its chunks' shares done, chunks not started included
+    not_started: int = 0  # chunks not started yet: their items are not counted in `total` until they are
 
     @property
     def finished(self) -> bool:
@@ -43,26 +46,48 @@ class StageProgress:
 
     @property
     def percent(self) -> int:
+        """Of the stage's chunks (see `stage_totals`): done / total alone would run ahead while chunks wait."""
         if self.jobs and self.succeeded == self.jobs:
             return 100
-        return int(100 * self.done / self.total) if self.total else 0
+        return int(100 * self.share_done)
+
+    @property
+    def counted(self) -> str:
+        """ "1,536 / 2,845" in the stage's items, and how many chunks are not counted yet."""
+        text = f"{self.done:,} / {self.total:,}"
+        if self.not_started:
+            text += f" (+{self.not_started} chunk{'s' if self.not_started > 1 else ''} not started)"
+        return text
+
+
+def stage_totals() -> dict:
+    """The aggregates a stage's progress is made of, for `.values(..., "kind").annotate(**stage_totals())`: the
+    dashboard's query for every iteration and the iteration page's. A chunk counts in its stage's own items
+    only once it starts (a label chunk learns its claims then); before that it counts as a chunk not started,
+    and the share done is the mean of the chunks' shares (they hold equal numbers of instructions but the last)."""
+    started = Q(started_at__isnull=False)
+    chunk_share = Case(
+        When(state=JobState.SUCCEEDED, then=Value(1.0)),
+        When(started & Q(total__gt=0), then=Cast("done", FloatField()) / Cast("total", FloatField())),
+        default=Value(0.0),
+        output_field=FloatField(),
+    )
+    return {  # the share first: its F("done") and F("total") are the columns, not the sums named so below
+        "share_done": Avg(chunk_share),
+        "done": Coalesce(Sum("done", filter=started), Value(0), output_field=IntegerField()),
+        "total": Coalesce(Sum("total", filter=started), Value(0), output_field=IntegerField()),
+        "jobs": Count("id"),
+        "succeeded": Count("id", filter=Q(state=JobState.SUCCEEDED)),
+        "failed": Count("id", filter=Q(state=JobState.FAILED)),
+        "running": Count("id", filter=Q(state=JobState.RUNNING)),
+        "not_started": Count("id", filter=~started),
+    }
 
 
 def iteration_progress(iteration_id: int) -> list[StageProgress]:
-    rows = (
-        Job.objects.filter(iteration_id=iteration_id)
-        .values("kind")
-        .annotate(
-            done=Sum("done"),
-            total=Sum("total"),
-            jobs=Count("id"),
-            succeeded=Count("id", filter=Q(state=JobState.SUCCEEDED)),
-            failed=Count("id", filter=Q(state=JobState.FAILED)),
-            running=Count("id", filter=Q(state=JobState.RUNNING)),
-        )
-    )
+    rows = Job.objects.filter(iteration_id=iteration_id).values("kind").annotate(**stage_totals())
     order = [k for k in Job.Kind.values]
-    etas = stage_etas(iteration_id)
+    etas = stage_etas(stage_chunks(iteration_id))
     stages = (StageProgress(**row, rate=etas[row["kind"]][0], seconds_left=etas[row["kind"]][1]) for row in rows)
     return without_early_etas(sorted(stages, key=lambda s: order.index(s.kind)))
 

@@ -39,6 +39,7 @@ from webapp.models import (
     Response,
     ResponseStatus,
     Review,
+    WithdrawnPair,
     effective_verdicts,
     response_scores,
     standing_decisions,
@@ -293,7 +294,11 @@ def _pairs_of(iteration: Iteration, responses: list[Response]) -> list[Pair]:
 
 def _replace_pairs(iteration: Iteration, instruction_ids, pairs) -> counts.Tally:
     """Make the stored pairs of these instructions equal `pairs`, keeping the row (its id and exclusion) of two
-    answers still paired; returns the change in the pair counts."""
+    answers still paired; returns the change in the pair counts.
+
+    A row no longer paired is withdrawn rather than forgotten: when its two answers pair again (an undo, a later
+    review) the pair gets its row back, so its number, link and exclusion survive a decision taken back.
+    """
     stored = PreferencePair.objects.filter(iteration=iteration, instruction_id__in=instruction_ids)
     old = {frozenset((p.chosen_id, p.rejected_id)): p for p in stored}
     keep, create = [], []
@@ -312,10 +317,46 @@ def _replace_pairs(iteration: Iteration, instruction_ids, pairs) -> counts.Tally
         elif (row.chosen_id, row.rejected_id, row.score_gap) != (pair.chosen_id, pair.rejected_id, pair.score_gap):
             row.chosen_id, row.rejected_id, row.score_gap = pair.chosen_id, pair.rejected_id, pair.score_gap
             keep.append(row)
-    PreferencePair.objects.filter(pk__in=[p.pk for p in old.values()]).delete()
+    restored = _restore_withdrawn(iteration, create)
+    withdrawn = list(old.values())
+    PreferencePair.objects.filter(pk__in=[p.pk for p in withdrawn]).delete()
+    WithdrawnPair.objects.bulk_create(
+        [
+            WithdrawnPair(
+                iteration=iteration,
+                chosen_id=p.chosen_id,
+                rejected_id=p.rejected_id,
+                pair_id=p.pk,
+                excluded=p.excluded,
+                excluded_by_id=p.excluded_by_id,
+                origin=p.origin,
+            )
+            for p in withdrawn
+        ]
+    )
     PreferencePair.objects.bulk_update(keep, ["chosen", "rejected", "score_gap"])
     PreferencePair.objects.bulk_create(create)
-    return counts.Tally(pairs=len(create) - len(old), excluded=-sum(p.excluded for p in old.values()))
+    excluded = sum(p.excluded for p in restored) - sum(p.excluded for p in withdrawn)
+    return counts.Tally(pairs=len(create) - len(withdrawn), excluded=excluded)
+
+
+def _restore_withdrawn(iteration: Iteration, create: list[PreferencePair]) -> list[PreferencePair]:
+    """Give the new pairs whose two answers were paired before the withdrawn row's id, exclusion and origin,
+    and forget those withdrawn rows; returns the pairs restored."""
+    if not create:
+        return []
+    answers = {p.chosen_id for p in create} | {p.rejected_id for p in create}
+    rows = WithdrawnPair.objects.filter(iteration=iteration, chosen_id__in=answers, rejected_id__in=answers)
+    earlier = {frozenset((w.chosen_id, w.rejected_id)): w for w in rows}
+    restored = []
+    for pair in create:
+        row = earlier.get(frozenset((pair.chosen_id, pair.rejected_id)))
+        if row is not None:
+            pair.pk, pair.excluded, pair.excluded_by_id = row.pair_id, row.excluded, row.excluded_by_id
+            pair.origin = row.origin
+            restored.append(pair)
+    WithdrawnPair.objects.filter(pair_id__in=[p.pk for p in restored]).delete()
+    return restored
 
 
 def ensure_length_ratio(iteration_id: int) -> None:

@@ -96,7 +96,7 @@ class Command(BaseCommand):
                 requeue_stale_jobs()
                 iteration.refresh_from_db()
                 stages = "  ".join(
-                    f"{s.kind} {s.done}/{s.total} {s.time_left}".rstrip() for s in iteration_progress(iteration.pk)
+                    f"{s.kind} {s.counted} {s.time_left}".rstrip() for s in iteration_progress(iteration.pk)
                 )
             except (OperationalError, InterfaceError) as exc:
                 # The database went away (a restart, a failover): keep following once it is back.
