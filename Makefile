@@ -22,7 +22,8 @@ $(VENV)/.installed: requirements.txt
 # The embedded default: SQLite and a folder broker under var/, the shapes world and its trained tiny models.
 # Two background Celery workers, one for the models' queue (gpu) and one for the cpu queue (so an upload is
 # imported while the other trains), run iteration 1 to the review gate, then the app is served. Stopping the
-# server (Ctrl-C, or a TERM) stops the workers too and is not an error.
+# server (Ctrl-C, or a TERM, to make alone or to its group) stops the workers too and is not an error: the long
+# steps run in the background and are waited for, so the recipe's traps act at once (make passes a TERM on).
 demo: venv
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py build_shapes_models
@@ -31,11 +32,11 @@ demo: venv
 	@$(PY) -m celery -A webapp worker -B -Q gpu --pool solo -n gpu@%h --loglevel warning --logfile var/worker.log & \
 	gpu=$$!; \
 	$(PY) -m celery -A webapp worker -Q cpu --pool solo -n cpu@%h --loglevel warning --logfile var/worker-cpu.log & \
-	cpu=$$!; trap 'kill $$gpu $$cpu 2>/dev/null; wait $$gpu $$cpu 2>/dev/null' EXIT; trap 'exit 0' INT TERM; \
-	$(PY) manage.py demo_iteration && \
+	cpu=$$!; trap 'kill $$gpu $$cpu $$step 2>/dev/null; wait $$gpu $$cpu 2>/dev/null' EXIT; trap 'exit 0' INT TERM; \
+	$(PY) manage.py demo_iteration & step=$$!; wait $$step && \
 	$(PY) manage.py demo_user && \
 	echo "Serving: open http://$(HOST):$(PORT)/iterations/1/ (admin: http://$(HOST):$(PORT)/admin/)" && \
-	{ $(PY) manage.py runserver $(HOST):$(PORT) --noreload; status=$$?; \
+	{ $(PY) manage.py runserver $(HOST):$(PORT) --noreload & step=$$!; wait $$step; status=$$?; \
 	  [ $$status -eq 0 ] || [ $$status -eq 130 ] || [ $$status -eq 143 ] || exit $$status; }
 
 test: venv
