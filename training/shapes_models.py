@@ -128,26 +128,34 @@ def build_processor_for_shapes():
     return build_processor(build_tokenizer(shapes.vocabulary()), shapes.IMAGE_PX, PATCH_PX)
 
 
-def new_model(processor, seed: int, init_std: float = 0.1) -> LlavaForConditionalGeneration:
-    """A freshly initialised LLaVA of the shapes size (~0.6 M parameters), seeded."""
+def new_model(
+    processor,
+    seed: int,
+    init_std: float = 0.1,
+    text_width: int = TEXT_WIDTH,
+    layers: int = LAYERS,
+    max_positions: int = 256,
+) -> LlavaForConditionalGeneration:
+    """A freshly initialised LLaVA of the shapes size (~0.6 M parameters), seeded; the image size and patch are
+    the processor's (world 2 passes its own processor and a wider text model)."""
     tokenizer = processor.tokenizer
     vision = CLIPVisionConfig(
         hidden_size=VISION_WIDTH,
         intermediate_size=MLP_RATIO * VISION_WIDTH,
         num_hidden_layers=LAYERS,
         num_attention_heads=4,
-        image_size=shapes.IMAGE_PX,
-        patch_size=PATCH_PX,
+        image_size=processor.image_processor.crop_size["height"],
+        patch_size=processor.patch_size,
         initializer_range=init_std,
     )
     text = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=TEXT_WIDTH,
-        intermediate_size=MLP_RATIO * TEXT_WIDTH,
-        num_hidden_layers=LAYERS,
+        hidden_size=text_width,
+        intermediate_size=MLP_RATIO * text_width,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=256,
+        max_position_embeddings=max_positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -170,7 +178,7 @@ def new_model(processor, seed: int, init_std: float = 0.1) -> LlavaForConditiona
 
 def n_image_tokens(processor) -> int:
     """Image tokens per image: one per patch (the CLS feature is dropped by the "default" strategy)."""
-    return (shapes.IMAGE_PX // PATCH_PX) ** 2
+    return (processor.image_processor.crop_size["height"] // processor.patch_size) ** 2
 
 
 class Encoder:
@@ -183,7 +191,7 @@ class Encoder:
         self.n_image = n_image_tokens(processor)
         self._prompts: dict[str, list[int]] = {}
         # Every prompt starts with `USER: <image>`: the ids up to the last image token are shared.
-        first = self.prompt(shapes.INSTRUCTIONS[0])
+        first = self.prompt("")
         self.prefix_length = len(first) - first[::-1].index(self.image_id)
 
     def prompt(self, question: str) -> list[int]:
@@ -255,6 +263,13 @@ def make_batch(rng: random.Random, encoder: Encoder, processor, settings: Shapes
             name = rng.choice(scene.objects) if truth else shapes.absent_object(scene.objects, rng)
             prompt = encoder.prompt(labeler_prompt(shapes.object_question(name)))
             rows.append((i, prompt, encoder.word("Yes" if truth else "No"), 1))
+    return pack(rows, pixel_values([shapes.draw(scene) for scene in scenes], processor), encoder)
+
+
+def pack(rows: list[tuple], images: torch.Tensor, encoder: Encoder) -> Batch:
+    """(image index, prompt ids, answer ids, is a yes/no row) rows over `images` as one batch: each row's tail
+    after the shared prefix, right-padded (real tokens keep their positions), labels on the answer only; only
+    the images the rows show are kept."""
     shared = encoder.prefix_length
     width = max(len(prompt) + len(answer) for _, prompt, answer, _ in rows) - shared
     pad = encoder.tokenizer.pad_token_id
@@ -262,13 +277,15 @@ def make_batch(rng: random.Random, encoder: Encoder, processor, settings: Shapes
     for _, prompt, answer, _ in rows:
         tail = prompt[shared:]
         n_pad = width - len(tail) - len(answer)
-        ids.append(tail + answer + [pad] * n_pad)  # right padding: real tokens keep their positions
+        ids.append(tail + answer + [pad] * n_pad)
         mask.append([1] * (len(tail) + len(answer)) + [0] * n_pad)
         labels.append([-100] * len(tail) + answer + [-100] * n_pad)
+    used = sorted({row[0] for row in rows})
+    index = {image: n for n, image in enumerate(used)}
     return Batch(
         prefix_ids=torch.tensor(rows[0][1][:shared]),
-        pixel_values=pixel_values([shapes.draw(scene) for scene in scenes], processor),
-        image_index=torch.tensor([row[0] for row in rows]),
+        pixel_values=images[used],
+        image_index=torch.tensor([index[row[0]] for row in rows]),
         tail_ids=torch.tensor(ids),
         tail_mask=torch.tensor(mask),
         labels=torch.tensor(labels),
@@ -330,10 +347,18 @@ def train_model(
     settings: ShapesTrainingSettings,
     report: Callable[[dict], None] = lambda record: None,
     report_every: int = 100,
+    batches: Callable = None,
+    stream: str = "shapes-training",
+    losses: Callable = None,
 ) -> list[dict]:
-    """Train in place on fresh scenes; returns the loss log (mean caption and question loss per interval)."""
+    """Train in place on fresh scenes; returns the loss log (mean caption and question loss per interval).
+
+    `batches(rng, encoder, processor, settings)` makes each step's rows (world 1's `make_batch` by default),
+    `losses(model, batch)` their (caption, question) losses (`batch_losses` by default); `stream` names the
+    seeded stream of scenes."""
+    batches, losses = batches or make_batch, losses or batch_losses
     torch.set_num_threads(settings.threads)
-    rng = random.Random(f"shapes-training-{settings.data_seed}")
+    rng = random.Random(f"{stream}-{settings.data_seed}")
     encoder = Encoder(processor)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     model.train()
@@ -341,7 +366,7 @@ def train_model(
     for step in range(settings.steps):  # no dropout: the scene stream is the only randomness
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, settings)
-        caption_loss, question_loss = batch_losses(model, make_batch(rng, encoder, processor, settings))
+        caption_loss, question_loss = losses(model, batches(rng, encoder, processor, settings))
         loss = caption_loss + settings.question_weight * question_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

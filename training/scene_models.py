@@ -1,0 +1,183 @@
+"""Tiny LLaVA models of shapes world 2 (`labeling.scenes`, `labeling.scene_text`), trained on a CPU.
+
+Three models, each seeded apart, each a standard checkpoint the transformers backend loads (as world 1's):
+- `scenes-labeler` judges claims ("Is it true that the red circle is big? Please answer yes or no.") and whole
+  answers ("Is it true that <description>?"), so the self-rewarding arm gets a labeler trained for its question;
+  it learns from true descriptions and from yes/no rows (half true, half false: a flipped attribute, swapped
+  objects, a wrong count, an absent kind — often a habit companion).
+- `scenes-policy` describes pictures in the plain style with the errors of `scene_text.with_errors` (habits
+  above all), and answers the AMBER-style probes ("Is there a red circle in the image?").
+- `scenes-chatty` is the second generator: true descriptions in the chatty style, the same probes.
+
+Training reuses world 1's machinery (`training.shapes_models`: the encoder, the shared-prefix batch, the loss,
+the schedule); only the rows differ.
+"""
+
+import random
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from labeling import scene_text, scenes
+from labeling.conquer import labeler_prompt
+from labeling.divide import QuestionAnswer, divide_by_rules
+from labeling.tiny_models import build_processor, build_tokenizer
+from labeling.whole_response import whole_response_question
+from training.shapes_models import (
+    Batch,
+    Encoder,
+    ShapesTrainingSettings,
+    batch_losses,
+    new_model,
+    pack,
+    pixel_values,
+    train_model,
+)
+
+LABELER, POLICY, CHATTY = "scenes-labeler", "scenes-policy", "scenes-chatty"
+PATCH_PX = 12  # 96 px pictures in 8 × 8 patches: 64 image tokens, as world 1's
+TEXT_WIDTH, LAYERS = 128, 3
+MAX_POSITIONS = 512  # the prompt, 64 image tokens and a description of up to ~220 tokens
+
+
+@dataclass
+class SceneTrainingSettings(ShapesTrainingSettings):
+    style: str = field(default="plain", metadata={"help": "The descriptions' writing style."})
+    error_scale: float = field(
+        default=0.0, metadata={"help": "Multiplies scene_text.ERROR_RATES in the descriptions (0: always true)."}
+    )
+    whole_answer_questions: int = field(
+        default=0, metadata={"help": "Whole-answer yes/no rows per batch (for the self-rewarding labeler)."}
+    )
+
+
+def labeler_settings(seed: int = 0) -> SceneTrainingSettings:
+    return SceneTrainingSettings(steps=3000, init_seed=seed, data_seed=seed, whole_answer_questions=8)
+
+
+def policy_settings(seed: int = 0) -> SceneTrainingSettings:
+    return SceneTrainingSettings(steps=2000, init_seed=seed + 1, data_seed=seed + 1, error_scale=1.0)
+
+
+def chatty_settings(seed: int = 0) -> SceneTrainingSettings:
+    return SceneTrainingSettings(steps=2000, init_seed=seed + 2, data_seed=seed + 2, style="chatty")
+
+
+def build_processor_for_scenes():
+    return build_processor(build_tokenizer(scene_text.vocabulary()), scenes.IMAGE_PX, PATCH_PX)
+
+
+def new_scene_model(processor, seed: int, init_std: float = 0.1):
+    return new_model(processor, seed, init_std, text_width=TEXT_WIDTH, layers=LAYERS, max_positions=MAX_POSITIONS)
+
+
+def false_fact(scene: scenes.Scene, rng: random.Random) -> scene_text.Fact:
+    """A fact the scene does not bear out, of the kinds a policy gets wrong: an absent kind (a habit companion
+    when there is one), a wrong count, a flipped attribute, two objects swapped."""
+    facts = scene_text.scene_facts(scene)
+    while True:
+        roll = rng.random()
+        if roll < 0.3:
+            companions = scene_text.absent_companions(scene)
+            kind = rng.choice(companions) if companions and rng.random() < 0.5 else None
+            fact = scene_text.Fact("count", kind or scene_text.confusable_absent(scene, rng), 1)
+        else:
+            fact = rng.choice(facts)
+            if fact.kind == "count":
+                fact = replace(fact, value=fact.value + 1 if fact.value == 1 else fact.value + rng.choice((-1, 1)))
+            elif fact.kind in ("size", "pattern"):
+                values = list(scenes.SIZES) if fact.kind == "size" else list(scenes.PATTERNS)
+                fact = replace(fact, value=values[1 - values.index(fact.value)])
+            else:
+                fact = scene_text.Fact(fact.kind, fact.value, fact.subject)
+        if not scene_text.is_true(fact, scene):
+            return fact
+
+
+def claim_question(fact: scene_text.Fact, style: str = "plain") -> str:
+    """The question the rule splitter (`labeling.divide.divide_by_rules`) asks of the fact's sentence: the
+    labeler learns exactly the questions the pipeline will put to it."""
+    (claim,) = divide_by_rules(QuestionAnswer("", scene_text.sentence(fact, style))).claims
+    return claim.question
+
+
+def scene_rows(scene, rng, settings: SceneTrainingSettings, index: int) -> list[tuple[str, str, bool]]:
+    """One picture's rows as (prompt text, answer text, is a yes/no row): the answer to an instruction, then
+    `questions_per_image` yes/no rows (claim questions and AMBER-style probes, true and false alternating)."""
+    kind, question, facts = scene_text.instruction(scene, rng)
+    if settings.error_scale:
+        rates = {name: rate * settings.error_scale for name, rate in scene_text.ERROR_RATES.items()}
+        facts = scene_text.with_errors(facts, scene, rng, rates) if kind == "describe" else facts
+    rows = [(question, scene_text.describe(facts, settings.style), False)]
+    probes = scene_text.probes(scene, rng)
+    for k in range(settings.questions_per_image):
+        truth = (index + k) % 2 == 0
+        if k % 2 and probes:
+            probe = rng.choice([p for p in probes if p.truth == truth] or probes)
+            rows.append((probe.question, "Yes" if probe.truth else "No", True))
+            continue
+        fact = rng.choice(scene_text.scene_facts(scene)) if truth else false_fact(scene, rng)
+        style = rng.choice(scene_text.STYLES)  # the second generator's claims are judged too (ablation d)
+        rows.append((labeler_prompt(claim_question(fact, style)), "Yes" if truth else "No", True))
+    return rows
+
+
+def whole_answer_row(scene, rng, truth: bool) -> tuple[str, str, bool]:
+    """A whole true description, or one with one error, asked as the self-rewarding labeler is asked."""
+    facts = scene_text.scene_facts(scene)
+    if not truth:
+        at = rng.randrange(len(facts) + 1)
+        facts = facts[:at] + [false_fact(scene, rng)] + facts[at:]
+    question = whole_response_question(scene_text.describe(facts))
+    return labeler_prompt(question), "Yes" if truth else "No", True
+
+
+def make_scene_batch(rng: random.Random, encoder: Encoder, processor, settings: SceneTrainingSettings) -> list[Batch]:
+    """Fresh world-2 pictures and their rows, as world 1's shared-prefix batches: one of the answers to the
+    instructions, one of the short yes/no rows and one of the whole-answer rows, so a yes/no row of twenty
+    tokens is not padded to a description's two hundred (one batch of all was four times slower)."""
+    pictures = [scenes.random_scene(rng) for _ in range(settings.images_per_step)]
+    groups: dict[str, list] = {"answers": [], "questions": [], "whole": []}  # pack's rows
+    for i, scene in enumerate(pictures):
+        for prompt, answer, is_question in scene_rows(scene, rng, settings, i):
+            answer_ids = encoder.word(answer) if is_question else encoder.caption(answer)
+            groups["questions" if is_question else "answers"].append(
+                (i, encoder.prompt(prompt), answer_ids, is_question)
+            )
+    for k in range(settings.whole_answer_questions):
+        i = k % len(pictures)
+        prompt, answer, _ = whole_answer_row(pictures[i], rng, truth=k % 2 == 0)
+        groups["whole"].append((i, encoder.prompt(prompt), encoder.word(answer), True))
+    images = pixel_values([scenes.draw(scene) for scene in pictures], processor)
+    return [pack(rows, images, encoder) for rows in groups.values() if rows]
+
+
+def group_losses(model, batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(caption loss, question loss) over a step's batches: the answers' mean token loss, and the yes/no rows'
+    mean over all of them (one token each), whichever batch holds them."""
+    caption, question, rows = None, 0.0, 0
+    for batch in batches:
+        caption_loss, question_loss = batch_losses(model, batch)
+        if batch.is_question.all():
+            question, rows = question + question_loss * len(batch.is_question), rows + len(batch.is_question)
+        else:
+            caption = caption_loss
+    zero = torch.zeros(())
+    return (caption if caption is not None else zero), (question / rows if rows else zero)
+
+
+def train_scene_model(settings: SceneTrainingSettings, report=print, report_every: int = 100):
+    """A new seeded model trained on the world's stream; returns (model, processor, loss log)."""
+    processor = build_processor_for_scenes()
+    model = new_scene_model(processor, settings.init_seed, settings.init_std)
+    log = train_model(
+        model,
+        processor,
+        settings,
+        report,
+        report_every,
+        batches=make_scene_batch,
+        stream="scenes-training",
+        losses=group_losses,
+    )
+    return model, processor, log
