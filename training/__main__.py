@@ -14,6 +14,8 @@ python -m training chair --answers answers.jsonl --instances instances_val2014.j
 # the shapes world's trained labeler and policy (committed weights; --retrain trains them, minutes on a CPU)
 python -m training shapes-models --out var/models --evaluate
 python -m training shapes-models --out var/models --retrain --evaluate
+# world 2's labeler, policy and second generator (committed weights; --retrain: about an hour on two cores)
+python -m training scene-models --out var/models
 
 # best-of-N by the aligned model's self-reward: sample N answers (or score --candidate texts) and rank them
 python -m training best-of-n --policy ALIGNED --reference BASE --image cat.png --question "Describe the image." --n 8
@@ -105,6 +107,17 @@ def run_shapes_models(args) -> None:
     print(json.dumps({"paths": {k: str(v) for k, v in result["paths"].items()}, "seconds": result["seconds"]}))
 
 
+def run_scene_models(args) -> None:
+    from training.scene_models import build_scene_models
+
+    build_scene_models(
+        args.out,
+        retrain=args.retrain,
+        save_weights=args.save_weights,
+        report=lambda record: print(json.dumps(record) if isinstance(record, dict) else record, flush=True),
+    )
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +148,12 @@ def make_parser() -> argparse.ArgumentParser:
     shapes.add_argument("--validation-images", type=int, default=1000, help="validation images for --evaluate")
     shapes.add_argument("--save-weights", action="store_true", help="with --retrain: replace the committed weights")
     shapes.set_defaults(run=run_shapes_models)
+
+    scene = sub.add_parser("scene-models", help="write world 2's labeler, policy and second generator")
+    scene.add_argument("--out", required=True, help="models folder; scenes-labeler, -policy and -chatty go in it")
+    scene.add_argument("--retrain", action="store_true", help="train from scratch instead of the committed weights")
+    scene.add_argument("--save-weights", action="store_true", help="with --retrain: replace the committed weights")
+    scene.set_defaults(run=run_scene_models)
 
     best = sub.add_parser("best-of-n", help="rank answers by the aligned model's length-normalised implicit reward")
     best.add_argument("--policy", required=True, help="the DPO-aligned checkpoint")

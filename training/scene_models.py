@@ -13,8 +13,11 @@ Training reuses world 1's machinery (`training.shapes_models`: the encoder, the 
 the schedule); only the rows differ.
 """
 
+import json
 import random
-from dataclasses import dataclass, field, replace
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import torch
 
@@ -28,16 +31,23 @@ from training.shapes_models import (
     Encoder,
     ShapesTrainingSettings,
     batch_losses,
+    commit_weights,
+    committed_record,
     new_model,
     pack,
     pixel_values,
+    save_checkpoint,
     train_model,
 )
 
 LABELER, POLICY, CHATTY = "scenes-labeler", "scenes-policy", "scenes-chatty"
 PATCH_PX = 12  # 96 px pictures in 8 × 8 patches: 64 image tokens, as world 1's
 TEXT_WIDTH, LAYERS = 128, 3
-MAX_POSITIONS = 512  # the prompt, 64 image tokens and a description of up to ~220 tokens
+VISION_WIDTH, VISION_LAYERS = 96, 3  # eight small objects with sizes, stripes and places: more than world 1's 64 × 2
+MAX_POSITIONS = 512
+WEIGHTS_DIR = Path(__file__).with_name(
+    "scene_weights"
+)  # the prompt, 64 image tokens and a description of up to ~220 tokens
 
 
 @dataclass
@@ -51,16 +61,20 @@ class SceneTrainingSettings(ShapesTrainingSettings):
     )
 
 
+# Sixteen pictures a step (each with its description and three yes/no rows): a step takes ~0.6 s on two cores.
+SIZE = {"images_per_step": 16, "warmup_steps": 100}
+
+
 def labeler_settings(seed: int = 0) -> SceneTrainingSettings:
-    return SceneTrainingSettings(steps=3000, init_seed=seed, data_seed=seed, whole_answer_questions=8)
+    return SceneTrainingSettings(steps=3000, init_seed=seed, data_seed=seed, whole_answer_questions=8, **SIZE)
 
 
 def policy_settings(seed: int = 0) -> SceneTrainingSettings:
-    return SceneTrainingSettings(steps=2000, init_seed=seed + 1, data_seed=seed + 1, error_scale=1.0)
+    return SceneTrainingSettings(steps=2000, init_seed=seed + 1, data_seed=seed + 1, error_scale=1.0, **SIZE)
 
 
 def chatty_settings(seed: int = 0) -> SceneTrainingSettings:
-    return SceneTrainingSettings(steps=2000, init_seed=seed + 2, data_seed=seed + 2, style="chatty")
+    return SceneTrainingSettings(steps=2000, init_seed=seed + 2, data_seed=seed + 2, style="chatty", **SIZE)
 
 
 def build_processor_for_scenes():
@@ -68,7 +82,16 @@ def build_processor_for_scenes():
 
 
 def new_scene_model(processor, seed: int, init_std: float = 0.1):
-    return new_model(processor, seed, init_std, text_width=TEXT_WIDTH, layers=LAYERS, max_positions=MAX_POSITIONS)
+    return new_model(
+        processor,
+        seed,
+        init_std,
+        text_width=TEXT_WIDTH,
+        layers=LAYERS,
+        max_positions=MAX_POSITIONS,
+        vision_width=VISION_WIDTH,
+        vision_layers=VISION_LAYERS,
+    )
 
 
 def false_fact(scene: scenes.Scene, rng: random.Random) -> scene_text.Fact:
@@ -181,3 +204,38 @@ def train_scene_model(settings: SceneTrainingSettings, report=print, report_ever
         losses=group_losses,
     )
     return model, processor, log
+
+
+RECIPES = {LABELER: labeler_settings, POLICY: policy_settings, CHATTY: chatty_settings}
+
+
+def load_committed(name: str):
+    """The committed weights of `name` in a fresh model of world 2's architecture."""
+    from safetensors.torch import load_file
+
+    processor = build_processor_for_scenes()
+    model = new_scene_model(processor, seed=0)
+    model.load_state_dict(load_file(WEIGHTS_DIR / f"{name}.safetensors"))
+    return model.eval(), processor
+
+
+def build_scene_models(models_dir, retrain: bool = False, save_weights: bool = False, report=print) -> dict:
+    """Write the labeler, the policy and the second generator under `models_dir`: from the committed weights
+    (seconds), or trained from their seeds (`retrain`, about an hour on two cores; `save_weights` then replaces
+    the committed ones). Returns each checkpoint's path and how long it took."""
+    result = {"paths": {}, "seconds": {}}
+    for name, recipe in RECIPES.items():
+        began = time.perf_counter()
+        if retrain:
+            settings = recipe(0)
+            model, processor, log = train_scene_model(settings, lambda r, name=name: report({"model": name, **r}))
+            record = {"settings": asdict(settings), "loss_log": log, "source": "trained"}
+            if save_weights:
+                commit_weights(model, name, record, WEIGHTS_DIR)
+        else:
+            model, processor = load_committed(name)
+            record = committed_record(name, WEIGHTS_DIR) | {"source": f"committed weights {name}.safetensors"}
+        result["paths"][name] = save_checkpoint(model, processor, Path(models_dir) / name, record)
+        result["seconds"][name] = round(time.perf_counter() - began, 1)
+    report(json.dumps({"scene models": {k: str(v) for k, v in result["paths"].items()}}))
+    return result

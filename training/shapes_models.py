@@ -135,14 +135,16 @@ def new_model(
     text_width: int = TEXT_WIDTH,
     layers: int = LAYERS,
     max_positions: int = 256,
+    vision_width: int = VISION_WIDTH,
+    vision_layers: int = LAYERS,
 ) -> LlavaForConditionalGeneration:
     """A freshly initialised LLaVA of the shapes size (~0.6 M parameters), seeded; the image size and patch are
     the processor's (world 2 passes its own processor and a wider text model)."""
     tokenizer = processor.tokenizer
     vision = CLIPVisionConfig(
-        hidden_size=VISION_WIDTH,
-        intermediate_size=MLP_RATIO * VISION_WIDTH,
-        num_hidden_layers=LAYERS,
+        hidden_size=vision_width,
+        intermediate_size=MLP_RATIO * vision_width,
+        num_hidden_layers=vision_layers,
         num_attention_heads=4,
         image_size=processor.image_processor.crop_size["height"],
         patch_size=processor.patch_size,
@@ -533,11 +535,11 @@ def commit_weights(model, name: str, record: dict, folder: Path = WEIGHTS_DIR) -
     return path
 
 
-def committed_record(name: str) -> dict:
+def committed_record(name: str, folder: Path = WEIGHTS_DIR) -> dict:
     """The training record stored in the committed weights' metadata."""
     from safetensors import safe_open
 
-    with safe_open(WEIGHTS_DIR / f"{name}.safetensors", "pt") as weights:
+    with safe_open(folder / f"{name}.safetensors", "pt") as weights:
         return json.loads((weights.metadata() or {}).get("record", "{}"))
 
 
