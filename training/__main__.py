@@ -114,6 +114,7 @@ def run_scene_models(args) -> None:
         args.out,
         retrain=args.retrain,
         save_weights=args.save_weights,
+        evaluate=args.evaluate,
         report=lambda record: print(json.dumps(record) if isinstance(record, dict) else record, flush=True),
     )
 
@@ -153,6 +154,7 @@ def make_parser() -> argparse.ArgumentParser:
     scene.add_argument("--out", required=True, help="models folder; scenes-labeler, -policy and -chatty go in it")
     scene.add_argument("--retrain", action="store_true", help="train from scratch instead of the committed weights")
     scene.add_argument("--save-weights", action="store_true", help="with --retrain: replace the committed weights")
+    scene.add_argument("--evaluate", action="store_true", help="measure the models on 300 validation pictures")
     scene.set_defaults(run=run_scene_models)
 
     best = sub.add_parser("best-of-n", help="rank answers by the aligned model's length-normalised implicit reward")

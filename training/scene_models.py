@@ -213,16 +213,22 @@ def load_committed(name: str):
     """The committed weights of `name` in a fresh model of world 2's architecture."""
     from safetensors.torch import load_file
 
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no committed weights; train them: python -m training scene-models --retrain")
     processor = build_processor_for_scenes()
     model = new_scene_model(processor, seed=0)
-    model.load_state_dict(load_file(WEIGHTS_DIR / f"{name}.safetensors"))
+    model.load_state_dict(load_file(path))
     return model.eval(), processor
 
 
-def build_scene_models(models_dir, retrain: bool = False, save_weights: bool = False, report=print) -> dict:
+def build_scene_models(
+    models_dir, retrain: bool = False, save_weights: bool = False, evaluate: bool = False, report=print
+) -> dict:
     """Write the labeler, the policy and the second generator under `models_dir`: from the committed weights
     (seconds), or trained from their seeds (`retrain`, about an hour on two cores; `save_weights` then replaces
-    the committed ones). Returns each checkpoint's path and how long it took."""
+    the committed ones). Returns each checkpoint's path and how long it took; with `evaluate`, each model's
+    figures on 300 validation pictures (model building never reads the test split)."""
     result = {"paths": {}, "seconds": {}}
     for name, recipe in RECIPES.items():
         began = time.perf_counter()
@@ -238,4 +244,67 @@ def build_scene_models(models_dir, retrain: bool = False, save_weights: bool = F
         result["paths"][name] = save_checkpoint(model, processor, Path(models_dir) / name, record)
         result["seconds"][name] = round(time.perf_counter() - began, 1)
     report(json.dumps({"scene models": {k: str(v) for k, v in result["paths"].items()}}))
+    if evaluate:
+        folder = Path(models_dir) / "validation-pictures"
+        result["figures"] = {LABELER: labeler_figures(result["paths"][LABELER], folder)}
+        for name in (POLICY, CHATTY):
+            result["figures"][name] = generator_figures(result["paths"][name], folder)
+        report(json.dumps({"validation figures": result["figures"]}))
     return result
+
+
+def labeler_figures(labeler_path, folder, pictures: int = 300, split: str = "validation", seed: int = 0) -> dict:
+    """The labeler's accuracy on validation pictures, through the transformers backend: on claim questions (two
+    true, two false per picture, either style), by the fact's kind, with AUROC; and on whole answers (a true
+    description and one with one error per picture), the question the self-rewarding arm asks."""
+    from labeling.backends import load_backend
+    from labeling.backends.base import PolarQuery
+    from training.shapes_models import auroc
+
+    backend = load_backend("transformers", str(labeler_path))
+    rng, stream = random.Random(f"labeler-figures-{seed}"), scenes.scene_rng(seed, split)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    asked = []  # (kind, image, prompt, truth)
+    for i in range(pictures):
+        scene = scenes.random_scene(stream)
+        image = folder / f"{split}-{i:05d}.png"
+        scenes.draw(scene).save(image)
+        for truth in (True, True, False, False):
+            fact = rng.choice(scene_text.scene_facts(scene)) if truth else false_fact(scene, rng)
+            kind = "relation" if fact.kind in scenes.RELATIONS else fact.kind
+            asked.append((kind, image, labeler_prompt(claim_question(fact, rng.choice(scene_text.STYLES))), truth))
+        for truth in (True, False):
+            prompt, _, _ = whole_answer_row(scene, rng, truth)
+            asked.append(("whole", image, prompt, truth))
+    verdicts = backend.yes_no([PolarQuery(image, prompt) for _, image, prompt, _ in asked])
+    figures = {}
+    for kind in ("count", "size", "pattern", "relation", "claims", "whole"):
+        rows = [
+            (v, a)
+            for v, a in zip(verdicts, asked, strict=True)
+            if a[0] == kind or (kind == "claims" and a[0] != "whole")
+        ]
+        p_yes = [v.p_yes / (v.p_yes + v.p_no) if v.p_yes + v.p_no > 0 else 0.5 for v, _ in rows]
+        truths = [a[3] for _, a in rows]
+        figures[kind] = {
+            "questions": len(rows),
+            "accuracy": round(sum(v.accepted == a[3] for v, a in rows) / len(rows), 4),
+            "auroc": round(auroc(p_yes, truths), 4),
+        }
+    return figures
+
+
+def generator_figures(model_path, folder, pictures: int = 300, split: str = "validation") -> dict:
+    """A describing model's AMBER-style figures on validation pictures (one sampled description each, at the
+    iterations' temperature) and its answers to the probes."""
+    from labeling.backends import load_backend
+    from labeling.backends.base import Sampling
+    from training.scene_ablations import draw_tasks, score_checkpoint, test_probes
+    from training.scene_metrics import discriminative, summarise
+
+    tasks = draw_tasks(folder, pictures, split, seed=0, describe_only=True)
+    sampling = Sampling(temperature=0.7, max_new_tokens=240)
+    scored = score_checkpoint(load_backend("transformers", str(model_path)), tasks, test_probes(tasks), sampling)
+    generative = {k: round(v, 4) if isinstance(v, float) else v for k, v in summarise(scored.records).items()}
+    return {"generative": generative, "discriminative": discriminative(p for own in scored.probe_answers for p in own)}
