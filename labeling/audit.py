@@ -48,6 +48,17 @@ def wilson_interval(successes: int, n: int, z: float = Z95, population: int | No
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def difference_interval(after: tuple[int, int], before: tuple[int, int], z: float = Z95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (his method 10) of p_after − p_before, each (successes, n): from the
+    two Wilson intervals, so it stays sound near 0 and 1. It treats the samples as independent; for two
+    evaluations of the same pictures it is conservative (wider than a paired interval)."""
+    p1, p2 = after[0] / after[1], before[0] / before[1]
+    l1, u1 = wilson_interval(*after, z=z)
+    l2, u2 = wilson_interval(*before, z=z)
+    d = p1 - p2
+    return d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
 @dataclass(frozen=True)
 class Stratum:
     """One band of claims: how many the iteration holds, how many were audited, and how many of those the

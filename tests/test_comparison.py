@@ -10,11 +10,17 @@ from webapp.models import Iteration, IterationStatus
 pytestmark = pytest.mark.django_db
 
 
-def evaluated(number, policy, strategy=None, truth=None, judged=None, pairs=None, labeler="shapes-labeler"):
-    """A done iteration whose evaluation measured `truth` (CHAIRs) and/or `judged` (labeler-judged rate)."""
+def evaluated(
+    number, policy, strategy=None, truth=None, judged=None, pairs=None, labeler="shapes-labeler", answers=None
+):
+    """A done iteration whose evaluation measured `truth` (CHAIRs) and/or `judged` (labeler-judged rate), on
+    `answers` held-out answers when given."""
     evaluation = {"answer_hallucination_rate": judged, "claim_hallucination_rate": judged}
     if truth is not None:
         evaluation["truth_chair_s"] = truth
+    if answers:
+        details = {"truth": {"answers_with_objects": answers}, "heldout": {"answers": answers + 2, "split_failed": 2}}
+        evaluation["details"] = details
     metrics = {"eval": evaluation} | ({"train": {"pairs": pairs}} if pairs else {})
     return IterationFactory(
         number=number,
@@ -162,3 +168,37 @@ def test_a_drafts_generator_in_the_admin_must_be_a_model_name():
     assert not form.is_valid() and "no model 'not-installed' is installed" in form.errors["config"][0]
     form = DraftForm(data=fields | {"config": '{"generator": " small-llava "}'}, instance=draft)
     assert form.is_valid() and form.cleaned_data["config"] == {"generator": "small-llava"}
+
+
+def test_each_rate_and_change_has_its_95_percent_interval():
+    """Found in the ablations: arms a few points apart are not told apart, and the page must say so."""
+    from labeling.audit import difference_interval, wilson_interval
+
+    evaluated(1, "shapes-policy", truth=0.20, judged=0.30, answers=500)
+    evaluated(2, "checkpoints/iteration-1", truth=0.12, answers=500)
+    evaluated(3, "checkpoints/iteration-1", "whole_response", truth=0.18)  # counts not recorded: no interval
+    rows = {r.iteration.number: r for r in compare(list(Iteration.objects.all()))}
+    low, high = wilson_interval(60, 500)
+    assert rows[2].interval == pytest.approx((100 * low, 100 * high)) and low < 0.12 < high
+    assert rows[2].change_interval == pytest.approx(tuple(100 * x for x in difference_interval((60, 500), (100, 500))))
+    low, high = rows[2].change_interval
+    assert low < -8 < high < 0  # a drop of 8 points on 500 answers each is clear
+    assert rows[3].interval is None and rows[3].change_interval is None and rows[1].change_interval is None
+
+
+def test_newcombes_interval_covers_the_difference_and_stays_within_bounds():
+    from labeling.audit import difference_interval
+
+    low, high = difference_interval((0, 50), (0, 50))
+    assert low < 0 < high and -1 <= low and high <= 1
+    low, high = difference_interval((45, 50), (5, 50))
+    assert 0.6 < low < 0.8 < high < 0.9  # Newcombe (1998), method 10's behaviour on a large difference
+
+
+def test_the_dashboard_shows_the_intervals(client, alice):
+    evaluated(1, "shapes-policy", truth=0.20, answers=500)
+    evaluated(2, "checkpoints/iteration-1", truth=0.12, answers=500)
+    client.force_login(alice)
+    html = client.get(reverse("home")).content.decode()
+    assert '12.0% <span class="muted">[9.4, 15.1]</span>' in html
+    assert '-8.0 points <span class="muted">[' in html and "Newcombe" in html

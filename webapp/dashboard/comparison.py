@@ -9,10 +9,13 @@ judged claim by claim whatever the strategy, and comparable only between iterati
 Only iterations that started from the same policy compare the strategies themselves, so rows are grouped by
 it, and each says how far its rate moved from its starting policy's: the evaluation of the iteration that
 produced that policy, else the iteration's own baseline (webapp.iterations.baseline), measured the same way.
+Each rate has its 95 % interval (Wilson's, over the answers it is a share of) and each change its interval
+(Newcombe's, conservative here as both evaluations read the same pictures), as the benches give theirs.
 """
 
 from dataclasses import dataclass
 
+from labeling.audit import difference_interval, wilson_interval
 from webapp.models import Iteration
 
 TRUTH, LABELER = "truth", "labeler"
@@ -29,6 +32,27 @@ class Compared:
     pairs: int | None  # the pairs DPO trained on
     started_from: int | None  # the number of the iteration whose checkpoint it trained, if any
     change: float | None  # rate − the starting policy's rate, measured the same way; None when unknown
+    answers: int | None = None  # the held-out answers the rate is a share of
+    before: tuple[float, int] | None = None  # the starting policy's rate and answers, when both are known
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The rate's 95 % Wilson interval, in percent."""
+        if not self.answers:
+            return None
+        low, high = wilson_interval(round(self.rate * self.answers), self.answers)
+        return 100 * low, 100 * high
+
+    @property
+    def change_interval(self) -> tuple[float, float] | None:
+        """The change's 95 % interval in points (Newcombe's; conservative, as both rates read the same pictures)."""
+        if self.change is None or not self.answers or not self.before or not self.before[1]:
+            return None
+        rate, answers = self.before
+        low, high = difference_interval(
+            (round(self.rate * self.answers), self.answers), (round(rate * answers), answers)
+        )
+        return 100 * low, 100 * high
 
     @property
     def percent(self) -> float:
@@ -50,6 +74,16 @@ class Compared:
 RATES = (("truth_count_chair_s", TRUTH), ("truth_chair_s", TRUTH), ("answer_hallucination_rate", LABELER))
 
 
+def measured_answers(iteration: Iteration, key: str, which: str = "eval") -> int | None:
+    """How many held-out answers a rate (`key`) is a share of: those naming an object for the truth's CHAIRs,
+    those that divided into claims for the labeler's rate; None where the evaluation did not record it."""
+    details = ((iteration.metrics or {}).get(which) or {}).get("details") or {}
+    if key.startswith("truth_"):
+        return (details.get("truth") or {}).get("answers_with_objects")
+    heldout = details.get("heldout") or {}
+    return None if heldout.get("answers") is None else heldout["answers"] - heldout.get("split_failed", 0)
+
+
 def measured_rate(iteration: Iteration, which: str = "eval") -> tuple[float, str, str] | None:
     """(rate, TRUTH or LABELER, its key) of an evaluated iteration's held-out answers (`which`: "eval", or
     "baseline" for its starting policy's); None before that evaluation."""
@@ -69,15 +103,19 @@ def compare(iterations: list[Iteration]) -> list[Compared]:
         if (measured := measured_rate(it)) is None:
             continue
         rate, measured_by, key = measured
-        change = None
+        change = before_counted = None
         start = by_checkpoint.get(it.policy)
         # the starting policy's rate: the evaluation of the iteration that trained it, else the iteration's baseline
         before = measured_rate(start) if start else measured_rate(it, "baseline")
         if before and before[2] == key and (measured_by == TRUTH or start is None or start.labeler == it.labeler):
             change = rate - before[0]
+            before_answers = measured_answers(start, key) if start else measured_answers(it, key, "baseline")
+            before_counted = (before[0], before_answers) if before_answers else None
         strategy = (it.config or {}).get("strategy", "rlaifv")
         pairs = ((it.metrics or {}).get("train") or {}).get("pairs")
-        rows.append(Compared(it, strategy, rate, measured_by, pairs, start.number if start else None, change))
+        started = start.number if start else None
+        answers = measured_answers(it, key)
+        rows.append(Compared(it, strategy, rate, measured_by, pairs, started, change, answers, before_counted))
     first_seen = {}
     for row in sorted(rows, key=lambda r: r.iteration.number):
         first_seen.setdefault(row.iteration.policy, row.iteration.number)
