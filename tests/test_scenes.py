@@ -251,3 +251,29 @@ def test_the_labeler_learns_the_questions_the_rule_splitter_asks_in_both_styles(
         for style in st.STYLES:
             (claim,) = divide_by_rules(QuestionAnswer("", st.sentence(fact, style))).claims
             assert claim_question(fact, style) == claim.question and st.parse(claim.question) == fact
+
+
+def test_the_first_steps_can_state_counts_alone_so_every_answer_token_depends_on_the_picture():
+    from training import scene_models
+    from training.shapes_models import Encoder
+
+    processor = scene_models.build_processor_for_scenes()
+    encoder = Encoder(processor)
+    settings = scene_models.labeler_settings(0)
+    settings.images_per_step = 6
+    answers, questions, whole = scene_models.make_scene_batch(
+        random.Random(0), encoder, processor, settings, counts_only=True
+    )
+
+    def texts(batch, where):
+        decode = processor.tokenizer.decode
+        return [
+            decode(ids[mask], skip_special_tokens=True) for ids, mask in zip(batch.tail_ids, where(batch), strict=True)
+        ]
+
+    for said in texts(answers, lambda b: b.labels != -100):
+        assert {f.kind for f in st.parse_all(said)} == {"count"}
+    for asked in texts(questions, lambda b: (b.labels == -100) & (b.tail_mask == 1)):
+        assert "there is" in asked or "there are" in asked or "can see" in asked or "Is there" in asked, asked
+    for asked in texts(whole, lambda b: (b.labels == -100) & (b.tail_mask == 1)):
+        assert {f.kind for f in st.parse_all(asked.split("that", 1)[1].split("?")[0])} == {"count"}
