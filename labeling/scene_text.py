@@ -19,7 +19,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from labeling.conquer import labeler_prompt
 from labeling.scenes import COMPANIONS, KINDS, PATTERNS, RELATIONS, SIZES, Scene
+from labeling.whole_response import whole_response_question
 
 NUMBERS = {1: "a", 2: "two", 3: "three", 4: "four"}
 NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4}
@@ -331,9 +333,6 @@ def probes(scene: Scene, rng: random.Random) -> list[Probe]:
 def vocabulary() -> list[str]:
     """Every word the world's prompts and answers use, in both styles, for the tiny models' WordLevel tokenizer;
     Yes/No first after the chat words so their ids are small and fixed. The order never changes."""
-    from labeling.conquer import labeler_prompt
-    from labeling.whole_response import whole_response_question
-
     kinds = [Fact("count", k, n) for k in KINDS for n in (0, 1, 2, 3, 4)]
     kinds += [Fact(a, k, v) for k in KINDS[:1] for a, vs in (("size", SIZES), ("pattern", PATTERNS)) for v in vs]
     kinds += [Fact(r, KINDS[0], KINDS[1]) for r in RELATIONS]

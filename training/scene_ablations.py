@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labeling import scene_text, scenes
-from labeling.backends.base import Backend, Sampling
+from labeling.backends.base import Backend, PolarQuery, Sampling
 from labeling.combine import Pair, ScoredResponse, make_pairs
 from labeling.conquer import label_claims
 from labeling.divide import QuestionAnswer, divide_by_rules
@@ -25,6 +25,7 @@ from labeling.formats import trl_jsonl_line
 from labeling.generate import Candidate, Instruction, generate_candidates
 from labeling.pipeline import ClaimRecord
 from labeling.whole_response import whole_response_question
+from training.scene_metrics import answer_record
 
 
 @dataclass(frozen=True)
@@ -178,9 +179,6 @@ def test_probes(tasks: Sequence[Task]) -> list[list[scene_text.Probe]]:
 def score_checkpoint(backend: Backend, tasks: Sequence[Task], probes, sampling: Sampling, seed: int = 0) -> Scored:
     """One sampled description per test picture (its seed drawn from the picture, the same for every arm) and
     the policy's yes/no to each probe (yes when P(Yes) > P(No))."""
-    from labeling.backends.base import PolarQuery
-    from training.scene_metrics import answer_record
-
     described = answers(backend, tasks, 1, seed, sampling)
     records = [answer_record(c.text, t.scene) for c, t in zip(described, tasks, strict=True)]
     queries = [PolarQuery(t.image, p.question) for t, own in zip(tasks, probes, strict=True) for p in own]
