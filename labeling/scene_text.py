@@ -205,18 +205,25 @@ def _invented(kind: str, rng: random.Random) -> list[Fact]:
     ]
 
 
+def wrong(fact: Fact, rng: random.Random) -> Fact:
+    """The fact made wrong the way a policy gets it wrong: a count one off (one becomes two), the other size or
+    pattern, a relation's two objects swapped."""
+    if fact.kind == "count":
+        return replace(fact, value=2 if fact.value == 1 else fact.value + rng.choice((-1, 1)))
+    if fact.kind in ("size", "pattern"):
+        values = list(SIZES) if fact.kind == "size" else list(PATTERNS)
+        return replace(fact, value=values[1 - values.index(fact.value)])
+    return Fact(fact.kind, fact.value, fact.subject)
+
+
 def with_errors(facts: Sequence[Fact], scene: Scene, rng: random.Random, rates: dict | None = None) -> list[Fact]:
     """The facts with errors a habit-driven policy makes, each at its rate (ERROR_RATES by default)."""
     rates = ERROR_RATES | (rates or {})
     out = []
     for fact in facts:
-        if fact.kind == "count" and fact.value >= 1 and rng.random() < rates["count"]:
-            fact = replace(fact, value=2 if fact.value == 1 else fact.value + rng.choice((-1, 1)))
-        elif fact.kind in ("size", "pattern") and rng.random() < rates["attribute"]:
-            values = list(SIZES) if fact.kind == "size" else list(PATTERNS)
-            fact = replace(fact, value=values[1 - values.index(fact.value)])
-        elif fact.kind in RELATIONS and rng.random() < rates["relation"]:
-            fact = Fact(fact.kind, fact.value, fact.subject)  # the two objects swapped
+        rate = rates["count"] if fact.kind == "count" else rates["relation" if fact.kind in RELATIONS else "attribute"]
+        if (fact.kind != "count" or fact.value >= 1) and rng.random() < rate:
+            fact = wrong(fact, rng)
         out.append(fact)
     for companion in absent_companions(scene):
         if rng.random() < rates["habit"]:
@@ -313,11 +320,9 @@ def probes(scene: Scene, rng: random.Random) -> list[Probe]:
     attributes = [f for f in facts if f.kind in ("size", "pattern")]
     if attributes:
         fact = rng.choice(attributes)
-        values = list(SIZES) if fact.kind == "size" else list(PATTERNS)
-        other = values[1 - values.index(fact.value)]
         out += [
             Probe("attribute", f"Is the {fact.subject} {fact.value}?", True),
-            Probe("attribute", f"Is the {fact.subject} {other}?", False),
+            Probe("attribute", f"Is the {fact.subject} {wrong(fact, rng).value}?", False),
         ]
     relations = [f for f in facts if f.kind in RELATIONS]
     if relations:

@@ -16,7 +16,7 @@ the schedule); only the rows differ.
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -119,14 +119,7 @@ def false_fact(scene: scenes.Scene, rng: random.Random, counts_only: bool = Fals
             kind = rng.choice(companions) if companions and rng.random() < 0.5 else None
             fact = scene_text.Fact("count", kind or scene_text.confusable_absent(scene, rng), 1)
         else:
-            fact = rng.choice(facts)
-            if fact.kind == "count":
-                fact = replace(fact, value=fact.value + 1 if fact.value == 1 else fact.value + rng.choice((-1, 1)))
-            elif fact.kind in ("size", "pattern"):
-                values = list(scenes.SIZES) if fact.kind == "size" else list(scenes.PATTERNS)
-                fact = replace(fact, value=values[1 - values.index(fact.value)])
-            else:
-                fact = scene_text.Fact(fact.kind, fact.value, fact.subject)
+            fact = scene_text.wrong(rng.choice(facts), rng)
         if not scene_text.is_true(fact, scene):
             return fact
 
