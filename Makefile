@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM ?= false
 # The demo, the checks and the tests run with DEBUG on; the settings' default (and the production image) is off.
 export DEBUG ?= 1
 
-.PHONY: demo test test-fast lint venv worker manage clean
+.PHONY: demo test test-fast lint venv worker manage clean gpu-wheels
 
 venv: $(VENV)/.installed
 
@@ -65,3 +65,23 @@ worker: venv
 
 clean:
 	rm -rf var
+
+# Wheels for bench/gpu_check.py on a bare GPU machine that reaches no package index (README, "GPU check"):
+# requirements-gpu-wheels.txt for Python 3.12 on x86-64 Linux, into a git-ignored folder that travels with the
+# working tree, which may weigh 64 MiB in all.
+GPU_WHEELS := gpu-wheels
+GPU_WHEELS_LIMIT := 67108864
+gpu-wheels: venv
+	rm -rf $(GPU_WHEELS)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+		-r requirements-gpu-wheels.txt -d $(GPU_WHEELS)
+	@repo=$$(git ls-files -z | xargs -0 cat 2>/dev/null | wc -c); wheels=$$(cat $(GPU_WHEELS)/*.whl | wc -c); \
+	total=$$((repo + wheels)); \
+	echo "$(GPU_WHEELS): $$(ls $(GPU_WHEELS) | wc -l) wheels, $$((wheels / 1024)) KiB; with the repository's" \
+		"$$((repo / 1024)) KiB: $$((total / 1024)) KiB of $$(($(GPU_WHEELS_LIMIT) / 1024)) KiB"; \
+	if [ $$total -gt $(GPU_WHEELS_LIMIT) ]; then \
+		echo "gpu-wheels: the repository and the wheels weigh $$total bytes, over the 64 MiB that can travel" \
+			"to the GPU machine; drop wheels from requirements-gpu-wheels.txt or files from the repository" >&2; \
+		exit 1; \
+	fi
