@@ -3,8 +3,10 @@
 One set of options per model role (policy, labeler, splitter). vLLM's are its engine arguments, passed to
 `vllm.LLM` as they are; the transformers engine takes a dtype, a `device_map` that spreads a model over the
 worker's GPUs (accelerate's big-model loading) and an attention implementation. Two options belong to every
-engine: `gpus`, the GPUs one copy of the model needs (it names the queue its work goes to), and `memory_gb`,
-what the loaded engine holds on the GPUs, which a worker's memory budget is checked against.
+engine that runs on the worker: `gpus`, the GPUs one copy of the model needs (it names the queue its work goes
+to), and `memory_gb`, what the loaded engine holds on the GPUs, which a worker's memory budget is checked against.
+Every engine takes `yes_no_variants`: true counts the answers' other first tokens (" Yes" beside "Yes") in a
+verdict, where the default is the reference's one token per word (labeling.backends.logprobs).
 """
 
 from pathlib import Path
@@ -35,6 +37,12 @@ def _gigabytes(value) -> float:
     return float(value)
 
 
+def _flag(value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false")
+    return value
+
+
 def _one_of(choices):
     def check(value):
         if value not in choices:
@@ -45,6 +53,7 @@ def _one_of(choices):
 
 
 COMMON = {"gpus": _positive_int, "memory_gb": _gigabytes}
+VERDICT = {"yes_no_variants": _flag}  # the backend's own, in every engine
 OPTIONS = {
     "vllm": COMMON
     | {
@@ -53,10 +62,12 @@ OPTIONS = {
         "gpu_memory_utilization": _share,
         "max_model_len": _positive_int,
         "max_num_seqs": _positive_int,
-    },
+    }
+    | VERDICT,
     "transformers": COMMON
-    | {"dtype": _one_of(DTYPES), "device_map": _one_of(DEVICE_MAPS), "attn_implementation": _one_of(ATTENTION)},
-    "openai": {},  # the server's own business
+    | {"dtype": _one_of(DTYPES), "device_map": _one_of(DEVICE_MAPS), "attn_implementation": _one_of(ATTENTION)}
+    | VERDICT,
+    "openai": VERDICT,  # the rest is the server's own business
 }
 
 

@@ -18,6 +18,8 @@ from transformers import AutoConfig, AutoProcessor
 from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 from transformers.utils import is_torchvision_available
 
+from labeling.remote_code import trust_remote_code
+
 # The files that name a checkpoint's processor class, in the order AutoProcessor reads them.
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
 
@@ -49,7 +51,7 @@ def processor_class_of(path) -> type | None:
             class_name = json.loads(file.read_text()).get("processor_class")
             if class_name:
                 return getattr(transformers, class_name, None)
-    config_class = type(AutoConfig.from_pretrained(path))
+    config_class = type(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code(path)))
     return PROCESSOR_MAPPING[config_class] if config_class in PROCESSOR_MAPPING else None
 
 
@@ -60,11 +62,15 @@ def needs_image_only(processor_class: type | None) -> bool:
 
 
 def load_processor(path):
-    """The checkpoint's processor; without torchvision, its image-only form if it has a video processor."""
+    """The checkpoint's processor; without torchvision, its image-only form if it has a video processor.
+
+    A folder shipping its own code loads only where it is marked as trusted (`labeling.remote_code`).
+    """
+    trusted = trust_remote_code(path)
     processor_class = processor_class_of(path)
     if needs_image_only(processor_class):
-        return image_only(processor_class).from_pretrained(path)
-    return AutoProcessor.from_pretrained(path)
+        return image_only(processor_class).from_pretrained(path, trust_remote_code=trusted)
+    return AutoProcessor.from_pretrained(path, trust_remote_code=trusted)
 
 
 def make_processor(processor_class: type, **parts):

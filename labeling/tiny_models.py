@@ -23,6 +23,7 @@ from transformers import (
 
 from labeling.tiny_families.gemma3 import build_gemma3
 from labeling.tiny_families.idefics3 import build_idefics3
+from labeling.tiny_families.llava_next import build_llava_next
 from labeling.tiny_families.onevision import build_llava_onevision
 from labeling.tiny_families.qwen_vl import build_qwen2_5_vl, build_qwen2_vl
 from labeling.tiny_parts import INIT_STD, make_tokenizer, seeded, set_generation_ids, text_sizes
@@ -125,6 +126,7 @@ FAMILIES = {
     "tiny-qwen2-vl": build_qwen2_vl,
     "tiny-qwen2.5-vl": build_qwen2_5_vl,
     "tiny-gemma3": build_gemma3,
+    "tiny-llava-next": build_llava_next,
     "tiny-llava-onevision": build_llava_onevision,
     "tiny-idefics3": build_idefics3,
 }

@@ -172,3 +172,45 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="merge_lora needs lora"):
         DPOSettings(merge_lora=True)
     assert DPOSettings.from_mapping({"beta": 0.5, "n": 10, "temperature": 0.7}).beta == 0.5
+
+
+@pytest.mark.parametrize("scale", ["sum", "mean"])
+def test_the_sft_term_is_the_references_summed_log_prob_or_trls_mean(tmp_path, tiny_models_dir, pairs, scale):
+    import torch.nn.functional as F
+
+    from training.dpo import build_trainer, load_pairs
+
+    weight = 0.5
+    both = {"per_device_batch_size": 2, "global_batch_size": 2}  # one batch holds both pairs
+    settings = DPOSettings(**QUICK | both, sft_weight=weight, sft_scale=scale)
+    trainer = build_trainer(load_pairs(pairs), tiny_models_dir / "tiny-llava", tmp_path / "out", settings)
+    batch = next(iter(trainer.get_train_dataloader()))
+
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch).item()
+        inputs = {k: v for k, v in batch.items() if k != "completion_mask"}
+        mask = batch["completion_mask"][:, 1:]  # the answer tokens, as predicted from the token before each
+
+        def token_logps(model):
+            logits = model(**inputs).logits[:, :-1].float()
+            return F.log_softmax(logits, -1).gather(-1, batch["input_ids"][:, 1:, None])[..., 0] * mask
+
+        policy, reference = token_logps(trainer.model), token_logps(trainer.ref_model)
+    chosen, rejected = policy.sum(1).chunk(2)
+    ref_chosen, ref_rejected = reference.sum(1).chunk(2)
+    dpo = -F.logsigmoid(0.1 * ((chosen - ref_chosen) - (rejected - ref_rejected))).mean()
+    chosen_mask = mask.chunk(2)[0]
+    assert chosen_mask.sum(1).tolist()[0] != chosen_mask.sum(1).tolist()[1]  # answers of different lengths
+    if scale == "sum":  # the reference: DPO − SFT_weight × mean over the pairs of the summed log-prob
+        expected = dpo - weight * chosen.mean()
+    else:  # TRL's sft loss: the mean over all the chosen tokens of the batch
+        expected = dpo - weight * policy.chunk(2)[0].sum() / chosen_mask.sum()
+    assert loss == pytest.approx(expected.item(), rel=1e-4)
+    assert (trainer.loss_types, trainer.args.loss_weights) == (["sigmoid", "sft"], [1.0, weight])
+
+
+def test_the_sft_scale_is_checked():
+    assert DPOSettings().sft_scale == "sum"
+    with pytest.raises(ValueError, match="sft_scale='median' \\(one of sum, mean\\)"):
+        DPOSettings(sft_weight=1, sft_scale="median")
+    assert DPOSettings(sft_scale="mean").cli_args() == ["--sft-scale=mean"]

@@ -31,6 +31,8 @@ def test_it_takes_vllms_engine_arguments_and_the_transformers_loading_options():
         k: options[k] for k in ("dtype", "device_map", "attn_implementation")
     }
     assert backend_options("vllm", PAPER["labeler"] | {"memory_gb": 70}) == PAPER["labeler"]
+    for engine in ("transformers", "vllm", "openai"):  # every backend's constructor takes it
+        assert backend_options(engine, check_options(engine, {"yes_no_variants": True})) == {"yes_no_variants": True}
 
 
 @pytest.mark.parametrize(
@@ -44,7 +46,8 @@ def test_it_takes_vllms_engine_arguments_and_the_transformers_loading_options():
         ("vllm", {"tensor_parallel_size": 4, "gpus": 2}, "gpus=2 must equal tensor_parallel_size=4"),
         ("transformers", {"attn_implementation": "flash"}, "must be one of eager, sdpa, flash_attention_2"),
         ("transformers", {"max_num_seqs": 8}, "engine transformers has no option 'max_num_seqs'"),
-        ("openai", {"dtype": "bfloat16"}, "engine openai has no option 'dtype' (it takes: none)"),
+        ("openai", {"dtype": "bfloat16"}, "engine openai has no option 'dtype' (it takes: yes_no_variants)"),
+        ("openai", {"yes_no_variants": "yes"}, "engine option yes_no_variants='yes' must be true or false"),
     ],
 )
 def test_a_bad_option_is_refused_naming_it(engine, options, error):
@@ -168,3 +171,20 @@ def test_run_iteration_refuses_bad_engine_options_before_creating_anything():
             "run_iteration", "--new", "--policy", "p", "--labeler", "l", "--engine", "vllm", "--config", config
         )
     assert not Iteration.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_new_iteration_form_checks_the_dpo_settings_among_the_other_settings(client, bob, install):
+    install("llava-1.5-7b", "llava-next-34b")
+    InstructionFactory.create_batch(2, source="coco")
+    client.force_login(bob)
+
+    bad = {"sft_weight": 1.0, "sft_scale": "median"}
+    response = client.post(reverse("iteration-new"), NEW | {"other_settings": json.dumps(bad)})
+
+    assert response.status_code == 200
+    assert "sft_scale=&#x27;median&#x27; (one of sum, mean)" in response.content.decode()
+    good = {"sft_weight": 1.0, "sft_scale": "mean"}
+    response = client.post(reverse("iteration-new"), NEW | {"other_settings": json.dumps(good)})
+    assert response.status_code == 302, response.context["form"].errors
+    assert Iteration.objects.get().config["sft_scale"] == "mean"

@@ -166,3 +166,16 @@ def test_a_qwen2_vl_folder_laid_out_as_on_the_hub_loads_without_torchvision(tiny
     assert type(processor).__name__ == "Qwen2VLProcessor"
     assert image_token_counts(processor, images) == image_token_counts(load_processor(tiny), images)
     assert TransformersBackend(hub).yes_no(queries) == TransformersBackend(tiny).yes_no(queries)
+
+
+def test_llava_next_is_laid_out_as_llava_hf_v1_6(tiny_models_dir, images):
+    """The paper's labeler family (llava-v1.6-34b): anyres tiling over `image_grid_pinpoints`, a learnt newline."""
+    path = tiny_models_dir / "tiny-llava-next"
+    config = json.loads((path / "config.json").read_text())
+    processor = load_processor(path)
+    model = AutoModelForImageTextToText.from_pretrained(path)
+
+    assert config["model_type"] == "llava_next" and config["image_grid_pinpoints"]
+    assert type(processor).__name__ == "LlavaNextProcessor"
+    assert model.model.image_newline.shape == (config["text_config"]["hidden_size"],)
+    assert len(set(image_token_counts(processor, images))) == 3  # square, landscape, portrait: three tilings

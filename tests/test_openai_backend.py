@@ -14,9 +14,21 @@ from PIL import Image
 from labeling.backends.base import GenerationRequest, PolarQuery, Sampling
 from labeling.backends.openai_backend import OpenAIBackend, OpenAIBackendError, image_data_url
 
+# The server's vocabulary: a word-level tokenizer where "\n" is a token of its own, "Yes" and " Yes" two others.
+VOCAB = ["\n", "Yes", "yes", " Yes", "No", "no", " No", "Maybe", *(f" w{i}" for i in range(30))]
+
+
+def tokenize(text: str) -> list[int]:
+    if text.startswith("\n"):
+        return [0, *tokenize(text[1:])]
+    return [VOCAB.index(text) if text in VOCAB else VOCAB.index("Maybe")] if text else []  # no " yes" here
+
 
 class ChatServer(ThreadingHTTPServer):
-    """Answers `question #seed`, or the canned top log-probs for a question; records every request.
+    """Answers `question #seed`, or for a question with canned logits (`logits[question]`: token -> logit, the
+    rest of the vocabulary impossible) the first token's top log-probs after the request's `logit_bias`, as
+    OpenAI's servers and vLLM's processed log-probs do; serves vLLM's /tokenize and /detokenize; records every
+    request.
 
     `failures` are (status, headers) answered first, one per request; `delay` holds each answer back.
     """
@@ -29,14 +41,18 @@ class ChatServer(ThreadingHTTPServer):
         self.url = f"http://127.0.0.1:{self.server_address[1]}/v1"
         self.requests = []
         self.failures = []
-        self.top_logprobs = {}
+        self.logits = {}
         self.with_logprobs = True
         self.delay = 0.0
         self.released = threading.Event()
         self.lock = threading.Lock()
         self.in_flight = self.max_in_flight = 0
 
-    def answer(self, body):
+    def answer(self, path, body):
+        if path == "/tokenize":
+            return 200, {}, {"tokens": tokenize(body["prompt"]), "count": 1, "max_model_len": 4096}
+        if path == "/detokenize":
+            return 200, {}, {"prompt": "".join(VOCAB[token] for token in body["tokens"])}
         if self.failures:
             status, headers = self.failures.pop(0)
             return status, headers, {"error": {"message": f"canned {status}", "type": "server_error"}}
@@ -44,7 +60,11 @@ class ChatServer(ThreadingHTTPServer):
         text = content if isinstance(content, str) else content[-1]["text"]
         choice = {"index": 0, "finish_reason": "stop", "logprobs": None}
         if body.get("logprobs"):
-            top = self.top_logprobs[text]
+            bias = {VOCAB[int(token)]: value for token, value in (body.get("logit_bias") or {}).items()}
+            logits = {token: logit + bias.get(token, 0) for token, logit in self.logits[text].items()}
+            total = math.log(sum(math.exp(logit) for logit in logits.values()))
+            ranked = sorted(logits.items(), key=lambda item: -item[1])[: body["top_logprobs"]]
+            top = [(token, logit - total) for token, logit in ranked]
             choice["message"] = {"role": "assistant", "content": top[0][0]}
             if self.with_logprobs:
                 entries = [{"token": t, "logprob": lp, "bytes": None} for t, lp in top]
@@ -68,7 +88,7 @@ class ChatHandler(BaseHTTPRequestHandler):
             )
             server.in_flight += 1
             server.max_in_flight = max(server.max_in_flight, server.in_flight)
-            status, headers, payload = server.answer(body)
+            status, headers, payload = server.answer(self.path, body)
         server.released.wait(server.delay)
         with server.lock:
             server.in_flight -= 1
@@ -145,36 +165,65 @@ def test_it_keeps_several_requests_in_flight(server, images):
     assert server.max_in_flight > 1
 
 
-def test_it_reads_yes_and_no_from_the_top_logprobs(server, images):
+CAT, DOG = "Is there a cat? Please answer yes or no.", "Is there a dog? Please answer yes or no."
+
+
+def logits(**probabilities) -> dict:
+    """Logits whose softmax gives these probabilities ("_Yes" stands for " Yes")."""
+    return {token.replace("_", " "): math.log(p) for token, p in probabilities.items()}
+
+
+def test_it_asks_for_one_token_per_word_with_a_logit_bias(server, images):
     png, _ = images
-    cat, dog = "Is there a cat? Please answer yes or no.", "Is there a dog? Please answer yes or no."
-    server.top_logprobs = {
-        cat: [
-            (" Yes", math.log(0.6)),
-            ("yes", math.log(0.1)),
-            ("No", math.log(0.2)),
-            ("▁no", math.log(0.05)),
-            ("YES", math.log(0.04)),
-            ("Maybe", math.log(0.01)),
-        ],
-        dog: [("No", math.log(0.9)), ("Yes", math.log(0.08))],
+    server.logits = {
+        CAT: logits(Yes=0.3, yes=0.1, _Yes=0.4, No=0.15, no=0.05),
+        DOG: logits(No=0.5, Yes=0.2, _Yes=0.3),
     }
-    backend = backend_for(server)
 
-    verdicts = backend.yes_no([PolarQuery(png, cat), PolarQuery(png, dog)])
+    verdicts = backend_for(server).yes_no([PolarQuery(png, CAT), PolarQuery(png, DOG)])
 
-    assert verdicts[0].p_yes == pytest.approx(0.7) and verdicts[0].p_no == pytest.approx(0.25)
-    assert verdicts[0].accepted
-    assert verdicts[1].p_yes == pytest.approx(0.08) and verdicts[1].p_no == pytest.approx(0.9)
-    assert not verdicts[1].accepted
-    for request in server.requests:
-        body = request["body"]
-        assert (body["max_tokens"], body["logprobs"], body["top_logprobs"], body["temperature"]) == (1, True, 20, 0.0)
+    # P(yes) = p(Yes) + p(yes), P(no) = p(No) + p(no), divided by the four's total (0.6 and 0.7) by the bias
+    assert (verdicts[0].p_yes, verdicts[0].p_no) == (pytest.approx(0.4 / 0.6), pytest.approx(0.2 / 0.6))
+    assert (verdicts[1].p_yes, verdicts[1].p_no) == (pytest.approx(0.2 / 0.7), pytest.approx(0.5 / 0.7))
+    assert verdicts[0].accepted and not verdicts[1].accepted  # " Yes" would have made the dog a yes
+    chats = [request["body"] for request in server.requests if request["path"] == "/v1/chat/completions"]
+    assert len(chats) == 2
+    for body in chats:
+        assert (body["max_tokens"], body["logprobs"], body["top_logprobs"], body["temperature"]) == (1, True, 4, 0.0)
+        assert body["logit_bias"] == {str(VOCAB.index(word)): 100 for word in ("Yes", "yes", "No", "no")}
         assert image_parts(body)[0].startswith("data:image/png;base64,")
 
 
+def test_a_verdict_does_not_depend_on_the_top_20(server, images):
+    # 30 other tokens are each far likelier than yes or no: without the bias neither is among the top 20
+    others = {f" w{i}": 10.0 for i in range(30)}
+    server.logits = {CAT: others | {"Yes": -2.0, "No": -3.0}, DOG: others | {"Yes": -3.0, "no": -2.5}}
+
+    cat, dog = backend_for(server).yes_no([PolarQuery(images[0], CAT), PolarQuery(images[0], DOG)])
+
+    assert cat.accepted and cat.p_yes / cat.p_no == pytest.approx(math.e)
+    assert not dog.accepted and dog.p_no / dog.p_yes == pytest.approx(math.exp(0.5))
+
+
+def test_an_option_counts_the_spelling_after_a_space_too(server, images):
+    server.logits = {DOG: logits(No=0.5, Yes=0.2, _Yes=0.3)}
+
+    [verdict] = backend_for(server, yes_no_variants=True).yes_no([PolarQuery(images[0], DOG)])
+
+    assert (verdict.p_yes, verdict.p_no) == (pytest.approx(0.5), pytest.approx(0.5))
+    [body] = [request["body"] for request in server.requests if request["path"] == "/v1/chat/completions"]
+    assert set(body["logit_bias"]) == {str(VOCAB.index(word)) for word in ("Yes", " Yes", "yes", "No", " No", "no")}
+
+
+def test_it_says_so_when_the_server_ignores_the_bias(server, images):
+    server.logits = {CAT: {" w1": 0.0}}
+
+    with pytest.raises(OpenAIBackendError, match="answered ' w1', not yes or no: it ignored logit_bias"):
+        backend_for(server).yes_no([PolarQuery(images[0], CAT)])
+
+
 def test_it_says_so_when_the_server_sends_no_logprobs(server, images):
-    server.top_logprobs = {"Is it red?": [("Yes", 0.0)]}
+    server.logits = {"Is it red?": {"Yes": 0.0}}
     server.with_logprobs = False
 
     with pytest.raises(OpenAIBackendError, match="returned no logprobs"):

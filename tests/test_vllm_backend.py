@@ -14,6 +14,7 @@ from PIL import Image
 
 from labeling.backends import ENGINES, load_backend
 from labeling.backends.base import GenerationRequest, PolarQuery, Sampling
+from labeling.backends.logprobs import AnswerTokens
 from labeling.backends.vllm_backend import (
     VLLMBackend,
     chat_messages,
@@ -56,11 +57,32 @@ class SamplingParams:
         self.kwargs = kwargs
 
 
+# A word-level tokenizer where "\n" is a token of its own, and "Yes" and " Yes" are two others.
+VOCAB = ["\n", "Yes", "yes", " Yes", "No", "no", " No", "Maybe"]
+# The labeler's first-token probabilities: " Yes" would make it a yes, the reference's four tokens a no.
+FIRST_TOKEN = {"Yes": 0.2, "yes": 0.05, " Yes": 0.4, "No": 0.25, "no": 0.05, " No": 0.0, "Maybe": 0.05}
+
+
+class Tokenizer:
+    def encode(self, text, add_special_tokens=True):
+        assert not add_special_tokens
+        if text.startswith("\n"):
+            return [0, *self.encode(text[1:], add_special_tokens)]
+        return [VOCAB.index(text) if text in VOCAB else VOCAB.index("Maybe")] if text else []
+
+    def decode(self, ids):
+        return "".join(VOCAB[i] for i in ids)
+
+
 class LLM:
-    """Answers `question #seed`, or yes 0.8 / no 0.15 when log-probs are asked for."""
+    """Answers `question #seed`, or as vLLM does with processed log-probs when log-probs are asked for: the
+    first token's log-probs over `allowed_token_ids` (FIRST_TOKEN renormalised over them)."""
 
     def __init__(self, model, **kwargs):
         self.model, self.kwargs, self.calls = model, kwargs, []
+
+    def get_tokenizer(self):
+        return Tokenizer()
 
     def chat(self, messages, sampling_params, use_tqdm=True):
         self.calls.append((messages, sampling_params))
@@ -69,8 +91,15 @@ class LLM:
             content = conversation[0]["content"]
             text = content if isinstance(content, str) else content[-1]["text"]
             if params.kwargs.get("logprobs"):
-                top = {7: Logprob(math.log(0.8), 1, "Yes"), 9: Logprob(math.log(0.15), 2, "No")}
-                completion = CompletionOutput(0, "Yes", [7], math.log(0.8), [top])
+                assert self.kwargs["logprobs_mode"] == "processed_logprobs"
+                allowed = params.kwargs["allowed_token_ids"]
+                total = sum(FIRST_TOKEN.get(VOCAB[i], 0) for i in allowed)
+                ranked = sorted(allowed, key=lambda i: -FIRST_TOKEN.get(VOCAB[i], 0))[: params.kwargs["logprobs"]]
+                top = {
+                    i: Logprob(math.log(FIRST_TOKEN[VOCAB[i]] / total or 1e-300), r, VOCAB[i])
+                    for r, i in enumerate(ranked)
+                }
+                completion = CompletionOutput(0, VOCAB[ranked[0]], [ranked[0]], None, [top])
             else:
                 completion = CompletionOutput(0, f"{text} #{params.kwargs['seed']}")
             outputs.append(RequestOutput(str(i), None, [1, 2], None, [completion]))
@@ -101,8 +130,14 @@ def test_it_asks_for_one_seeded_sample_per_candidate():
     }
 
 
-def test_it_asks_for_one_greedy_token_with_top_20_logprobs():
-    assert yes_no_kwargs() == {"n": 1, "temperature": 0.0, "max_tokens": 1, "logprobs": 20}
+def test_it_asks_for_one_greedy_token_among_the_answer_tokens_with_all_their_logprobs():
+    assert yes_no_kwargs(AnswerTokens(yes=(1, 2), no=(4, 5))) == {
+        "n": 1,
+        "temperature": 0.0,
+        "max_tokens": 1,
+        "allowed_token_ids": [1, 2, 4, 5],
+        "logprobs": 4,
+    }
 
 
 def test_it_puts_the_image_before_the_question():
@@ -114,19 +149,18 @@ def test_it_puts_the_image_before_the_question():
     assert chat_messages("Split this.") == [{"role": "user", "content": "Split this."}]
 
 
-def test_it_sums_yes_and_no_tokens_of_the_first_position():
+def test_it_sums_the_answer_tokens_of_the_first_position_by_id():
     top = {
-        1: Logprob(math.log(0.5), 1, "▁Yes"),
-        2: Logprob(math.log(0.2), 2, " no"),
+        1: Logprob(math.log(0.5), 1, "Yes"),
+        2: Logprob(math.log(0.2), 2, "no"),
         3: Logprob(math.log(0.1), 3, "yes"),
-        4: Logprob(math.log(0.1), 4, "ĠNo"),
-        5: Logprob(math.log(0.05), 5, "Yeah"),
-        6: Logprob(math.log(0.01), 6, None),
+        4: Logprob(math.log(0.1), 4, "No"),
+        9: Logprob(math.log(0.05), 5, "Yes"),  # another id spelling "Yes" (" Yes"): not an answer token
     }
-    second = {8: Logprob(math.log(0.99), 1, "No")}  # later positions do not count
-    output = RequestOutput("0", None, [], None, [CompletionOutput(0, "Yes", [1, 8], None, [top, second])])
+    second = {4: Logprob(math.log(0.99), 1, "No")}  # later positions do not count
+    output = RequestOutput("0", None, [], None, [CompletionOutput(0, "Yes", [1, 4], None, [top, second])])
 
-    verdict = output_yes_no(output)
+    verdict = output_yes_no(output, AnswerTokens(yes=(1, 3), no=(4, 2)))
 
     assert verdict.p_yes == pytest.approx(0.6) and verdict.p_no == pytest.approx(0.3)
     assert verdict.accepted
@@ -136,7 +170,7 @@ def test_it_refuses_an_output_without_logprobs():
     output = RequestOutput("3", None, [], None, [CompletionOutput(0, "Yes")])
 
     with pytest.raises(ValueError, match="no logprobs for request '3'"):
-        output_yes_no(output)
+        output_yes_no(output, AnswerTokens(yes=(1,), no=(2,)))
 
 
 def test_it_reads_the_text_of_the_one_sample():
@@ -151,7 +185,12 @@ def test_it_generates_through_llm_chat_with_prefix_caching(fake_vllm, image_path
 
     assert texts == [["What is red? #3", "What is red? #1"], ["Why? #5"]]
     engine = backend.engine("llava-hf/llava-1.5-7b-hf")
-    assert engine.kwargs == {"enable_prefix_caching": True, "load_format": "safetensors", "gpu_memory_utilization": 0.5}
+    assert engine.kwargs == {
+        "enable_prefix_caching": True,
+        "load_format": "safetensors",
+        "logprobs_mode": "processed_logprobs",
+        "gpu_memory_utilization": 0.5,
+    }
     [(conversations, params)] = engine.calls
     assert [p.kwargs["seed"] for p in params] == [3, 1, 5]
     images = {id(conversation[0]["content"][0]["image_pil"]) for conversation in conversations}
@@ -164,10 +203,23 @@ def test_it_labels_and_completes_on_their_own_engines(fake_vllm, image_path):
     [verdict] = backend.yes_no([PolarQuery(image_path, "Is it red? Please answer yes or no.")])
     texts = backend.complete(["Split this."], Sampling(temperature=0.2, top_p=0.9, max_new_tokens=256))
 
-    assert (verdict.p_yes, verdict.p_no) == (pytest.approx(0.8), pytest.approx(0.15))
+    # one token per word: p(Yes) + p(yes) against p(No) + p(no), over the four's total
+    assert (verdict.p_yes, verdict.p_no) == (pytest.approx(0.25 / 0.55), pytest.approx(0.3 / 0.55))
+    assert not verdict.accepted
     assert texts == ["Split this. #0"]
-    assert backend.engine("labeler").calls[0][1][0].kwargs == yes_no_kwargs()
+    asked = backend.engine("labeler").calls[0][1][0].kwargs
+    assert asked["allowed_token_ids"] == [VOCAB.index(word) for word in ("Yes", "yes", "No", "no")]
     assert backend.engine("splitter").calls[0][0] == [[{"role": "user", "content": "Split this."}]]
+
+
+def test_an_option_counts_the_spelling_after_a_space_too(fake_vllm, image_path):
+    backend = VLLMBackend("labeler", yes_no_variants=True)
+
+    [verdict] = backend.yes_no([PolarQuery(image_path, "Is it red? Please answer yes or no.")])
+
+    assert (verdict.p_yes, verdict.p_no) == (pytest.approx(0.65 / 0.95), pytest.approx(0.3 / 0.95))
+    assert verdict.accepted
+    assert "yes_no_variants" not in backend.engine("labeler").kwargs  # the backend's option, not vLLM's
 
 
 def test_it_starts_no_engine_for_an_empty_batch(fake_vllm):

@@ -9,7 +9,14 @@ accelerate launch --multi_gpu --num_processes 8 -m training dpo --pairs ... --po
 python -m training merge --adapter DIR --out MERGED
 
 # CHAIR (Object HalBench) of answers in JSONL ({"image_id": 42, "answer": "..."} per line)
-python -m training chair --answers answers.jsonl --instances instances_val2014.json --captions captions_val2014.json
+python -m training chair --answers answers.jsonl --instances instances_{train,val}2014.json \\
+    --captions captions_{train,val}2014.json
+
+# AMBER of responses in its authors' format ([{"id": 1, "response": "..."}, ...]) against its data folder
+python -m training amber --responses responses.json --data AMBER/data
+
+# MMHal-Bench: an OpenAI-compatible judge rates response_template.json's `model_answer`s
+python -m training mmhal --responses responses.json --judge-model gpt-4-0314 --base-url https://api.openai.com/v1
 
 # the shapes world's trained labeler and policy (committed weights; --retrain trains them, minutes on a CPU)
 python -m training shapes-models --out var/models --evaluate
@@ -75,6 +82,23 @@ def run_chair(args) -> None:
     print(json.dumps(chair(pairs, truth.objects).summary(), indent=2))
 
 
+def run_amber(args) -> None:
+    from training.amber import amber_scores, load_amber
+
+    responses = json.loads(open(args.responses, encoding="utf-8").read())
+    print(json.dumps(amber_scores(responses, load_amber(args.data)), indent=2))
+
+
+def run_mmhal(args) -> None:
+    from labeling.backends.openai_backend import OpenAIBackend
+    from training.mmhal import judge, load_questions
+
+    questions = load_questions(args.responses)
+    judge_backend = OpenAIBackend(args.judge_model, args.base_url, api_key=args.api_key)
+    result = judge(judge_backend, questions, [record.get("model_answer") or "" for record in questions])
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+
+
 def run_best_of_n(args) -> None:
     from training.self_reward import best_of_n_sampled, load_models
 
@@ -137,9 +161,21 @@ def make_parser() -> argparse.ArgumentParser:
 
     chair = sub.add_parser("chair", help="CHAIRs / CHAIRi of answers against COCO ground truth")
     chair.add_argument("--answers", required=True, help='JSONL: {"image_id": int, "answer": str} per line')
-    chair.add_argument("--instances", required=True, help="COCO instances JSON")
-    chair.add_argument("--captions", required=True, help="COCO captions JSON")
+    chair.add_argument("--instances", required=True, nargs="+", help="COCO instances JSON (train and val: both)")
+    chair.add_argument("--captions", required=True, nargs="+", help="COCO captions JSON (train and val: both)")
     chair.set_defaults(run=run_chair)
+
+    amber = sub.add_parser("amber", help="AMBER's generative and discriminative figures of responses")
+    amber.add_argument("--responses", required=True, help='JSON: [{"id": int, "response": str}, ...]')
+    amber.add_argument("--data", required=True, help="AMBER's data folder (annotations.json, relation.json, ...)")
+    amber.set_defaults(run=run_amber)
+
+    mmhal = sub.add_parser("mmhal", help="MMHal-Bench: a judge LLM rates the answers")
+    mmhal.add_argument("--responses", required=True, help="response_template.json with each model_answer filled")
+    mmhal.add_argument("--judge-model", required=True, help="the judge's model name on the server")
+    mmhal.add_argument("--base-url", required=True, help="an OpenAI-compatible server, e.g. https://api.openai.com/v1")
+    mmhal.add_argument("--api-key", default=None, help="default: OPENAI_API_KEY")
+    mmhal.set_defaults(run=run_mmhal)
 
     shapes = sub.add_parser("shapes-models", help="write the shapes world's trained labeler and policy")
     shapes.add_argument("--out", required=True, help="models folder; shapes-labeler and shapes-policy go in it")

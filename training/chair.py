@@ -13,7 +13,7 @@ hallucinated.
 - CHAIRi = hallucinated mentions ÷ all mentions (its "object hallucination"); a class named twice counts twice;
 - recall = ground-truth classes an answer names ÷ ground-truth classes, summed over answers.
 
-Object HalBench can also ask GPT to extract the objects first; that path is not followed here. Sentences
+Object HalBench can also ask GPT to extract the objects first: `training.object_extraction`, an option. Sentences
 are split by NLTK's Punkt without its trained English parameters (a download): the two differ only at
 abbreviations such as "mr." or "dr.", which name no COCO object.
 """
@@ -21,7 +21,7 @@ abbreviations such as "mr." or "dr.", which name no COCO object.
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,10 +35,14 @@ _SENTENCES = PunktSentenceTokenizer()
 _TOKENS = NLTKWordTokenizer()  # what nltk.word_tokenize runs on each sentence
 
 
+def word_tokens(text: str) -> list[str]:
+    """What `nltk.word_tokenize(text)` returns (sentences split by Punkt without its trained parameters: above)."""
+    return [token for sentence in _SENTENCES.tokenize(text) for token in _TOKENS.tokenize(sentence)]
+
+
 def caption_words(text: str) -> list[str]:
     """The reference's words of a text: lowercased, tokenised, lemmatised, two-word phrases read as one."""
-    tokens = [token for sentence in _SENTENCES.tokenize(text.lower()) for token in _TOKENS.tokenize(sentence)]
-    lemmas = [lemmatize(token) for token in tokens]
+    lemmas = [lemmatize(token) for token in word_tokens(text.lower())]
     words = []
     i = 0
     while i < len(lemmas):
@@ -68,21 +72,34 @@ class GroundTruth:
     images: dict[int, dict]
 
 
+def _paths(files) -> list[Path]:
+    return [Path(files)] if isinstance(files, str | Path) else [Path(file) for file in files]
+
+
 def load_ground_truth(instances, captions, image_ids: set[int] | None = None) -> GroundTruth:
-    """Read COCO instances and captions JSON; keep only `image_ids` when given (the files can be large)."""
-    instances = json.loads(Path(instances).read_text())
-    captions = json.loads(Path(captions).read_text())
+    """Read COCO instances and captions JSON; keep only `image_ids` when given (the files can be large).
+
+    Each of `instances` and `captions` is one file or a list of them, merged: the reference builds its ground
+    truth from COCO train and val 2014 together (an image's classes are the union over all files).
+    """
     wanted = (lambda image_id: image_id in image_ids) if image_ids is not None else (lambda image_id: True)
-    images = {image["id"]: image for image in instances["images"] if wanted(image["id"])}
-    objects: dict[int, set[str]] = {image_id: set() for image_id in images}
-    names = {category["id"]: category["name"] for category in instances["categories"]}
-    for annotation in instances["annotations"]:
-        if wanted(annotation["image_id"]):
-            objects.setdefault(annotation["image_id"], set()).add(CLASS_OF[names[annotation["category_id"]]])
-    for annotation in captions["annotations"]:
-        if wanted(annotation["image_id"]):
-            found = {name for _, name in object_mentions(annotation["caption"])}
-            objects.setdefault(annotation["image_id"], set()).update(found)
+    images: dict[int, dict] = {}
+    objects: dict[int, set[str]] = {}
+    for path in _paths(instances):
+        data = json.loads(path.read_text())
+        names = {category["id"]: category["name"] for category in data["categories"]}
+        for image in data["images"]:
+            if wanted(image["id"]):
+                images[image["id"]] = image
+                objects.setdefault(image["id"], set())
+        for annotation in data["annotations"]:
+            if wanted(annotation["image_id"]):
+                objects.setdefault(annotation["image_id"], set()).add(CLASS_OF[names[annotation["category_id"]]])
+    for path in _paths(captions):
+        for annotation in json.loads(path.read_text())["annotations"]:
+            if wanted(annotation["image_id"]):
+                found = {name for _, name in object_mentions(annotation["caption"])}
+                objects.setdefault(annotation["image_id"], set()).update(found)
     return GroundTruth(objects=objects, images=images)
 
 
@@ -116,24 +133,30 @@ class ChairResult:
         return {"chair_s": self.chair_s, "chair_i": self.chair_i, "recall": self.recall, **counts}
 
 
-def chair(answers: Iterable[tuple[int, str]], truth: dict[int, set[str]]) -> ChairResult:
-    """CHAIR of (COCO image id, answer) pairs against per-image ground-truth classes."""
+def chair(
+    answers: Iterable[tuple[int, str]], truth: dict[int, set[str]], mentions: Sequence[list] | None = None
+) -> ChairResult:
+    """CHAIR of (COCO image id, answer) pairs against per-image ground-truth classes.
+
+    `mentions`, one list of (word, class) per answer, replaces the rule-based reading (`object_mentions`): the
+    objects a chat model listed (`training.object_extraction`).
+    """
     result = ChairResult()
-    for image_id, text in answers:
+    for n, (image_id, text) in enumerate(answers):
         if image_id not in truth:
             raise ValueError(f"image {image_id} has no ground truth")
         present = truth[image_id]
-        mentions = object_mentions(text)
-        hallucinated = [words for words, name in mentions if name not in present]
+        mentions_here = object_mentions(text) if mentions is None else mentions[n]
+        hallucinated = [words for words, name in mentions_here if name not in present]
         result.answers += 1
-        result.answers_with_objects += bool(mentions)
+        result.answers_with_objects += bool(mentions_here)
         result.hallucinated_answers += bool(hallucinated)
-        result.mentions += len(mentions)
+        result.mentions += len(mentions_here)
         result.hallucinated_mentions += len(hallucinated)
-        result.recalled += len({name for _, name in mentions} & present)
+        result.recalled += len({name for _, name in mentions_here} & present)
         result.ground_truth += len(present)
         result.per_answer.append(
-            {"image_id": image_id, "mentions": [name for _, name in mentions], "hallucinated": hallucinated}
+            {"image_id": image_id, "mentions": [name for _, name in mentions_here], "hallucinated": hallucinated}
         )
     return result
 

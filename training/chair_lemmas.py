@@ -52,13 +52,13 @@ def _install_wordnet(wordnet_dir: Path) -> None:
     nltk.data.path.insert(0, str(data))
 
 
-def _candidates(wordnet, wordnet_dir: Path) -> set[str]:
+def _candidates(wordnet, wordnet_dir: Path, relevant: frozenset[str]) -> set[str]:
     """Every WordNet word and exception form, and the inflections morphy's noun rules undo, twice over."""
     words = {lemma for lemma in wordnet.all_lemma_names() if "_" not in lemma}
     for name in EXCEPTION_FILES:
         words |= {line.split()[0] for line in Path(wordnet_dir, name).read_text().splitlines() if line.strip()}
     rules = wordnet.MORPHOLOGICAL_SUBSTITUTIONS["n"]
-    inflected = set(RELEVANT_WORDS)
+    inflected = set(relevant)
     for _ in range(2):
         inflected |= {
             word[: len(word) - len(new)] + old for word in inflected for old, new in rules if word.endswith(new)
@@ -66,17 +66,18 @@ def _candidates(wordnet, wordnet_dir: Path) -> set[str]:
     return words | inflected
 
 
-def derive(wordnet_dir) -> dict[str, str]:
-    """The lemma table, computed by NLTK's own lemmatizer on the WordNet files in `wordnet_dir`."""
+def derive(wordnet_dir, relevant: frozenset[str] = RELEVANT_WORDS) -> dict[str, str]:
+    """The lemma table for the words that matter (`relevant`: CHAIR's, or AMBER's for `training.amber`), computed
+    by NLTK's own lemmatizer on the WordNet files in `wordnet_dir`."""
     _install_wordnet(Path(wordnet_dir))
     from nltk.corpus import wordnet
     from nltk.stem import WordNetLemmatizer
 
     lemmatizer = WordNetLemmatizer()  # the reference's lemmatizer, called as the reference calls it
     table = {}
-    for token in sorted(_candidates(wordnet, Path(wordnet_dir))):
+    for token in sorted(_candidates(wordnet, Path(wordnet_dir), relevant)):
         lemma = lemmatizer.lemmatize(token)
-        if lemma != token and (lemma in RELEVANT_WORDS or token in RELEVANT_WORDS):
+        if lemma != token and (lemma in relevant or token in relevant):
             table[token] = lemma
     return table
 
@@ -85,8 +86,10 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wordnet", required=True, help="a WordNet 3.0 dict folder (index.noun, noun.exc, ...)")
     parser.add_argument("--out", default=str(LEMMAS_FILE))
+    parser.add_argument("--words", help="the words that matter, one a line (default: CHAIR's)")
     args = parser.parse_args(argv)
-    table = derive(args.wordnet)
+    relevant = frozenset(Path(args.words).read_text(encoding="utf-8").split()) if args.words else RELEVANT_WORDS
+    table = derive(args.wordnet, relevant)
     Path(args.out).write_text("".join(f"{token}\t{lemma}\n" for token, lemma in table.items()), encoding="utf-8")
     print(f"{len(table)} lemmas written to {args.out}")
 

@@ -3,13 +3,15 @@
 The data are TRL vision-preference rows (`images`, `prompt`, `chosen`, `rejected`) as `labeling.formats`
 writes them: a `datasets` folder, a parquet file or a JSONL file. The settings default to the paper's: sigmoid
 DPO on summed token log-probs, β 0.1, lr 5e-7, cosine with 5% warm-up, weight decay 0.01, global batch 8,
-4 epochs; bf16 and gradient checkpointing on a GPU, off on CPU. As in the reference (LLaVA's recipe), the
-vision tower runs frozen and the projector and language model train (`train_vision_tower` trains the tower
-too). With `lora`, an r 64 / α 16 / dropout 0.05 adapter on the language model's linear layers at lr 1e-5,
-the projector trained fully beside it (PEFT's `modules_to_save`); the adapter-disabled policy is then the
-reference, so it costs no extra memory. TRL's `disable_dropout` zeroes every dropout module, LoRA's too, so
-the configured LoRA dropout is put back once the trainer is built. TRL 1.16 refuses
-`precompute_ref_log_probs` for vision data, so without LoRA the reference model runs beside the policy.
+4 epochs, no SFT term (with `sft_weight`, the reference's: the weight times the chosen answer's summed
+log-probability, subtracted; `sft_scale: mean` takes TRL's per-token mean instead); bf16 and gradient
+checkpointing on a GPU, off on CPU. As in the reference (LLaVA's recipe), the vision tower runs frozen and the
+projector and language model train (`train_vision_tower` trains the tower too). With `lora`, an r 64 / α 16 /
+dropout 0.05 adapter on the language model's linear layers at lr 1e-5, the projector trained fully beside it
+(PEFT's `modules_to_save`); the adapter-disabled policy is then the reference, so it costs no extra memory.
+TRL's `disable_dropout` zeroes every dropout module, LoRA's too, so the configured LoRA dropout is put back
+once the trainer is built. TRL 1.16 refuses `precompute_ref_log_probs` for vision data, so without LoRA the
+reference model runs beside the policy.
 
 Progress goes to a `report(record)` callable; the CLI prints each record as one line, `PROGRESS_PREFIX`
 followed by JSON, which is how the web app follows a training that runs in a child process. Records:
@@ -27,11 +29,13 @@ from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from labeling.remote_code import MARKER, is_trusted, trust_remote_code
 from training.vlm_parts import language_linear_names, vlm_parts
 
 PROGRESS_PREFIX = "@rlaifv-progress "
 RECORD_FILE = "rlaifv_dpo.json"  # written next to the checkpoint: what it was trained from and how
 FULL_LR, LORA_LR = 5e-7, 1e-5
+SFT_SCALES = ("sum", "mean")
 
 
 @dataclass
@@ -43,8 +47,16 @@ class DPOSettings:
     sft_weight: float = field(
         default=0.0,
         metadata={
-            "help": "Weight of an NLL (SFT) term on the chosen answers, added to the DPO loss (TRL's 'sft' loss); "
-            "0, the paper's plain DPO. Small models trained from scratch keep their fluency with it."
+            "help": "Weight of an NLL (SFT) term on the chosen answers, added to the DPO loss; 0, the paper's plain "
+            "DPO. Small models trained from scratch keep their fluency with it."
+        },
+    )
+    sft_scale: str = field(
+        default="sum",
+        metadata={
+            "help": "How the SFT term measures a chosen answer: 'sum', its summed token log-probability, as the "
+            "reference (SFT_weight × the summed log-prob, averaged over the pairs); 'mean', TRL's 'sft' loss, "
+            "the mean over the batch's chosen tokens (about answer-length times weaker at the same weight)."
         },
     )
     learning_rate: float | None = field(
@@ -101,6 +113,8 @@ class DPOSettings:
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError("invalid DPO settings: " + ", ".join(f"{name}={getattr(self, name)!r}" for name in bad))
+        if self.sft_scale not in SFT_SCALES:
+            raise ValueError(f"invalid DPO settings: sft_scale={self.sft_scale!r} (one of {', '.join(SFT_SCALES)})")
         if self.merge_lora and not self.lora:
             raise ValueError("merge_lora needs lora")
         if self.train_vision_tower and self.lora:
@@ -258,6 +272,26 @@ def restore_lora_dropout(model, p: float) -> None:
             module.p = p
 
 
+def summed_sft_trainer(sft_weight: float):
+    """TRL's DPOTrainer whose SFT term is the reference's: −sft_weight × the chosen answers' summed log-prob,
+    averaged over the pairs, where TRL's 'sft' loss is −(the mean log-prob over the batch's chosen tokens).
+
+    Σ_tokens / pairs = mean_over_tokens × (chosen tokens / pairs), so giving the 'sft' loss that weight, from each
+    batch's completion mask (the chosen rows are its first half), makes TRL compute exactly the summed term with
+    no second forward pass and nothing else of TRL's loss copied.
+    """
+    from trl import DPOTrainer
+
+    class SummedSFTDPOTrainer(DPOTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            chosen, _ = inputs["completion_mask"][..., 1:].chunk(2, dim=0)  # as TRL masks the shifted log-probs
+            per_pair = sft_weight * chosen.sum() / chosen.size(0)
+            self.loss_weights = [per_pair if kind == "sft" else 1.0 for kind in self.loss_types]
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    return SummedSFTDPOTrainer
+
+
 def build_trainer(dataset, policy, out, settings: DPOSettings, callbacks=()):
     """TRL's DPOTrainer for `policy` (a local checkpoint folder) on `dataset`, set up as the reference trains."""
     import torch
@@ -268,17 +302,21 @@ def build_trainer(dataset, policy, out, settings: DPOSettings, callbacks=()):
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by `accelerate launch`
     args = trl_config(settings, out, world_size)
+    args.trust_remote_code = trust_remote_code(policy)  # TRL loads the reference model itself
     try:
         processor = load_processor(policy)
         # Full fine-tuning keeps float32 master weights under bf16 autocast: a 5e-7 step vanishes in bf16
         # rounding. With LoRA only the adapter trains (PEFT keeps it in float32), so the frozen base is bf16.
         dtype = torch.bfloat16 if args.bf16 and settings.lora else torch.float32
-        model = AutoModelForImageTextToText.from_pretrained(policy, dtype=dtype, use_safetensors=True)
+        model = AutoModelForImageTextToText.from_pretrained(
+            policy, dtype=dtype, use_safetensors=True, trust_remote_code=args.trust_remote_code
+        )
     except OSError as exc:
         raise OSError(f"cannot load the policy {str(policy)!r}: {exc}") from exc
     if not settings.lora and not settings.train_vision_tower:
         freeze_vision_tower(model)
-    trainer = DPOTrainer(
+    summed = settings.sft_weight and settings.sft_scale == "sum"
+    trainer = (summed_sft_trainer(settings.sft_weight) if summed else DPOTrainer)(
         model=model,
         args=args,
         train_dataset=dataset,
@@ -323,6 +361,8 @@ def train_dpo(pairs, policy, out, settings: DPOSettings | None = None, report: C
     if trainer.accelerator.is_main_process:
         trainer.processing_class.save_pretrained(out)
         Path(out, RECORD_FILE).write_text(json.dumps(record, indent=2))
+        if is_trusted(policy):  # the checkpoint runs the same code, which save_pretrained copied beside it
+            Path(out, MARKER).touch()
         report({"event": "saved", "out": str(out), **{k: record[k] for k in ("pairs", "steps", "loss")}})
     trainer.accelerator.wait_for_everyone()
     return record
@@ -338,9 +378,13 @@ def merge_adapter(adapter, out):
     if not Path(adapter, "adapter_model.safetensors").is_file():  # PEFT would fall back to a pickled .bin
         raise OSError(f"{adapter}: no adapter_model.safetensors (adapters are loaded from safetensors only)")
     base_path = PeftConfig.from_pretrained(adapter).base_model_name_or_path
-    base = AutoModelForImageTextToText.from_pretrained(base_path, use_safetensors=True)
+    base = AutoModelForImageTextToText.from_pretrained(
+        base_path, use_safetensors=True, trust_remote_code=trust_remote_code(base_path)
+    )
     PeftModel.from_pretrained(base, adapter).merge_and_unload().save_pretrained(out)
     load_processor(adapter).save_pretrained(out)
+    if is_trusted(base_path):
+        Path(out, MARKER).touch()
     record = Path(adapter, RECORD_FILE)
     if record.exists():
         shutil.copy(record, Path(out, RECORD_FILE))

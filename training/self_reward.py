@@ -34,9 +34,12 @@ def load_models(policy, reference, device: str = "cpu", dtype=None) -> RewardMod
     from transformers import AutoModelForImageTextToText
 
     from labeling.processors import load_processor
+    from labeling.remote_code import trust_remote_code
 
     def load(path):
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, use_safetensors=True)  # no pickle
+        model = AutoModelForImageTextToText.from_pretrained(
+            path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code(path)
+        )  # safetensors: no pickle
         return model.to(device).eval()
 
     return RewardModels(load(policy), load(reference), load_processor(policy))

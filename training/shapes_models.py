@@ -53,6 +53,9 @@ ITERATION_CONFIG = {
     "beta": 0.1,
     "learning_rate": 3e-5,
     "sft_weight": 1.0,
+    # TRL's per-token mean, as these settings were chosen with; the default is now the reference's summed log-prob,
+    # about answer-length times stronger at the same weight.
+    "sft_scale": "mean",
     "global_batch_size": 32,
     "per_device_batch_size": 32,
     "epochs": 3,

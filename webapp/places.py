@@ -92,3 +92,11 @@ def data_file(name: str, key: str) -> Path:
     if not isinstance(name, str):
         raise PlaceError(f"{key} must be a path under DATA_DIR")
     return _inside(settings.DATA_DIR, name, key, "DATA_DIR")
+
+
+def data_files(value, key: str) -> list[Path]:
+    """The data files a config key names: one path or a list of them (COCO train and val 2014), each under DATA_DIR."""
+    names = value if isinstance(value, list) else [value]
+    if not names:
+        raise PlaceError(f"{key} names no file")
+    return [data_file(name, key) for name in names]

@@ -262,6 +262,9 @@ LOGGING = {
 # Engines and orchestration.
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "http://127.0.0.1:8001/v1")
 OPENAI_API_KEY = env_secret("OPENAI_API_KEY") or "none"
+# The OpenAI-compatible server whose model (config "mmhal_judge") judges MMHal-Bench answers; the engine's by default.
+JUDGE_BASE_URL = env_str("JUDGE_BASE_URL", OPENAI_BASE_URL)
+JUDGE_API_KEY = env_secret("JUDGE_API_KEY") or OPENAI_API_KEY
 CHUNK_SIZE = env_int("CHUNK_SIZE", 32)
 TORCH_DEVICE = env_str("TORCH_DEVICE", "cpu")
 # Engine options every iteration starts from, per engine, e.g. {"vllm": {"gpu_memory_utilization": 0.85}}

@@ -13,11 +13,16 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class Sampling:
-    """Sampling settings; defaults are the paper's policy settings (temperature 0.7, 512 new tokens)."""
+    """Sampling settings; defaults are the paper's policy settings (temperature 0.7, 512 new tokens).
+
+    `num_beams` > 1 decodes by beam search instead (Object HalBench's answers, as the reference decodes them:
+    3 beams); it ignores temperature and seeds, so every seed of a request gets the same text.
+    """
 
     temperature: float = 0.7
     top_p: float = 1.0
     max_new_tokens: int = 512
+    num_beams: int = 1
 
 
 @dataclass(frozen=True)

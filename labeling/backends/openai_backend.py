@@ -4,11 +4,23 @@ All three calls go through chat completions, so the server applies the model's o
 text LLM of `complete` included). Timeouts and retries are the `openai` client's: connection errors,
 timeouts, 408, 409, 429 and 5xx are retried with exponential backoff (0.5 s doubling up to 8 s, with
 jitter), or after the server's Retry-After when it sends one.
+
+A verdict asks for the answer tokens explicitly (labeling.backends.logprobs says which ids; the server's
+tokenizer gives them, through vLLM's `/tokenize` and `/detokenize` beside `/v1`): `logit_bias` adds
++100 to each of their logits, so they are the top ones of the first position and `top_logprobs`, set to their
+number, returns all of them whatever their rank without the bias. Adding b to the logits of a set S turns
+p_i into p_i·e^b / (e^b·p(S) + 1 − p(S)) for i in S: every answer token's probability is multiplied by the same
+factor, so their ratio, and the verdict P(yes) > P(no), is the full-vocabulary one; with b = 100 the factor is
+1 / p(S), so the reported P(yes) and P(no) sum to 1. A server that reports log-probs before the bias (vLLM's
+default `--logprobs-mode raw_logprobs`) still samples under it, so its chosen token is the likeliest answer
+token and comes back with its full-vocabulary log-prob; start it with `--logprobs-mode processed_logprobs` to
+get every answer token's.
 """
 
 import base64
 import io
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,9 +28,9 @@ from pathlib import Path
 import openai
 
 from labeling.backends.base import GenerationRequest, PolarQuery, Sampling, YesNo
-from labeling.backends.logprobs import yes_no_from_top_tokens
+from labeling.backends.logprobs import AnswerTokens, answer_tokens, yes_no_from_top_tokens
 
-TOP_LOGPROBS = 20  # the most the OpenAI API allows
+ANSWER_BIAS = 100  # the most the OpenAI API allows: the answer tokens outrank every other token
 COMPLETE_SEED = 0  # `complete` gets no seeds; a fixed one makes a rerun of the divide step give the same claims
 
 
@@ -60,15 +72,22 @@ def sampling_params(sampling: Sampling, seed: int) -> dict:
     }
 
 
-# Greedy, so the reported token is the top one; the logprobs themselves do not depend on temperature
-# on vLLM (it reports the raw softmax by default).
-YES_NO_PARAMS = {"max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": TOP_LOGPROBS}
+def yes_no_params(tokens: AnswerTokens) -> dict:
+    """One greedy token with every answer token among the top log-probs (see the module)."""
+    return {
+        "max_tokens": 1,
+        "temperature": 0.0,
+        "logprobs": True,
+        "top_logprobs": len(tokens.ids),
+        "logit_bias": {str(token): ANSWER_BIAS for token in tokens.ids},
+    }
 
 
 class OpenAIBackend:
     """Backend over HTTP: one request per seed, claim or prompt, `concurrency` of them in flight.
 
-    `text_model` names the divide step's LLM on the same server (default: `model`).
+    `text_model` names the divide step's LLM on the same server (default: `model`); `yes_no_variants` counts
+    " Yes" beside "Yes" (labeling.backends.logprobs).
     """
 
     def __init__(
@@ -80,6 +99,7 @@ class OpenAIBackend:
         max_retries: int = 4,
         concurrency: int = 8,
         text_model: str | None = None,
+        yes_no_variants: bool = False,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -89,11 +109,19 @@ class OpenAIBackend:
         self.timeout = timeout
         self.max_retries = max_retries
         self.concurrency = concurrency
+        self.yes_no_variants = yes_no_variants
+        self._answer_tokens = None
+        self._answer_lock = threading.Lock()
         # `vllm serve` without --api-key takes any key, but the client refuses to start without one.
         api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
 
     def generate(self, requests: Sequence[GenerationRequest], sampling: Sampling) -> list[list[str]]:
+        if sampling.num_beams > 1:
+            raise OpenAIBackendError(
+                f"{self.base_url}: the chat completions API has no beam search; evaluate with eval_num_beams 1, "
+                "or with the transformers or vllm engine"
+            )
         # One request per seed: with the server's `n`, all candidates would share one seeded generator.
         urls = {request.image: image_data_url(request.image) for request in requests}
 
@@ -105,11 +133,30 @@ class OpenAIBackend:
         texts = iter(self._map(answer, [(r, seed) for r in requests for seed in r.seeds]))
         return [[next(texts) for _ in request.seeds] for request in requests]
 
+    def answer_tokens(self) -> AnswerTokens:
+        """The labeler's yes and no token ids, from the server's tokenizer (asked once)."""
+        with self._answer_lock:
+            if self._answer_tokens is None:
+                root = self.base_url.rstrip("/").removesuffix("/v1")
+
+                def encode(text: str) -> list[int]:
+                    body = {"model": self.model, "prompt": text, "add_special_tokens": False}
+                    return self._post(f"{root}/tokenize", body)["tokens"]
+
+                def decode(token: int) -> str:
+                    return self._post(f"{root}/detokenize", {"model": self.model, "tokens": [token]})["prompt"]
+
+                self._answer_tokens = answer_tokens(encode, decode, variants=self.yes_no_variants)
+        return self._answer_tokens
+
     def yes_no(self, queries: Sequence[PolarQuery]) -> list[YesNo]:
+        if not queries:
+            return []
+        params = yes_no_params(self.answer_tokens())
         urls = {query.image: image_data_url(query.image) for query in queries}
 
         def verdict(query: PolarQuery) -> YesNo:
-            return self._yes_no(self._chat(chat_messages(query.prompt, urls[query.image]), **YES_NO_PARAMS))
+            return self._yes_no(self._chat(chat_messages(query.prompt, urls[query.image]), **params))
 
         return self._map(verdict, queries)
 
@@ -122,9 +169,17 @@ class OpenAIBackend:
 
     def _chat(self, messages: list[dict], model: str | None = None, **params):
         model = model or self.model
+        return self._call(model, lambda: self.client.chat.completions.create(model=model, messages=messages, **params))
+
+    def _post(self, url: str, body: dict) -> dict:
+        """A JSON request to one of the server's own endpoints (vLLM's /tokenize, /detokenize)."""
+        return self._call(self.model, lambda: self.client.post(url, cast_to=object, body=body))
+
+    def _call(self, model: str, request: Callable):
+        """`request()`, its failures turned into an OpenAIBackendError naming the server, the model and the cause."""
         where = f"{self.base_url} (model {model!r})"
         try:
-            return self.client.chat.completions.create(model=model, messages=messages, **params)
+            return request()
         except openai.APITimeoutError as error:
             raise OpenAIBackendError(
                 f"{where}: no answer within {self.timeout} s, {self.max_retries + 1} attempts"
@@ -147,7 +202,13 @@ class OpenAIBackend:
                 "supports logprobs and top_logprobs"
             )
         first = logprobs.content[0]
-        return yes_no_from_top_tokens((top.token, top.logprob) for top in first.top_logprobs or [first])
+        verdict = yes_no_from_top_tokens((top.token, top.logprob) for top in [first, *(first.top_logprobs or [])])
+        if verdict.p_yes == verdict.p_no == 0:
+            raise OpenAIBackendError(
+                f"{self.base_url} (model {self.model!r}) answered {first.token!r}, not yes or no: it ignored "
+                "logit_bias, which yes/no needs"
+            )
+        return verdict
 
     def _map(self, fn: Callable, items: Sequence) -> list:
         """fn over items on `concurrency` threads, results in order; the first failure cancels the rest."""

@@ -6,7 +6,7 @@ in one batched forward on a copy of that prefix's KV cache. `generate` samples w
 seed (see `seeded_sampling`), so a seed gives the same text whatever else is in the batch.
 
 Both work on every family of `labeling.tiny_models.FAMILIES` (LLaVA-1.5, Qwen2-VL, Qwen2.5-VL, Gemma 3,
-LLaVA-OneVision, Idefics3): prompts are tokenised exactly as the processor does (each image placeholder
+LLaVA-NeXT, LLaVA-OneVision, Idefics3): prompts are tokenised exactly as the processor does (each image placeholder
 replaced by the text the processor gives for that image: its tiles, its dynamic-resolution token count,
 Gemma's begin/end-of-image markers), per-token modality ids go with the prompt (Gemma's bidirectional
 attention over an image, Qwen's M-RoPE), and positions follow the model's own rules (`positions`).
@@ -25,10 +25,12 @@ from PIL import Image
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
 from labeling.backends.base import GenerationRequest, PolarQuery, Sampling, YesNo
+from labeling.backends.logprobs import answer_tokens
 from labeling.backends.positions import next_positions, prompt_positions
 from labeling.backends.seeded_sampling import sample_rows
 from labeling.batching import batched
 from labeling.processors import load_processor
+from labeling.remote_code import trust_remote_code
 
 QUESTION_PLACEHOLDER = "\ue000"  # a private-use character: marks where the question starts in the chat prompt
 # What a processor returns about the text rather than the image; the per-token modality ids are one of the
@@ -69,25 +71,6 @@ class ImageQuestions:
 def load_image(path) -> Image.Image:
     with Image.open(path) as image:
         return image.convert("RGB")
-
-
-def answer_token_ids(tokenizer, words: Sequence[str]) -> list[int]:
-    """Ids of the tokens a model starts its answer with when it says one of `words`.
-
-    Each word is encoded bare and after a space, and the first token is kept only if it decodes to the
-    word itself: BPE vocabularies hold both "Yes" and " Yes" (both count), and SentencePiece may give a
-    lone "▁" for " Yes" (which must not count). The WordLevel tiny models have one token per word.
-    """
-    ids = []
-    for word in words:
-        for variant in (word, " " + word):
-            encoded = tokenizer.encode(variant, add_special_tokens=False)
-            if encoded and tokenizer.decode(encoded[:1]).strip() == word:
-                ids.append(encoded[0])
-    missing = [word for word in words if not any(tokenizer.decode([i]).strip() == word for i in ids)]
-    if missing:
-        raise ValueError(f"the tokenizer has no single token for {missing}")
-    return sorted(set(ids))
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -151,9 +134,10 @@ class TransformersBackend:
 
     def __init__(
         self, model_path, text_model_path=None, device="cpu", dtype=None, batch_size=32, device_map=None,
-        attn_implementation=None,
+        attn_implementation=None, yes_no_variants=False,
     ):  # fmt: skip
-        """`device_map` (e.g. "auto") spreads the model over the worker's GPUs instead of putting it on `device`."""
+        """`device_map` (e.g. "auto") spreads the model over the worker's GPUs instead of putting it on `device`;
+        `yes_no_variants` counts " Yes" beside "Yes" (labeling.backends.logprobs)."""
         self.batch_size = batch_size
         self.processor = load_processor(model_path)
         self.tokenizer = self.processor.tokenizer
@@ -165,13 +149,18 @@ class TransformersBackend:
             use_safetensors=True,
             device_map=device_map,
             attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code(model_path),
         )
         self.model = (model if device_map else model.to(device)).eval()
         self.device = self.model.device  # with a device map, where its inputs go (the first layers' GPU)
         self.text_model_path = text_model_path
         self._text = None
-        self.yes_ids = answer_token_ids(self.tokenizer, ["Yes", "yes"])
-        self.no_ids = answer_token_ids(self.tokenizer, ["No", "no"])
+        tokens = answer_tokens(
+            lambda text: self.tokenizer.encode(text, add_special_tokens=False),
+            lambda token: self.tokenizer.decode([token]),
+            variants=yes_no_variants,
+        )
+        self.yes_ids, self.no_ids = list(tokens.yes), list(tokens.no)
         self.eos_ids = self._eos_ids(self.model, self.tokenizer)
         prefix = self._chat(QUESTION_PLACEHOLDER)
         self.prefix_text = prefix[: prefix.index(QUESTION_PLACEHOLDER)]
@@ -236,6 +225,8 @@ class TransformersBackend:
         tensors concatenate (any for fixed-resolution or Qwen processors; the same tile count for tiling
         ones), so rows are grouped by that first; a seed's text does not depend on its batch.
         """
+        if sampling.num_beams > 1:
+            return self._beam_search(requests, sampling)
         images = {str(path): self._image_inputs(path) for path in dict.fromkeys(r.image for r in requests)}
         rows = [(r, seed) for r, request in enumerate(requests) for seed in request.seeds]
         texts: dict[tuple[int, int], str] = {}
@@ -261,6 +252,30 @@ class TransformersBackend:
                 texts[r, seed] = self.tokenizer.decode(row_tokens, skip_special_tokens=True).strip()
         return [[texts[r, seed] for seed in request.seeds] for r, request in enumerate(requests)]
 
+    @torch.inference_mode()
+    def _beam_search(self, requests: Sequence[GenerationRequest], sampling: Sampling) -> list[list[str]]:
+        """Beam search by transformers' own `generate`, as the reference decodes Object HalBench's answers.
+
+        One prompt at a time: in a left-padded batch the padding would change the beams' scores. Beam search
+        draws nothing at random, so every seed of a request gets the same text.
+        """
+        texts = []
+        for request in requests:
+            inputs = self.processor(
+                text=[self._chat(request.question)], images=[load_image(request.image)], return_tensors="pt"
+            ).to(self.device)
+            output = self.model.generate(
+                **inputs,
+                do_sample=False,
+                num_beams=sampling.num_beams,
+                max_new_tokens=sampling.max_new_tokens,
+                eos_token_id=sorted(self.eos_ids),
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+            text = self.tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+            texts.append([text.strip()] * len(request.seeds))
+        return texts
+
     # ---- complete (text only) ----------------------------------------------------------------------
 
     def _text_model(self):
@@ -268,9 +283,12 @@ class TransformersBackend:
             if self.text_model_path is None:
                 self._text = (self.model, self.tokenizer)
             else:
-                tokenizer = AutoTokenizer.from_pretrained(self.text_model_path, padding_side="left")
+                trusted = trust_remote_code(self.text_model_path)
+                tokenizer = AutoTokenizer.from_pretrained(
+                    self.text_model_path, padding_side="left", trust_remote_code=trusted
+                )
                 model = AutoModelForCausalLM.from_pretrained(
-                    self.text_model_path, dtype=self.model.dtype, use_safetensors=True
+                    self.text_model_path, dtype=self.model.dtype, use_safetensors=True, trust_remote_code=trusted
                 )
                 self._text = (model.to(self.device).eval(), tokenizer)
         return self._text
@@ -308,7 +326,8 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def yes_no(self, queries: Sequence[PolarQuery]) -> list[YesNo]:
-        """P(Yes)+P(yes) and P(No)+P(no) of the first answer token; no repetition penalty.
+        """P(Yes)+P(yes) and P(No)+P(no) of the first answer token (labeling.backends.logprobs says which
+        tokens); no repetition penalty.
 
         The prompt splits where the question starts: the prefix `USER: <image> ` (with its image tokens)
         runs once per image, then its KV cache is copied to every question row of that image and the

@@ -16,7 +16,7 @@ import json
 
 from django.db.models import Q
 
-from webapp.iterations.config import config
+from webapp.iterations.config import config, eval_sampling
 from webapp.models import Instruction, Iteration, Split
 
 
@@ -53,6 +53,12 @@ def measurement(iteration: Iteration) -> str:
         "seeding": cfg["seeding"],
         "test_split": hashlib.sha256(json.dumps(heldout).encode()).hexdigest(),
     }
+    if eval_sampling(cfg).num_beams > 1:  # only then, so greedy evaluations keep the measurements they had
+        what["num_beams"] = eval_sampling(cfg).num_beams
+    if cfg.get("chair_extractor"):
+        what["chair_extractor"] = cfg["chair_extractor"]
+    # The benchmarks' files and judge, where named (webapp/jobs/benchmarks.py): other files, other figures.
+    what |= {key: cfg[key] for key in ("amber_data", "amber_queries", "mmhal_data", "mmhal_judge") if cfg.get(key)}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -61,6 +61,24 @@ TRENDS = [
         ],
     ),
     (
+        "AMBER: hallucination in descriptions",
+        "% of nouns, descriptions or objects",
+        [("eval.amber_chair",), ("eval.amber_hal",), ("eval.amber_cog",), ("eval.amber_cover",)],
+    ),
+    (
+        "AMBER: yes/no questions",
+        "%",
+        [
+            ("eval.amber_accuracy",),
+            ("eval.amber_f1",),
+            ("eval.amber_existence_f1",),
+            ("eval.amber_attribute_f1",),
+            ("eval.amber_relation_f1",),
+        ],
+    ),
+    ("MMHal-Bench: answers rated hallucinated", "% of answers", [("eval.mmhal_hallucination_rate",)]),
+    ("MMHal-Bench: the judge's average rating", "rating (0-6)", [("eval.mmhal_score",)]),
+    (
         "How often the labeler is right",
         "% of claims",
         [("reviewer_agreement",), ("feedback.labeler_accuracy",), ("eval.truth_labeler_accuracy",)],

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from labeling.backends.base import Sampling
 from labeling.engine_options import check_options, gpus_needed
 from webapp.models import Iteration, JobKind
 
@@ -49,7 +50,13 @@ RULE_SPLITTER = "rule"
 # The config keys that name a model (the candidates' generator, the second labeler, self-reward's reference) and
 # those that name data files (COCO's ground truth: the instances and captions JSON, the images' folder).
 MODEL_KEYS = ("generator", "second_labeler", "reference")
-DATA_KEYS = ("coco_instances", "coco_captions", "coco_images")
+# Each COCO key takes one path or a list (the reference reads train and val 2014 together).
+COCO_KEYS = ("coco_instances", "coco_captions", "coco_images")
+# AMBER's data folder and images, MMHal-Bench's folder (webapp/jobs/benchmarks.py).
+BENCHMARK_KEYS = ("amber_data", "amber_images", "mmhal_data")
+DATA_KEYS = (*COCO_KEYS, *BENCHMARK_KEYS)
+# Object HalBench's answers are decoded as the reference decodes them, by 3-beam search; other evaluations greedily.
+OBJECT_HALBENCH_BEAMS = 3
 
 # The models an iteration loads, each with engine options of its own (config "engine_options": {role: {...}}):
 # the policy (generate, train, and its checkpoint in evaluate), the labeler (label, evaluate; a second labeler
@@ -62,6 +69,17 @@ def config(iteration: Iteration) -> dict:
     merged = DEFAULT_CONFIG | (iteration.config or {})
     merged["chunk_size"] = merged["chunk_size"] or settings.CHUNK_SIZE
     return merged
+
+
+def eval_sampling(cfg: dict) -> Sampling:
+    """How the evaluation decodes its answers: greedy (or `eval_temperature`), with `eval_num_beams` beams; the
+    beams default to Object HalBench's 3 when the config names COCO ground truth, else 1."""
+    beams = cfg.get("eval_num_beams") or (OBJECT_HALBENCH_BEAMS if cfg.get("coco_instances") else 1)
+    return Sampling(
+        temperature=cfg.get("eval_temperature", 0.0),
+        max_new_tokens=cfg.get("eval_max_new_tokens", cfg["max_new_tokens"]),
+        num_beams=beams,
+    )
 
 
 def second_labeler(iteration: Iteration) -> str | None:

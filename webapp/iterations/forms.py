@@ -5,6 +5,7 @@ import json
 from django import forms
 
 from labeling.backends.coin_flip import COIN_FLIP
+from training.dpo import DPOSettings
 from webapp import limits
 from webapp.iterations.config import (
     DATA_KEYS,
@@ -16,7 +17,7 @@ from webapp.iterations.config import (
 )
 from webapp.iterations.creating import create_iteration
 from webapp.models import Instruction, Iteration, Split
-from webapp.places import PlaceError, check_installed, data_file, installed_models
+from webapp.places import PlaceError, check_installed, data_files, installed_models
 
 KNOWN_MODELS_LIST = "known-models"  # the id of the <datalist> the new iteration page renders
 NOT_TRAINED_ON = (
@@ -59,10 +60,20 @@ def checked_config(config: dict, engine: str | None = None) -> dict:
     for key in DATA_KEYS:
         if config.get(key) is not None:
             try:
-                data_file(config[key], key)
+                data_files(config[key], key)
             except PlaceError as error:
                 raise forms.ValidationError(f"{error}.") from None
     return config
+
+
+def dpo_settings_error(config: dict) -> str | None:
+    """What is wrong with the config's DPO settings (training.dpo.DPOSettings fields, e.g. sft_weight and
+    sft_scale), as training would refuse them; None when they are fine."""
+    try:
+        DPOSettings.from_mapping(config)
+    except (TypeError, ValueError) as error:
+        return f"{error}."
+    return None
 
 
 class ModelNamesForm(forms.ModelForm):
@@ -124,6 +135,8 @@ class DraftForm(ModelNamesForm):
                 cleaned["config"] = checked_config(config, cleaned.get("engine"))
             except forms.ValidationError as error:
                 self.add_error("config", error)
+            if error := dpo_settings_error(config):
+                self.add_error("config", error)
         if isinstance(config, dict) and "engine_options" in config and cleaned.get("engine"):
             try:
                 config["engine_options"] = check_engine_options(cleaned["engine"], config["engine_options"])
@@ -164,7 +177,8 @@ class IterationForm(ModelNamesForm):
         '{"policy": {"dtype": "bfloat16"}, '
         '"labeler": {"tensor_parallel_size": 4, "gpu_memory_utilization": 0.85, "max_model_len": 4096}}. vLLM: dtype, '
         "tensor_parallel_size, gpu_memory_utilization, max_model_len, max_num_seqs; transformers: dtype, device_map, "
-        "attn_implementation; both: gpus (the GPUs the model is spread over: its queue) and memory_gb",
+        "attn_implementation; both: gpus (the GPUs the model is spread over: its queue) and memory_gb; every engine: "
+        'yes_no_variants (true: " Yes" counts beside "Yes")',
     )
     other_settings = SettingsJSONField(
         required=False,
@@ -259,6 +273,9 @@ class IterationForm(ModelNamesForm):
                 cleaned["other_settings"] = checked_config(cleaned["other_settings"], cleaned.get("engine"))
             except forms.ValidationError as error:
                 self.add_error("other_settings", error)
+        own = {k: cleaned[k] for k in ("beta", "learning_rate", "epochs", "lora") if cleaned.get(k) is not None}
+        if error := dpo_settings_error((cleaned.get("other_settings") or {}) | own):
+            self.add_error("other_settings", error)
         if "split" in cleaned and not self.instructions().exists():
             raise forms.ValidationError("No instructions match this source and split.")
         if cleaned.get("engine_options") is not None and cleaned.get("engine"):

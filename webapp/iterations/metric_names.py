@@ -33,6 +33,20 @@ METRICS = {
     "eval.truth_count_chair_i": Metric(
         "Object mentions hallucinated or past the true count (truth, count-aware CHAIRi)", percent=True, truth=True
     ),
+    # AMBER (training.amber) and MMHal-Bench (training.mmhal), where the config names their files.
+    "eval.amber_chair": Metric("AMBER: nouns hallucinated (CHAIR)", percent=True, truth=True),
+    "eval.amber_hal": Metric("AMBER: descriptions with a hallucination (Hal)", percent=True, truth=True),
+    "eval.amber_cog": Metric("AMBER: hallucination targets named (Cog)", percent=True, truth=True),
+    "eval.amber_cover": Metric("AMBER: true objects named (Cover)", percent=True, truth=True),
+    "eval.amber_accuracy": Metric("AMBER: yes/no questions answered right (accuracy)", percent=True, truth=True),
+    "eval.amber_f1": Metric("AMBER: F1 of the no answers", percent=True, truth=True),
+    "eval.amber_existence_f1": Metric("AMBER: F1, existence questions", percent=True, truth=True),
+    "eval.amber_attribute_f1": Metric("AMBER: F1, attribute questions", percent=True, truth=True),
+    "eval.amber_relation_f1": Metric("AMBER: F1, relation questions", percent=True, truth=True),
+    "eval.mmhal_hallucination_rate": Metric(
+        "MMHal-Bench: answers the judge rates hallucinated (rating < 3)", percent=True, truth=True
+    ),
+    "eval.mmhal_score": Metric("MMHal-Bench: the judge's average rating (0-6)", truth=True),
     # What the answers look like (labeling.answer_shape): a policy that games the labeler shows here first.
     "eval.repetition_share": Metric("Held-out answers repeating a claim", percent=True),
     "eval.mean_repeated_claims": Metric("Repeated claims per held-out answer"),

@@ -18,7 +18,8 @@ held-out instructions that carry their true objects (the shapes world) are score
 CHAIRi, recall, the labeler's accuracy: `truth_*` keys); CHAIR is computed when the config names COCO ground
 truth: `coco_instances`, `coco_captions` and `coco_images`, the folder of the COCO image files, which is how
 held-out images (stored by content, without their file names) are matched to COCO ids. Results go to
-`iteration.metrics["eval"]`, the answers to `heldout_answers.jsonl` in the checkpoint folder; the baseline (the
+`iteration.metrics["eval"]`, the answers to `heldout_answers.jsonl` in the checkpoint folder (AMBER and
+MMHal-Bench, where the config names their files, run after: webapp/jobs/benchmarks.py); the baseline (the
 starting policy, beside the generate stage) to `metrics["baseline"]`, its answers under VAR_DIR/evaluations/.
 """
 
@@ -41,14 +42,14 @@ from django.conf import settings
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 
-from labeling.backends.base import Sampling
 from training.dpo import DPOSettings, parse_progress
 from webapp.iterations.baseline import evaluation_split, measurement
-from webapp.iterations.config import DATA_KEYS, config, engine_options, splitter
+from webapp.iterations.config import COCO_KEYS, config, engine_options, eval_sampling, splitter
 from webapp.jobs.base import Stopped, commit_chunk, for_labeling
+from webapp.jobs.benchmarks import question_count, run_benchmarks
 from webapp.jobs.engines import OnFirstUse, backend_for, release_models
 from webapp.models import Instruction, Iteration, IterationStatus, Job
-from webapp.places import data_file, model_folder
+from webapp.places import SERVED, data_files, model_folder
 
 HEARTBEAT_SECONDS = 1.0
 LOSS_CURVE_KEYS = ("step", "epoch", "loss", "learning_rate", "grad_norm", "rewards/accuracies", "rewards/margins")
@@ -196,18 +197,30 @@ def train(job: Job) -> None:
 
 
 def _chair(cfg: dict, instructions: list[Instruction], answers) -> dict:
+    """Object HalBench's CHAIR: ground truth from every instances / captions file named (the reference merges COCO
+    train and val 2014), images matched in every folder named; objects read by rule, or listed by the chat model
+    `chair_extractor` names on the openai server (the reference's GPT path)."""
     from training.chair import chair, find_image_ids, load_ground_truth
 
-    missing = [key for key in DATA_KEYS if not cfg.get(key)]
+    missing = [key for key in COCO_KEYS if not cfg.get(key)]
     if missing:
         raise ValueError(f"CHAIR needs config {', '.join(missing)} (coco_images: the folder of the COCO images)")
-    instances, captions, images = (data_file(cfg[key], key) for key in DATA_KEYS)
+    instances, captions, folders = (data_files(cfg[key], key) for key in COCO_KEYS)
     truth = load_ground_truth(instances, captions)
     wanted = {i.image_sha256: (i.width, i.height, i.image.size) for i in instructions}
-    ids = find_image_ids(truth, images, wanted)
-    pairs = zip(instructions, answers, strict=True)
-    matched = [(ids[i.image_sha256], answer.text) for i, answer in pairs if i.image_sha256 in ids]
-    return chair(matched, truth.objects).summary() | {"images_matched": len({image for image, _ in matched})}
+    ids: dict[str, int] = {}
+    for folder in folders:
+        ids |= find_image_ids(truth, folder, {sha: shape for sha, shape in wanted.items() if sha not in ids})
+    pairs = [(i, answer) for i, answer in zip(instructions, answers, strict=True) if i.image_sha256 in ids]
+    matched = [(ids[i.image_sha256], answer.text) for i, answer in pairs]
+    mentions = None
+    if cfg.get("chair_extractor"):
+        from training.object_extraction import extract_mentions
+
+        extractor = backend_for(SERVED, cfg["chair_extractor"], stage="evaluate/extract")
+        mentions = extract_mentions(extractor, [i.question for i, _ in pairs], [answer.text for _, answer in pairs])
+    result = chair(matched, truth.objects, mentions).summary()
+    return result | {"images_matched": len({image for image, _ in matched}), "extractor": cfg.get("chair_extractor")}
 
 
 def evaluate(job: Job) -> None:
@@ -234,7 +247,8 @@ def _evaluation(job: Job, model: str) -> dict:
 
     iteration, cfg = job.iteration, config(job.iteration)
     instructions = evaluation_split(iteration)
-    job.start(total=len(instructions))
+    benchmarks = question_count(cfg)  # AMBER's and MMHal-Bench's questions, where the config names their files
+    job.start(total=len(instructions) + benchmarks)
     details: dict = {"policy": model, "instructions": len(instructions), "measurement": measurement(iteration)}
     result: dict = {"details": details}  # the numbers at the top level are the ones plotted across iterations
     trained = model != iteration.policy
@@ -254,10 +268,7 @@ def _evaluation(job: Job, model: str) -> dict:
             divider = OnFirstUse(
                 lambda: backend_for(engine, model, how.model, options=options, stage="evaluate/divide")
             )
-        sampling = Sampling(
-            temperature=cfg.get("eval_temperature", 0.0),
-            max_new_tokens=cfg.get("eval_max_new_tokens", cfg["max_new_tokens"]),
-        )
+        sampling = eval_sampling(cfg)
         answers = answer_and_judge(
             OnFirstUse(lambda: backend_for(engine, model, options=policy_options, stage="evaluate/answer")),
             OnFirstUse(
@@ -302,4 +313,8 @@ def _evaluation(job: Job, model: str) -> dict:
             for answer in answers:
                 row = {"instruction": answer.instruction_id, "answer": answer.text, "accepted": answer.accepted}
                 out.write(json.dumps(row | {"split_failed": answer.failure}, ensure_ascii=False) + "\n")
+    if benchmarks:
+        figures, more = run_benchmarks(job, model, cfg, offset=len(instructions))
+        result |= figures
+        details |= more
     return result
