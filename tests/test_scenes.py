@@ -253,27 +253,52 @@ def test_the_labeler_learns_the_questions_the_rule_splitter_asks_in_both_styles(
             assert claim_question(fact, style) == claim.question and st.parse(claim.question) == fact
 
 
-def test_the_first_steps_can_state_counts_alone_so_every_answer_token_depends_on_the_picture():
-    from training import scene_models
-    from training.shapes_models import Encoder
+def test_patch_targets_put_each_object_at_its_centre_patch_by_size_so_a_guest_inside_keeps_its_own():
+    from training.scene_vision import NONE, patch_targets
+
+    targets = patch_targets(hand_scene(), 12)
+    assert targets.shape == (4 + len(scenes.KINDS), 8, 8)
+    kind = scenes.KINDS.index
+    assert targets[2, 0, 0] == kind("red circle") and targets[3, 0, 0] == 0  # centre (6.5, 6.5)
+    assert targets[2, 5, 0] == kind("red circle")  # centre (6.5, 64.5)
+    assert targets[0, 3, 2] == kind("blue square") and targets[1, 3, 2] == 1  # striped, centre (28.5, 38.5)
+    assert targets[0, 4, 5] == kind("green circle") and targets[2, 4, 5] == kind("yellow triangle")
+    assert (targets[[0, 2]] != NONE).sum() == 5 and (targets[[1, 3]] != -100).sum() == 5
+    # the small red circle at (2, 2) to (11, 11) covers patch (0, 0): its neighbourhood is rows and columns 0–1
+    nearby = targets[4 + kind("red circle")]
+    assert nearby[:2, :2].all() and nearby[4:7, :2].all() and nearby.sum() == 4 + 6
+    assert targets[4 + kind("purple diamond")].sum() == 0
+
+
+def test_vision_pretraining_lowers_the_patch_loss_and_trains_the_tower_alone():
+    import torch
+
+    from training import scene_models, scene_vision
 
     processor = scene_models.build_processor_for_scenes()
-    encoder = Encoder(processor)
-    settings = scene_models.labeler_settings(0)
-    settings.images_per_step = 6
-    answers, questions, whole = scene_models.make_scene_batch(
-        random.Random(0), encoder, processor, settings, counts_only=True
-    )
+    model = scene_models.new_scene_model(processor, seed=0)
+    text_before = model.model.language_model.embed_tokens.weight.clone()
+    tower_before = next(model.model.vision_tower.parameters()).clone()
+    settings = scene_vision.VisionSettings(steps=40, images_per_step=8, warmup_steps=5)
+    log, head = scene_vision.pretrain_vision(model, processor, settings)
+    pixels, targets = scene_vision.draw_batch(random.Random(1), processor, 16)
+    with torch.no_grad():
+        after = sum(scene_vision.head_losses(head, scene_vision.patch_features(model, pixels), targets))
+    untrained = scene_vision.head_losses(scene_vision.PatchHead(96), torch.zeros(16, 64, 96), targets)
+    assert after < 0.6 * sum(untrained)
+    assert torch.equal(model.model.language_model.embed_tokens.weight, text_before)
+    assert not torch.equal(next(model.model.vision_tower.parameters()), tower_before)
+    accuracy = scene_vision.patch_accuracy(model, head, processor, pictures=4)
+    assert set(accuracy) == {"objects", "kind", "striped", "empty", "nearby"}
 
-    def texts(batch, where):
-        decode = processor.tokenizer.decode
-        return [
-            decode(ids[mask], skip_special_tokens=True) for ids, mask in zip(batch.tail_ids, where(batch), strict=True)
-        ]
 
-    for said in texts(answers, lambda b: b.labels != -100):
-        assert {f.kind for f in st.parse_all(said)} == {"count"}
-    for asked in texts(questions, lambda b: (b.labels == -100) & (b.tail_mask == 1)):
-        assert "there is" in asked or "there are" in asked or "can see" in asked or "Is there" in asked, asked
-    for asked in texts(whole, lambda b: (b.labels == -100) & (b.tail_mask == 1)):
-        assert {f.kind for f in st.parse_all(asked.split("that", 1)[1].split("?")[0])} == {"count"}
+def test_a_false_whole_answer_holds_a_policys_errors_in_place_and_a_true_one_none():
+    from training.scene_models import whole_answer_row
+
+    rng = random.Random(0)
+    for scene in PICTURES[:60]:
+        for truth in (True, False):
+            prompt, answer, _ = whole_answer_row(scene, rng, truth)
+            said = st.parse_all(prompt.split("Is it true that ", 1)[1].rsplit("?", 1)[0])
+            assert None not in said and answer == ("Yes" if truth else "No")
+            assert all(st.is_true(f, scene) for f in said) == truth

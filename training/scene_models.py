@@ -9,8 +9,9 @@ Three models, each seeded apart, each a standard checkpoint the transformers bac
   above all), and answers the AMBER-style probes ("Is there a red circle in the image?").
 - `scenes-chatty` is the second generator: true descriptions in the chatty style, the same probes.
 
-Training reuses world 1's machinery (`training.shapes_models`: the encoder, the shared-prefix batch, the loss,
-the schedule); only the rows differ.
+All three start from one vision tower pretrained on what each patch shows (`training.scene_vision`, as LLaVA
+models share a pretrained CLIP), frozen while they train. Training reuses world 1's machinery
+(`training.shapes_models`: the encoder, the shared-prefix batch, the loss, the schedule); only the rows differ.
 """
 
 import json
@@ -26,6 +27,7 @@ from labeling.conquer import labeler_prompt
 from labeling.divide import QuestionAnswer, divide_by_rules
 from labeling.tiny_models import build_processor, build_tokenizer
 from labeling.whole_response import whole_response_question
+from training.scene_vision import VisionSettings, patch_accuracy, pretrain_vision
 from training.shapes_models import (
     Batch,
     Encoder,
@@ -45,6 +47,7 @@ PATCH_PX = 12  # 96 px pictures in 8 × 8 patches: 64 image tokens, as world 1's
 TEXT_WIDTH, LAYERS = 128, 3
 VISION_WIDTH, VISION_LAYERS = 96, 3  # eight small objects with sizes, stripes and places: more than world 1's 64 × 2
 MAX_POSITIONS = 512
+VISION_STEPS = 3000  # the tower's pretraining: 87 % of objects' kinds read right at their centre patch
 WEIGHTS_DIR = Path(__file__).with_name(
     "scene_weights"
 )  # the prompt, 64 image tokens and a description of up to ~220 tokens
@@ -56,33 +59,25 @@ class SceneTrainingSettings(ShapesTrainingSettings):
     error_scale: float = field(
         default=0.0, metadata={"help": "Multiplies scene_text.ERROR_RATES in the descriptions (0: always true)."}
     )
-    counts_first_steps: int = field(
-        default=0,
-        metadata={
-            "help": "Steps at the start that state counts alone (descriptions, count questions, existence probes): "
-            "every answer token then depends on the picture. Full descriptions from the start learnt the language "
-            "and not the pictures (yes/no loss 0.61 after 900 steps); counts alone left that plateau sooner."
-        },
-    )
     whole_answer_questions: int = field(
         default=0, metadata={"help": "Whole-answer yes/no rows per batch (for the self-rewarding labeler)."}
     )
 
 
-# Sixteen pictures a step (each with its description and three yes/no rows): a step takes ~0.6 s on two cores.
+# Sixteen pictures a step (each with its description and three yes/no rows): a step takes ~0.4 s on two cores.
 SIZE = {"images_per_step": 16, "warmup_steps": 100}
 
 
 def labeler_settings(seed: int = 0) -> SceneTrainingSettings:
-    return SceneTrainingSettings(steps=3000, init_seed=seed, data_seed=seed, whole_answer_questions=8, **SIZE)
+    return SceneTrainingSettings(steps=2500, init_seed=seed, data_seed=seed, whole_answer_questions=8, **SIZE)
 
 
 def policy_settings(seed: int = 0) -> SceneTrainingSettings:
-    return SceneTrainingSettings(steps=2000, init_seed=seed + 1, data_seed=seed + 1, error_scale=1.0, **SIZE)
+    return SceneTrainingSettings(steps=1500, init_seed=seed + 1, data_seed=seed + 1, error_scale=1.0, **SIZE)
 
 
 def chatty_settings(seed: int = 0) -> SceneTrainingSettings:
-    return SceneTrainingSettings(steps=2000, init_seed=seed + 2, data_seed=seed + 2, style="chatty", **SIZE)
+    return SceneTrainingSettings(steps=1500, init_seed=seed + 2, data_seed=seed + 2, style="chatty", **SIZE)
 
 
 def build_processor_for_scenes():
@@ -102,16 +97,10 @@ def new_scene_model(processor, seed: int, init_std: float = 0.1):
     )
 
 
-def taught_facts(scene: scenes.Scene, counts_only: bool = False) -> list[scene_text.Fact]:
-    """The scene's facts as training states them: all, or its counts alone (`counts_first_steps`)."""
-    facts = scene_text.scene_facts(scene)
-    return [f for f in facts if f.kind == "count"] if counts_only else facts
-
-
-def false_fact(scene: scenes.Scene, rng: random.Random, counts_only: bool = False) -> scene_text.Fact:
+def false_fact(scene: scenes.Scene, rng: random.Random) -> scene_text.Fact:
     """A fact the scene does not bear out, of the kinds a policy gets wrong: an absent kind (a habit companion
     when there is one), a wrong count, a flipped attribute, two objects swapped."""
-    facts = taught_facts(scene, counts_only)
+    facts = scene_text.scene_facts(scene)
     while True:
         roll = rng.random()
         if roll < 0.3:
@@ -131,59 +120,61 @@ def claim_question(fact: scene_text.Fact, style: str = "plain") -> str:
     return claim.question
 
 
-def scene_rows(
-    scene, rng, settings: SceneTrainingSettings, index: int, counts_only: bool = False
-) -> list[tuple[str, str, bool]]:
+def scene_rows(scene, rng, settings: SceneTrainingSettings, index: int) -> list[tuple[str, str, bool]]:
     """One picture's rows as (prompt text, answer text, is a yes/no row): the answer to an instruction, then
-    `questions_per_image` yes/no rows (claim questions and AMBER-style probes, true and false alternating).
-    `counts_only`: a description of the counts alone, count questions and existence probes."""
+    `questions_per_image` yes/no rows (claim questions and AMBER-style probes, true and false alternating)."""
     kind, question, facts = scene_text.instruction(scene, rng)
-    if counts_only:
-        kind, question, facts = "describe", rng.choice(scene_text.DESCRIBE), taught_facts(scene, True)
     if settings.error_scale:
         rates = {name: rate * settings.error_scale for name, rate in scene_text.ERROR_RATES.items()}
         facts = scene_text.with_errors(facts, scene, rng, rates) if kind == "describe" else facts
     rows = [(question, scene_text.describe(facts, settings.style), False)]
-    probes = [p for p in scene_text.probes(scene, rng) if p.kind == "existence" or not counts_only]
+    probes = scene_text.probes(scene, rng)
     for k in range(settings.questions_per_image):
         truth = (index + k) % 2 == 0
         if k % 2 and probes:
             probe = rng.choice([p for p in probes if p.truth == truth] or probes)
             rows.append((probe.question, "Yes" if probe.truth else "No", True))
             continue
-        fact = rng.choice(taught_facts(scene, counts_only)) if truth else false_fact(scene, rng, counts_only)
+        fact = rng.choice(scene_text.scene_facts(scene)) if truth else false_fact(scene, rng)
         style = rng.choice(scene_text.STYLES)  # the second generator's claims are judged too (ablation d)
         rows.append((labeler_prompt(claim_question(fact, style)), "Yes" if truth else "No", True))
     return rows
 
 
-def whole_answer_row(scene, rng, truth: bool, counts_only: bool = False) -> tuple[str, str, bool]:
-    """A whole true description, or one with one error, asked as the self-rewarding labeler is asked."""
-    facts = taught_facts(scene, counts_only)
+def with_some_error(facts: list[scene_text.Fact], scene: scenes.Scene, rng: random.Random) -> list[scene_text.Fact]:
+    """The facts with a policy's errors (`scene_text.with_errors`), drawn again until at least one is false:
+    false whole answers then come from the distribution the self-rewarding labeler judges, each error in its
+    place (one false fact inserted anywhere could be told from the descriptions' order alone)."""
+    while True:
+        said = scene_text.with_errors(facts, scene, rng)
+        if not all(scene_text.is_true(fact, scene) for fact in said):
+            return said
+
+
+def whole_answer_row(scene, rng, truth: bool) -> tuple[str, str, bool]:
+    """A whole true description, or one with a policy's errors, asked as the self-rewarding labeler is asked."""
+    facts = scene_text.scene_facts(scene)
     if not truth:
-        at = rng.randrange(len(facts) + 1)
-        facts = facts[:at] + [false_fact(scene, rng, counts_only)] + facts[at:]
+        facts = with_some_error(facts, scene, rng)
     question = whole_response_question(scene_text.describe(facts))
     return labeler_prompt(question), "Yes" if truth else "No", True
 
 
-def make_scene_batch(
-    rng: random.Random, encoder: Encoder, processor, settings: SceneTrainingSettings, counts_only: bool = False
-) -> list[Batch]:
+def make_scene_batch(rng: random.Random, encoder: Encoder, processor, settings: SceneTrainingSettings) -> list[Batch]:
     """Fresh world-2 pictures and their rows, as world 1's shared-prefix batches: one of the answers to the
     instructions, one of the short yes/no rows and one of the whole-answer rows, so a yes/no row of twenty
     tokens is not padded to a description's two hundred (one batch of all was four times slower)."""
     pictures = [scenes.random_scene(rng) for _ in range(settings.images_per_step)]
     groups: dict[str, list] = {"answers": [], "questions": [], "whole": []}  # pack's rows
     for i, scene in enumerate(pictures):
-        for prompt, answer, is_question in scene_rows(scene, rng, settings, i, counts_only):
+        for prompt, answer, is_question in scene_rows(scene, rng, settings, i):
             answer_ids = encoder.word(answer) if is_question else encoder.caption(answer)
             groups["questions" if is_question else "answers"].append(
                 (i, encoder.prompt(prompt), answer_ids, is_question)
             )
     for k in range(settings.whole_answer_questions):
         i = k % len(pictures)
-        prompt, answer, _ = whole_answer_row(pictures[i], rng, k % 2 == 0, counts_only)
+        prompt, answer, _ = whole_answer_row(pictures[i], rng, k % 2 == 0)
         groups["whole"].append((i, encoder.prompt(prompt), encoder.word(answer), True))
     images = pixel_values([scenes.draw(scene) for scene in pictures], processor)
     return [pack(rows, images, encoder) for rows in groups.values() if rows]
@@ -203,25 +194,35 @@ def group_losses(model, batches: list[Batch]) -> tuple[torch.Tensor, torch.Tenso
     return (caption if caption is not None else zero), (question / rows if rows else zero)
 
 
-def train_scene_model(settings: SceneTrainingSettings, report=print, report_every: int = 100):
-    """A new seeded model trained on the world's stream; returns (model, processor, loss log)."""
+def pretrained_tower(steps: int = VISION_STEPS, seed: int = 0, report=print) -> tuple[dict, list[dict]]:
+    """A vision tower pretrained on patch targets (`training.scene_vision`), as the state dict every model of
+    the world starts from (as LLaVA models share CLIP), and its log with its accuracy on validation patches."""
+    processor = build_processor_for_scenes()
+    model = new_scene_model(processor, seed)
+    log, head = pretrain_vision(model, processor, VisionSettings(steps=steps, seed=seed), report)
+    log.append({"validation patches": patch_accuracy(model, head, processor)})
+    report(log[-1])
+    return model.model.vision_tower.state_dict(), log
+
+
+def train_scene_model(settings: SceneTrainingSettings, tower: dict, report=print, report_every: int = 100):
+    """A new seeded model on the pretrained `tower` (frozen, as LLaVA freezes its CLIP: the yes/no answers
+    are too little signal to keep it sharp) trained on the world's stream; returns (model, processor, log)."""
     processor = build_processor_for_scenes()
     model = new_scene_model(processor, settings.init_seed, settings.init_std)
-    steps = iter(range(settings.steps))
-
-    def batches(rng, encoder, processor, settings):
-        return make_scene_batch(rng, encoder, processor, settings, next(steps) < settings.counts_first_steps)
-
+    model.model.vision_tower.load_state_dict(tower)
+    model.model.vision_tower.requires_grad_(False)
     log = train_model(
         model,
         processor,
         settings,
         report,
         report_every,
-        batches=batches,
+        batches=make_scene_batch,
         stream="scenes-training",
         losses=group_losses,
     )
+    model.requires_grad_(True)
     return model, processor, log
 
 
@@ -249,12 +250,18 @@ def build_scene_models(
     the committed ones). Returns each checkpoint's path and how long it took; with `evaluate`, each model's
     figures on 300 validation pictures (model building never reads the test split)."""
     result = {"paths": {}, "seconds": {}}
+    if retrain:
+        began = time.perf_counter()
+        tower, tower_log = pretrained_tower(report=lambda r: report({"model": "vision tower", **r}))
+        result["seconds"]["vision tower"] = round(time.perf_counter() - began, 1)
     for name, recipe in RECIPES.items():
         began = time.perf_counter()
         if retrain:
             settings = recipe(0)
-            model, processor, log = train_scene_model(settings, lambda r, name=name: report({"model": name, **r}))
-            record = {"settings": asdict(settings), "loss_log": log, "source": "trained"}
+            model, processor, log = train_scene_model(
+                settings, tower, lambda r, name=name: report({"model": name, **r})
+            )
+            record = {"settings": asdict(settings), "vision_log": tower_log, "loss_log": log, "source": "trained"}
             if save_weights:
                 commit_weights(model, name, record, WEIGHTS_DIR)
         else:
@@ -275,7 +282,8 @@ def build_scene_models(
 def labeler_figures(labeler_path, folder, pictures: int = 300, split: str = "validation", seed: int = 0) -> dict:
     """The labeler's accuracy on validation pictures, through the transformers backend: on claim questions (two
     true, two false per picture, either style), by the fact's kind, with AUROC; and on whole answers (a true
-    description and one with one error per picture), the question the self-rewarding arm asks."""
+    description and one with a policy's errors per picture), the question the self-rewarding arm asks; and the
+    same whole answers beside a blank picture, where a labeler that reads the pictures falls to chance."""
     from labeling.backends import load_backend
     from labeling.backends.base import PolarQuery
     from training.shapes_models import auroc
@@ -284,6 +292,8 @@ def labeler_figures(labeler_path, folder, pictures: int = 300, split: str = "val
     rng, stream = random.Random(f"labeler-figures-{seed}"), scenes.scene_rng(seed, split)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    blank = folder / "blank.png"
+    scenes.draw(scenes.Scene(())).save(blank)
     asked = []  # (kind, image, prompt, truth)
     for i in range(pictures):
         scene = scenes.random_scene(stream)
@@ -296,13 +306,14 @@ def labeler_figures(labeler_path, folder, pictures: int = 300, split: str = "val
         for truth in (True, False):
             prompt, _, _ = whole_answer_row(scene, rng, truth)
             asked.append(("whole", image, prompt, truth))
+            asked.append(("whole_blank", blank, prompt, truth))  # a text-only shortcut keeps its accuracy here
     verdicts = backend.yes_no([PolarQuery(image, prompt) for _, image, prompt, _ in asked])
     figures = {}
-    for kind in ("count", "size", "pattern", "relation", "claims", "whole"):
+    for kind in ("count", "size", "pattern", "relation", "claims", "whole", "whole_blank"):
         rows = [
             (v, a)
             for v, a in zip(verdicts, asked, strict=True)
-            if a[0] == kind or (kind == "claims" and a[0] != "whole")
+            if a[0] == kind or (kind == "claims" and not a[0].startswith("whole"))
         ]
         p_yes = [v.p_yes / (v.p_yes + v.p_no) if v.p_yes + v.p_no > 0 else 0.5 for v, _ in rows]
         truths = [a[3] for _, a in rows]
