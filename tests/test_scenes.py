@@ -254,10 +254,12 @@ def test_the_labeler_learns_the_questions_the_rule_splitter_asks_in_both_styles(
 
 
 def test_patch_targets_put_each_object_at_its_centre_patch_by_size_so_a_guest_inside_keeps_its_own():
+    import torch
+
     from training.scene_vision import NONE, patch_targets
 
     targets = patch_targets(hand_scene(), 12)
-    assert targets.shape == (4 + len(scenes.KINDS), 8, 8)
+    assert targets.shape == (4 + 3 * len(scenes.KINDS), 8, 8)
     kind = scenes.KINDS.index
     assert targets[2, 0, 0] == kind("red circle") and targets[3, 0, 0] == 0  # centre (6.5, 6.5)
     assert targets[2, 5, 0] == kind("red circle")  # centre (6.5, 64.5)
@@ -265,9 +267,13 @@ def test_patch_targets_put_each_object_at_its_centre_patch_by_size_so_a_guest_in
     assert targets[0, 4, 5] == kind("green circle") and targets[2, 4, 5] == kind("yellow triangle")
     assert (targets[[0, 2]] != NONE).sum() == 5 and (targets[[1, 3]] != -100).sum() == 5
     # the small red circle at (2, 2) to (11, 11) covers patch (0, 0): its neighbourhood is rows and columns 0–1
-    nearby = targets[4 + kind("red circle")]
+    nearby, big, striped = targets[4 + 3 * kind("red circle") :][:3]
     assert nearby[:2, :2].all() and nearby[4:7, :2].all() and nearby.sum() == 4 + 6
-    assert targets[4 + kind("purple diamond")].sum() == 0
+    assert big.sum() == 0 and striped.sum() == 0  # small and plain
+    square = targets[4 + 3 * kind("blue square") :][:3]
+    assert torch.equal(square[0], square[1]) and torch.equal(square[0], square[2])
+    assert square[0].sum() == 4 * 5  # rows 1–4, columns 0–4
+    assert targets[4 + 3 * kind("purple diamond") :][:3].sum() == 0
 
 
 def test_vision_pretraining_lowers_the_patch_loss_and_trains_the_tower_alone():
@@ -302,3 +308,24 @@ def test_a_false_whole_answer_holds_a_policys_errors_in_place_and_a_true_one_non
             said = st.parse_all(prompt.split("Is it true that ", 1)[1].rsplit("?", 1)[0])
             assert None not in said and answer == ("Yes" if truth else "No")
             assert all(st.is_true(f, scene) for f in said) == truth
+
+
+def test_the_first_steps_ask_only_whether_an_object_is_there():
+    from training import scene_models
+    from training.shapes_models import Encoder
+
+    processor = scene_models.build_processor_for_scenes()
+    encoder = Encoder(processor)
+    settings = scene_models.labeler_settings(0)
+    settings.images_per_step = 4
+    batches = scene_models.make_scene_batch(random.Random(0), encoder, processor, settings, existence_only=True)
+    assert len(batches) == 2  # the answers and the yes/no rows: no whole answers yet
+    questions = batches[1]
+    asked = [
+        processor.tokenizer.decode(ids[(labels == -100) & (mask == 1)], skip_special_tokens=True)
+        for ids, labels, mask in zip(questions.tail_ids, questions.labels, questions.tail_mask, strict=True)
+    ]
+    assert len(asked) == 4 * settings.questions_per_image
+    assert all(question.startswith("Is there a") and "in the image" in question for question in asked), asked
+    yes = encoder.word("Yes")[0]
+    assert (questions.labels == yes).sum() == len(asked) // 2

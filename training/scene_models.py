@@ -62,10 +62,17 @@ class SceneTrainingSettings(ShapesTrainingSettings):
     whole_answer_questions: int = field(
         default=0, metadata={"help": "Whole-answer yes/no rows per batch (for the self-rewarding labeler)."}
     )
+    existence_first_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Steps at the start whose yes/no rows are all existence probes (no whole answers): the model "
+            "learns to look for an object before the harder questions (claims 0.63 on validation against 0.57)."
+        },
+    )
 
 
 # Sixteen pictures a step (each with its description and three yes/no rows): a step takes ~0.4 s on two cores.
-SIZE = {"images_per_step": 16, "warmup_steps": 100}
+SIZE = {"images_per_step": 16, "warmup_steps": 100, "existence_first_steps": 500}
 
 
 def labeler_settings(seed: int = 0) -> SceneTrainingSettings:
@@ -120,9 +127,12 @@ def claim_question(fact: scene_text.Fact, style: str = "plain") -> str:
     return claim.question
 
 
-def scene_rows(scene, rng, settings: SceneTrainingSettings, index: int) -> list[tuple[str, str, bool]]:
+def scene_rows(
+    scene, rng, settings: SceneTrainingSettings, index: int, existence_only: bool = False
+) -> list[tuple[str, str, bool]]:
     """One picture's rows as (prompt text, answer text, is a yes/no row): the answer to an instruction, then
-    `questions_per_image` yes/no rows (claim questions and AMBER-style probes, true and false alternating)."""
+    `questions_per_image` yes/no rows (claim questions and AMBER-style probes, true and false alternating;
+    existence probes alone with `existence_only`)."""
     kind, question, facts = scene_text.instruction(scene, rng)
     if settings.error_scale:
         rates = {name: rate * settings.error_scale for name, rate in scene_text.ERROR_RATES.items()}
@@ -131,6 +141,10 @@ def scene_rows(scene, rng, settings: SceneTrainingSettings, index: int) -> list[
     probes = scene_text.probes(scene, rng)
     for k in range(settings.questions_per_image):
         truth = (index + k) % 2 == 0
+        if existence_only:
+            probe = next(p for p in probes if p.kind == "existence" and p.truth == truth)
+            rows.append((probe.question, "Yes" if truth else "No", True))
+            continue
         if k % 2 and probes:
             probe = rng.choice([p for p in probes if p.truth == truth] or probes)
             rows.append((probe.question, "Yes" if probe.truth else "No", True))
@@ -160,19 +174,21 @@ def whole_answer_row(scene, rng, truth: bool) -> tuple[str, str, bool]:
     return labeler_prompt(question), "Yes" if truth else "No", True
 
 
-def make_scene_batch(rng: random.Random, encoder: Encoder, processor, settings: SceneTrainingSettings) -> list[Batch]:
+def make_scene_batch(
+    rng: random.Random, encoder: Encoder, processor, settings: SceneTrainingSettings, existence_only: bool = False
+) -> list[Batch]:
     """Fresh world-2 pictures and their rows, as world 1's shared-prefix batches: one of the answers to the
     instructions, one of the short yes/no rows and one of the whole-answer rows, so a yes/no row of twenty
     tokens is not padded to a description's two hundred (one batch of all was four times slower)."""
     pictures = [scenes.random_scene(rng) for _ in range(settings.images_per_step)]
     groups: dict[str, list] = {"answers": [], "questions": [], "whole": []}  # pack's rows
     for i, scene in enumerate(pictures):
-        for prompt, answer, is_question in scene_rows(scene, rng, settings, i):
+        for prompt, answer, is_question in scene_rows(scene, rng, settings, i, existence_only):
             answer_ids = encoder.word(answer) if is_question else encoder.caption(answer)
             groups["questions" if is_question else "answers"].append(
                 (i, encoder.prompt(prompt), answer_ids, is_question)
             )
-    for k in range(settings.whole_answer_questions):
+    for k in range(0 if existence_only else settings.whole_answer_questions):
         i = k % len(pictures)
         prompt, answer, _ = whole_answer_row(pictures[i], rng, k % 2 == 0)
         groups["whole"].append((i, encoder.prompt(prompt), encoder.word(answer), True))
@@ -212,13 +228,18 @@ def train_scene_model(settings: SceneTrainingSettings, tower: dict, report=print
     model = new_scene_model(processor, settings.init_seed, settings.init_std)
     model.model.vision_tower.load_state_dict(tower)
     model.model.vision_tower.requires_grad_(False)
+    steps = iter(range(settings.steps))
+
+    def batches(rng, encoder, processor, settings):
+        return make_scene_batch(rng, encoder, processor, settings, next(steps) < settings.existence_first_steps)
+
     log = train_model(
         model,
         processor,
         settings,
         report,
         report_every,
-        batches=make_scene_batch,
+        batches=batches,
         stream="scenes-training",
         losses=group_losses,
     )

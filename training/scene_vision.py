@@ -21,8 +21,9 @@ from labeling import scenes
 from training.shapes_models import pixel_values
 
 NONE = len(scenes.KINDS)  # the class of a patch where no object of that size is centred
-HEADS = ("big kind", "big striped", "small kind", "small striped", "nearby kinds")
-NEARBY = 1  # patches each way: a patch also learns the kinds within its 3 × 3 neighbourhood
+HEADS = ("big kind", "big striped", "small kind", "small striped", "nearby")
+NEARBY = 1  # patches each way: a patch also learns the objects within its 3 × 3 neighbourhood
+NEARBY_FACTS = 3  # per kind nearby: one is there, a big one is, a striped one is
 
 
 @dataclass
@@ -35,15 +36,17 @@ class VisionSettings:
 
 
 def patch_targets(scene: scenes.Scene, patch_px: int) -> torch.Tensor:
-    """(4 + kinds, grid, grid) targets: per size, the class of the kind (or NONE) and of the stripes (or -100)
-    of the object centred in each patch (two objects of one size centred in one patch, rare, keep the later);
-    then, per kind, 1 where an object of that kind covers a patch of the neighbourhood.
+    """(4 + 3 × kinds, grid, grid) targets: per size, the class of the kind (or NONE) and of the stripes (or
+    -100) of the object centred in each patch (two objects of one size centred in one patch, rare, keep the
+    later); then, per kind, 1 where an object of that kind, a big one, a striped one covers a patch of the
+    neighbourhood.
 
     The neighbourhood spreads each object over about nine patches, so a question's answer is in many image
     tokens: trained on centre patches alone, the model never learnt to look (at first attention averages the
-    64 tokens, and one token in 64 per object was too faint a signal)."""
+    64 tokens, and one token in 64 per object was too faint a signal). With kinds alone nearby, the labeler
+    learnt counts and relations but not sizes and patterns, which only the centre patch told."""
     grid = scenes.IMAGE_PX // patch_px
-    targets = torch.full((4 + NONE, grid, grid), -100, dtype=torch.long)
+    targets = torch.full((4 + NEARBY_FACTS * NONE, grid, grid), -100, dtype=torch.long)
     targets[0], targets[2], targets[4:] = NONE, NONE, 0
     for thing in scene.things:
         x, y = thing.centre
@@ -54,7 +57,10 @@ def patch_targets(scene: scenes.Scene, patch_px: int) -> torch.Tensor:
         x0, y0, x1, y1 = thing.box
         rows = slice(max(0, y0 // patch_px - NEARBY), y1 // patch_px + NEARBY + 1)
         cols = slice(max(0, x0 // patch_px - NEARBY), x1 // patch_px + NEARBY + 1)
-        targets[4 + scenes.KINDS.index(thing.kind), rows, cols] = 1
+        kind = 4 + NEARBY_FACTS * scenes.KINDS.index(thing.kind)
+        targets[kind, rows, cols] = 1
+        targets[kind + 1, rows, cols] |= int(thing.size == "big")
+        targets[kind + 2, rows, cols] |= int(thing.pattern == "striped")
     return targets
 
 
@@ -65,7 +71,7 @@ class PatchHead(torch.nn.Module):
         super().__init__()
         self.kind = torch.nn.Linear(width, 2 * (NONE + 1))
         self.striped = torch.nn.Linear(width, 4)
-        self.nearby = torch.nn.Linear(width, NONE)
+        self.nearby = torch.nn.Linear(width, NEARBY_FACTS * NONE)
 
     def forward(self, features: torch.Tensor) -> list[torch.Tensor]:
         kinds, striped, nearby = self.kind(features), self.striped(features), self.nearby(features)
@@ -81,7 +87,7 @@ def patch_features(model, pixels: torch.Tensor) -> torch.Tensor:
 
 def head_losses(head: PatchHead, features: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
     *classes, nearby = head(features)
-    flat = targets.flatten(2)  # (images, 4 + kinds, patches)
+    flat = targets.flatten(2)  # (images, 4 + 3 × kinds, patches)
     losses = [
         torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), flat[:, k].reshape(-1), ignore_index=-100)
         for k, out in enumerate(classes)
