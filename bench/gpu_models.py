@@ -17,7 +17,6 @@ import torch
 from transformers import (
     CLIPVisionConfig,
     LlamaConfig,
-    LlavaConfig,
     LlavaForConditionalGeneration,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
@@ -27,7 +26,7 @@ from transformers import (
 
 from labeling.processors import make_processor
 from labeling.tiny_families import qwen_vl
-from labeling.tiny_models import build_processor, build_tokenizer
+from labeling.tiny_models import build_processor, build_tokenizer, llava_config
 from labeling.tiny_parts import set_generation_ids, text_sizes
 from training.vlm_parts import vlm_parts
 
@@ -75,14 +74,7 @@ def llava(sizes: dict, device: str, dtype):
     tokenizer = build_tokenizer()
     vision = CLIPVisionConfig(**sizes["vision"])
     text = LlamaConfig(**text_sizes(tokenizer, 64, 2) | sizes["text"])
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        projector_hidden_act="gelu",
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-    )
+    config = llava_config(vision, text, tokenizer)
     model = random_model(LlavaForConditionalGeneration, config, device, dtype)
     set_generation_ids(model, tokenizer)
     return model, build_processor(tokenizer, vision.image_size, vision.patch_size)

@@ -77,18 +77,24 @@ def build_llava(path: Path, image_px: int, patch_px: int, vision_width: int, tex
         patch_size=patch_px,
         initializer_range=INIT_STD,
     )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=_text_config(tokenizer, text_width, layers),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        projector_hidden_act="gelu",
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-    )
+    config = llava_config(vision, _text_config(tokenizer, text_width, layers), tokenizer)
     model = seeded(LlavaForConditionalGeneration, config)
     set_generation_ids(model, tokenizer)
     model.save_pretrained(path)
     build_processor(tokenizer, image_px, patch_px).save_pretrained(path)
+
+
+def llava_config(vision, text, tokenizer, vision_feature_layer: int = -2) -> LlavaConfig:
+    """LLaVA-1.5's layout around the given towers: an MLP projector (GELU) reading one layer's patch features,
+    the CLS feature dropped ("default"), as the released checkpoints (layer -2) are."""
+    return LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default",
+        vision_feature_layer=vision_feature_layer,
+    )
 
 
 def build_processor(tokenizer, image_px: int, patch_px: int) -> LlavaProcessor:

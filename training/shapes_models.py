@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import CLIPVisionConfig, DynamicCache, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+from transformers import CLIPVisionConfig, DynamicCache, LlamaConfig, LlavaForConditionalGeneration
 
 from labeling import shapes
 from labeling.conquer import labeler_prompt
 from labeling.generate import Instruction, candidate_seeds
-from labeling.tiny_models import build_processor, build_tokenizer, set_generation_ids
+from labeling.tiny_models import build_processor, build_tokenizer, llava_config, set_generation_ids
 
 LABELER, POLICY = "shapes-labeler", "shapes-policy"
 # An RLAIF-V iteration of these models (an iteration's config): the paper's settings (n 10 at temperature 0.7,
@@ -166,14 +166,7 @@ def new_model(
         pad_token_id=tokenizer.pad_token_id,
         initializer_range=init_std,
     )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        projector_hidden_act="gelu",
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-1,
-    )
+    config = llava_config(vision, text, tokenizer, vision_feature_layer=-1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlavaForConditionalGeneration(config)
