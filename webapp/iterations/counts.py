@@ -12,10 +12,11 @@ The row is updated last in each transaction, so the row lock it takes is held on
 of different instructions wait for each other for no longer than that.
 """
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Q
 
 from labeling.calibration import accepts
@@ -116,6 +117,8 @@ def add(iteration: Iteration, change: Tally) -> None:
     An iteration without a row yet gets one counted in full here, which sees this transaction's own writes.
     When another transaction stored one meanwhile, that one did not see them: the change is added to it.
     """
+    if connection.vendor == "postgresql" and _add_in_place(iteration.pk, change):
+        return
     row = IterationCounts.objects.select_for_update().filter(iteration=iteration).first()
     if row is None:
         try:
@@ -130,6 +133,27 @@ def add(iteration: Iteration, change: Tally) -> None:
     scores.update(change.scores)
     row.scores = {str(s): n for s, n in sorted(scores.items()) if n}
     row.save()
+
+
+# Adds the change and merges the score histograms (dropping scores no answer has) in the row's one UPDATE, so a
+# review neither reads the row first nor builds a model save: that was a tenth of an override's app CPU.
+_ADD_IN_PLACE = """UPDATE {table} SET {sums}, scores = CASE WHEN %s::jsonb = '{{}}'::jsonb THEN scores ELSE (
+ SELECT COALESCE(jsonb_object_agg(score, n), '{{}}'::jsonb) FROM (
+  SELECT score, SUM(n) AS n FROM (
+   SELECT key AS score, value::int AS n FROM jsonb_each_text(scores)
+   UNION ALL SELECT key, value::int FROM jsonb_each_text(%s::jsonb)) AS both_ GROUP BY score HAVING SUM(n) <> 0
+ ) AS summed) END WHERE iteration_id = %s"""
+
+
+def _add_in_place(iteration_id: int, change: Tally) -> bool:
+    """`add` on PostgreSQL in one statement; False when the iteration has no row yet."""
+    sql = _ADD_IN_PLACE.format(
+        table=IterationCounts._meta.db_table, sums=", ".join(f"{name} = {name} + %s" for name in COUNTED)
+    )
+    delta = json.dumps({str(s): n for s, n in change.scores.items() if n})
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [getattr(change, name) for name in COUNTED] + [delta, delta, iteration_id])
+        return cursor.rowcount == 1
 
 
 def refresh(iteration: Iteration) -> IterationCounts:

@@ -63,8 +63,8 @@ def audit(request, number):
         if isinstance(answer, HttpResponse):
             return answer
         if not request.htmx:
-            return redirect(f"{reverse('review-audit', args=[number])}?last={answer.pk}")
-        last = answer.pk
+            return redirect(f"{reverse('review-audit', args=[number])}?last={answer.review.pk}")
+        last = answer.review.pk
     context = _context(iteration, request.user, last)
     return render(request, "review/audit.html#audit" if request.htmx else "review/audit.html", context)
 

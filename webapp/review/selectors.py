@@ -34,6 +34,7 @@ from webapp.models import (
     standing_decisions,
     with_labeler_verdict,
 )
+from webapp.review.instruction_rows import ReviewRow
 from webapp.review.search import search_pairs
 
 PAGE_SIZE = 25
@@ -192,7 +193,7 @@ class ClaimView:
     history: list[ReviewEntry]
 
 
-def _claim_view(claim: Claim, verdict: EffectiveVerdict, history: list[Review]) -> ClaimView:
+def _claim_view(claim: Claim, verdict: EffectiveVerdict, history: list[ReviewRow]) -> ClaimView:
     undone = {r.undoes_id for r in history if r.undoes_id is not None}
     decisive = [r for r in history if r.decision in DECISIVE and r.pk not in undone]
     return ClaimView(
@@ -205,11 +206,11 @@ def _claim_view(claim: Claim, verdict: EffectiveVerdict, history: list[Review]) 
         effective_accepted=verdict.accepted,
         decided_by=verdict.decided_by,
         p_yes=verdict.p_yes,
-        decider=decisive[-1].reviewer.get_username() if decisive else None,
+        decider=decisive[-1].reviewer if decisive else None,
         history=[
             ReviewEntry(
-                r.reviewer.get_username(),
-                r.get_decision_display(),
+                r.reviewer,
+                Decision(r.decision).label,
                 r.created_at,
                 r.note,
                 r.pk in undone,
@@ -222,18 +223,21 @@ def _claim_view(claim: Claim, verdict: EffectiveVerdict, history: list[Review]) 
     )
 
 
-def _histories(claim_ids: list[int]) -> dict[int, list[Review]]:
+def _histories(claim_ids: list[int]) -> dict[int, list[ReviewRow]]:
     """The claims' reviews, oldest first, by claim id."""
     reviews = Review.objects.filter(claim__in=claim_ids).select_related("reviewer").order_by("created_at", "pk")
     history = {}
-    for review in reviews:
-        history.setdefault(review.claim_id, []).append(review)
+    for r in reviews:
+        row = ReviewRow(
+            r.pk, r.claim_id, r.decision, r.undoes_id, r.created_at, r.note, r.reviewer_id, r.reviewer.get_username()
+        )
+        history.setdefault(r.claim_id, []).append(row)
     return history
 
 
-def _decisions(history: dict[int, list[Review]]) -> list[tuple]:
+def _decisions(history: dict[int, list[ReviewRow]]) -> list[tuple]:
     """The reviews of `_histories` as REVIEW_ROW rows, each claim's in the order they were made."""
-    return [(r.pk, r.claim_id, r.decision, r.undoes_id) for reviews in history.values() for r in reviews]
+    return [r.decision_row for reviews in history.values() for r in reviews]
 
 
 def claim_views(iteration: Iteration, claims) -> list[ClaimView]:
@@ -328,15 +332,39 @@ def pair_view(
     claims = claim_views(iteration, claims)
     pairs = list(PreferencePair.objects.filter(iteration=iteration, instruction=left.instruction_id).order_by("pk"))
     row = next((p for p in pairs if {p.chosen_id, p.rejected_id} == {left.pk, right.pk}), None)
-    scored = left.score is not None and right.score is not None
-    flipped = scored and left.score < right.score
-    left_heading, right_heading = HEADINGS["flipped" if flipped else "paired" if row else "unpaired"]
     if just_made is not None and just_made.decision != Decision.UNDO:
         own = _own_decision(just_made)
     elif claim_ids is None:  # the whole page: its claims' histories hold all their reviews
         own = _own_latest(claims, reviewer)
     else:
         own = last_decision(Review.objects.filter(claim__response__in=[left, right]), reviewer)
+    return _pair_of(iteration, left, right, claims, pairs, row, own)
+
+
+def pair_after(iteration: Iteration, left: Response, right: Response, decided, reviewer) -> PairView:
+    """The answer to a decision (or undo) on the pair page of `left` and `right` (from `pair_responses`): its
+    claim, both headings and the pair's status, from what the review's rebuild (`decided.rebuilt`) already
+    holds, so nothing it just wrote is read again. A review that rebuilt nothing is shown by `pair_view`."""
+    review, rebuilt = decided.review, decided.rebuilt
+    if rebuilt is None:
+        return pair_view(iteration, left.pk, right.pk, [review.claim_id], reviewer, just_made=review)
+    scores = {answer.pk: answer.score for answer in rebuilt.rows.answers}
+    left.score, right.score = scores.get(left.pk, left.score), scores.get(right.pk, right.score)
+    reviews = [r for r in rebuilt.rows.reviews if r.claim_id == review.claim_id]
+    verdict = effective_verdicts(rebuilt.rows.claims, [r.decision_row for r in rebuilt.rows.reviews])
+    claims = [_claim_view(review.claim, verdict[review.claim_id], reviews)]
+    row = next((p for p in rebuilt.pairs if {p.chosen_id, p.rejected_id} == {left.pk, right.pk}), None)
+    if review.decision != Decision.UNDO:
+        own = _own_decision(review)
+    else:
+        own = last_decision(Review.objects.filter(claim__response__in=[left, right]), reviewer)
+    return _pair_of(iteration, left, right, claims, rebuilt.pairs, row, own)
+
+
+def _pair_of(iteration, left, right, claims, pairs, row, own) -> PairView:
+    scored = left.score is not None and right.score is not None
+    flipped = scored and left.score < right.score
+    left_heading, right_heading = HEADINGS["flipped" if flipped else "paired" if row else "unpaired"]
     return PairView(
         instruction=left.instruction,
         left=_side(left, left_heading, claims),

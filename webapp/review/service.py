@@ -13,7 +13,7 @@ pair rebuilt under it, reviews still winning over the labeler, and the change is
 """
 
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -26,8 +26,6 @@ from webapp.iterations import counts
 from webapp.iterations.config import config
 from webapp.models import (
     CLAIM_DECISIONS,
-    REVIEW_ROW,
-    VERDICT_ROW,
     AuditAction,
     AuditItem,
     AuditSample,
@@ -43,8 +41,8 @@ from webapp.models import (
     effective_verdicts,
     response_scores,
     standing_decisions,
-    with_labeler_verdict,
 )
+from webapp.review import instruction_rows
 
 
 class ReviewClosed(Exception):
@@ -96,11 +94,36 @@ def _in_review(iteration_id: int, work):
         return work()
 
 
+@dataclass
+class Rebuilt:
+    """What a review's rebuild changed in the iteration's counts, and the instruction as it left it: its rows
+    (answers with their new scores) and its stored pairs, which the review's HTMX answer shows without
+    reading them again."""
+
+    change: counts.Tally
+    rows: instruction_rows.InstructionRows
+    pairs: list[PreferencePair]
+
+
+@dataclass
+class Decided:
+    """A review appended, and the rebuild it made (None for one that changes no verdict: unsure, or the undo
+    of an unsure)."""
+
+    review: Review
+    rebuilt: Rebuilt | None
+
+
 def record_review(
     claim: Claim, reviewer, decision: str, note: str = "", audit_sample: AuditSample | None = None
 ) -> Review:
     """Append a review; when it is decisive, re-score the claim's response and rebuild its instruction's pairs.
     `audit_sample`: the audit sample whose page it was made on (the claim must be one of its drawn claims)."""
+    return decide(claim, reviewer, decision, note, audit_sample).review
+
+
+def decide(claim: Claim, reviewer, decision: str, note: str = "", audit_sample: AuditSample | None = None) -> Decided:
+    """`record_review`, returning the rebuild too. `claim` comes with its response (select_related)."""
     if decision not in CLAIM_DECISIONS:
         raise ValueError(f"unknown decision {decision!r}: one of {', '.join(CLAIM_DECISIONS)} (undo_review undoes)")
     if audit_sample is not None and not AuditItem.objects.filter(sample=audit_sample, claim=claim).exists():
@@ -110,16 +133,27 @@ def record_review(
     def work():
         iteration = _lock_open(response.iteration_id, response.instruction_id)
         review = Review.objects.create(claim=claim, reviewer=reviewer, decision=decision, note=note, audit=audit_sample)
-        if decision != Decision.UNSURE:
-            counts.add(iteration, rebuild_pairs(iteration, response.instruction_id, review.pk))
-        return review
+        return Decided(review, _rebuild(iteration, response.instruction_id, review, decision != Decision.UNSURE))
 
     return _in_review(response.iteration_id, work)
+
+
+def _rebuild(iteration: Iteration, instruction_id: int, review: Review, decisive: bool) -> Rebuilt | None:
+    if not decisive:
+        return None
+    rebuilt = rebuild_pairs(iteration, instruction_id, review.pk)
+    counts.add(iteration, rebuilt.change)
+    return rebuilt
 
 
 def undo_review(review: Review, reviewer) -> Review:
     """Append `reviewer`'s undo of their own `review`; when that was decisive, re-score and rebuild as a decision
     would. `review` comes with its claim's response (select_related)."""
+    return take_back(review, reviewer).review
+
+
+def take_back(review: Review, reviewer) -> Decided:
+    """`undo_review`, returning the rebuild too."""
     if review.reviewer_id != reviewer.pk:
         raise CannotUndo("only the reviewer who made a decision can undo it")
     if review.decision == Decision.UNDO:
@@ -133,9 +167,7 @@ def undo_review(review: Review, reviewer) -> Review:
         undo = Review.objects.create(
             claim=review.claim, iteration=iteration, reviewer=reviewer, decision=Decision.UNDO, undoes=review
         )
-        if review.decision != Decision.UNSURE:
-            counts.add(iteration, rebuild_pairs(iteration, instruction_id, undo.pk))
-        return undo
+        return Decided(undo, _rebuild(iteration, instruction_id, undo, review.decision != Decision.UNSURE))
 
     return _in_review(review.iteration_id, work)
 
@@ -163,49 +195,41 @@ def set_excluded(pair: PreferencePair, user, excluded: bool) -> None:
     _in_review(pair.iteration_id, work)
 
 
-def rebuild_pairs(iteration: Iteration, instruction_id: int, latest: int | None = None) -> counts.Tally:
+def rebuild_pairs(iteration: Iteration, instruction_id: int, latest: int | None = None) -> Rebuilt:
     """Re-score an instruction's responses from effective verdicts and rebuild its pairs. Call in a transaction.
 
-    Returns what that changed in the iteration's counts; `latest`, the review just appended, is the one whose
-    change in agreement with the labeler it counts.
-
-    Plain queries (`effective_verdicts`) rather than `response_scores`: for one instruction's few claims,
-    compiling the annotated query took longer than running it.
+    Its `change` is what that did to the iteration's counts; `latest`, the review just appended, is the one
+    whose change in agreement with the labeler it counts.
 
     Responses without claims (imported pairs, self-reward iterations) have no verdicts to score by: their
     pairs are the only preference known and are left alone rather than rebuilt into nothing.
     """
     change = counts.Tally()
-    responses = list(
-        Response.objects.filter(iteration=iteration, instruction_id=instruction_id, status=ResponseStatus.LABELED)
-        .only("pk", "instruction_id", "text", "score", "repeated_claims")
-        .order_by("pk")
-    )
-    claims = with_labeler_verdict(Claim.objects.filter(response__in=responses), iteration.labeler, iteration.margin)
-    claims = list(claims.values_list(*VERDICT_ROW))
-    if not claims:
-        return change
-    decisions = list(
-        Review.objects.filter(claim__in=[row[0] for row in claims])
-        .order_by("created_at", "pk")
-        .values_list(*REVIEW_ROW)
-    )
-    verdicts = effective_verdicts(claims, decisions).values()
+    rows = instruction_rows.read(iteration, instruction_id)
+    if not rows.claims:
+        return Rebuilt(change, rows, list(_stored_pairs(iteration, [instruction_id])))
+    decisions = [review.decision_row for review in rows.reviews]
+    verdicts = effective_verdicts(rows.claims, decisions).values()
     if latest is not None:
-        labeler_accepted = {claim: accepted for claim, _, accepted, _ in claims}
+        labeler_accepted = {claim: accepted for claim, _, accepted, _ in rows.claims}
         change.decided_claims(standing_decisions(decisions), labeler_accepted)
         before = [row for row in decisions if row[0] != latest]
         change.decided_claims(standing_decisions(before), labeler_accepted, sign=-1)
     rejected = Counter(v.response_id for v in verdicts if v.accepted is False)
     repeats = config(iteration)["reject_repeats"]
-    for r in responses:
+    for r in rows.answers:
         r.n_rejected = rejected[r.pk] + (r.repeated_claims if repeats else 0)
-    changed = [r for r in responses if r.score != -r.n_rejected]
+    changed = [r for r in rows.answers if r.score != -r.n_rejected]
     for r in changed:
         change.score_moved(r.score, -r.n_rejected)
         r.score = -r.n_rejected
-    Response.objects.bulk_update(changed, ["score"])
-    return change + _replace_pairs(iteration, [instruction_id], _pairs_of(iteration, responses))
+    if changed:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {Response._meta.db_table} SET score = %s WHERE id = %s", [(r.score, r.pk) for r in changed]
+            )
+    tally, pairs = _replace_pairs(iteration, [instruction_id], _pairs_of(iteration, rows.answers))
+    return Rebuilt(change + tally, rows, pairs)
 
 
 class BadMargin(ValueError):
@@ -258,7 +282,7 @@ def rebuild_all_pairs(iteration: Iteration) -> list[Pair]:
     for r in changed:
         r.score = -r.n_rejected
     Response.objects.bulk_update(changed, ["score"], batch_size=500)
-    _replace_pairs(iteration, _claimed_instructions(iteration), pairs)
+    _replace_pairs(iteration, _claimed_instructions(iteration), pairs)  # the rows are not needed here
     return pairs
 
 
@@ -292,16 +316,19 @@ def _pairs_of(iteration: Iteration, responses: list[Response]) -> list[Pair]:
     )
 
 
-def _replace_pairs(iteration: Iteration, instruction_ids, pairs) -> counts.Tally:
+def _stored_pairs(iteration: Iteration, instruction_ids):
+    return PreferencePair.objects.filter(iteration=iteration, instruction_id__in=instruction_ids).order_by("pk")
+
+
+def _replace_pairs(iteration: Iteration, instruction_ids, pairs) -> tuple[counts.Tally, list[PreferencePair]]:
     """Make the stored pairs of these instructions equal `pairs`, keeping the row (its id and exclusion) of two
-    answers still paired; returns the change in the pair counts.
+    answers still paired; returns the change in the pair counts and the stored rows, by id.
 
     A row no longer paired is withdrawn rather than forgotten: when its two answers pair again (an undo, a later
     review) the pair gets its row back, so its number, link and exclusion survive a decision taken back.
     """
-    stored = PreferencePair.objects.filter(iteration=iteration, instruction_id__in=instruction_ids)
-    old = {frozenset((p.chosen_id, p.rejected_id)): p for p in stored}
-    keep, create = [], []
+    old = {frozenset((p.chosen_id, p.rejected_id)): p for p in _stored_pairs(iteration, instruction_ids)}
+    keep, create, unchanged = [], [], []
     for pair in pairs:
         row = old.pop(frozenset((pair.chosen_id, pair.rejected_id)), None)
         if row is None:
@@ -317,9 +344,12 @@ def _replace_pairs(iteration: Iteration, instruction_ids, pairs) -> counts.Tally
         elif (row.chosen_id, row.rejected_id, row.score_gap) != (pair.chosen_id, pair.rejected_id, pair.score_gap):
             row.chosen_id, row.rejected_id, row.score_gap = pair.chosen_id, pair.rejected_id, pair.score_gap
             keep.append(row)
+        else:
+            unchanged.append(row)
     restored = _restore_withdrawn(iteration, create)
     withdrawn = list(old.values())
-    PreferencePair.objects.filter(pk__in=[p.pk for p in withdrawn]).delete()
+    if withdrawn:
+        PreferencePair.objects.filter(pk__in=[p.pk for p in withdrawn]).delete()
     WithdrawnPair.objects.bulk_create(
         [
             WithdrawnPair(
@@ -337,7 +367,8 @@ def _replace_pairs(iteration: Iteration, instruction_ids, pairs) -> counts.Tally
     PreferencePair.objects.bulk_update(keep, ["chosen", "rejected", "score_gap"])
     PreferencePair.objects.bulk_create(create)
     excluded = sum(p.excluded for p in restored) - sum(p.excluded for p in withdrawn)
-    return counts.Tally(pairs=len(create) - len(withdrawn), excluded=excluded)
+    stored = sorted(unchanged + keep + create, key=lambda p: p.pk)
+    return counts.Tally(pairs=len(create) - len(withdrawn), excluded=excluded), stored
 
 
 def _restore_withdrawn(iteration: Iteration, create: list[PreferencePair]) -> list[PreferencePair]:

@@ -20,7 +20,7 @@ from webapp.ids import fits, parse_id
 from webapp.models import CLAIM_DECISIONS, AuditSample, Claim, Iteration, PreferencePair, Review
 from webapp.review import selectors
 from webapp.review.search import SearchRefused, SearchTimedOut, TooManySearches, bounded, take_turn
-from webapp.review.service import CannotUndo, ReviewClosed, record_review, set_excluded, undo_review
+from webapp.review.service import CannotUndo, Decided, ReviewClosed, decide, set_excluded, take_back
 
 YES_NO = [("", "any"), ("yes", "yes"), ("no", "no")]
 
@@ -112,20 +112,21 @@ def _posted_decision(request) -> tuple[str, int] | None:
     return None
 
 
-def record_posted(request, claims, audit_sample: AuditSample | None = None) -> Review | HttpResponse:
-    """Record the decision, or the undo, posted on one of `claims`: the new review, or an error response.
+def record_posted(request, claims, audit_sample: AuditSample | None = None) -> Decided | HttpResponse:
+    """Record the decision, or the undo, posted on one of `claims`: the new review (and its rebuild), or an error
+    response.
     `audit_sample`: the audit sample whose page it was posted on."""
     try:
         if (undone := parse_id(request.POST.get("undo", ""))) is not None:
             reviews = Review.objects.filter(claim__in=claims, reviewer=request.user).select_related("claim__response")
-            return undo_review(get_object_or_404(reviews, pk=undone), request.user)
+            return take_back(get_object_or_404(reviews, pk=undone), request.user)
         if posted := _posted_decision(request):
             decision, claim_id = posted
             claim = get_object_or_404(claims.select_related("response"), pk=claim_id)
             note = request.POST.get("note", "")
             if error := limits.too_long("The note", note, limits.NOTE):
                 return HttpResponseBadRequest(f"{error}: shorten it and decide again.", content_type="text/plain")
-            return record_review(claim, request.user, decision, note, audit_sample=audit_sample)
+            return decide(claim, request.user, decision, note, audit_sample=audit_sample)
     except (ReviewClosed, CannotUndo) as exc:
         return HttpResponse(str(exc), status=409, content_type="text/plain")
     return HttpResponseBadRequest(f"press one of {', '.join(CLAIM_DECISIONS)} on a claim, or undo")
@@ -152,7 +153,7 @@ def pair_detail(request, number, left, right):
     if request.method != "POST":
         pair = selectors.pair_view(iteration, left, right, reviewer=request.user)
         return render(request, "review/pair.html", {"iteration": iteration, "pair": pair})
-    selectors.pair_responses(iteration, left, right)  # a 404 before anything is recorded
+    answers = selectors.pair_responses(iteration, left, right)  # a 404 before anything is recorded
     if "exclude" in request.POST:
         answer = _exclude(request, iteration, left, right)
     else:
@@ -161,9 +162,10 @@ def pair_detail(request, number, left, right):
         return answer
     if not request.htmx:
         return redirect("review-pair", number=number, left=left, right=right)
-    review = answer if isinstance(answer, Review) else None  # None for an exclusion: no chip changed
-    changed = [review.claim_id] if review else []
-    pair = selectors.pair_view(iteration, left, right, changed, reviewer=request.user, just_made=review)
+    if answer is None:  # an exclusion: no chip changed
+        pair = selectors.pair_view(iteration, left, right, [], reviewer=request.user)
+    else:
+        pair = selectors.pair_after(iteration, *answers, answer, request.user)
     return render(request, "review/pair.html#changes", {"iteration": iteration, "pair": pair})
 
 
@@ -178,7 +180,7 @@ def spot_check(request, number):
         if isinstance(answer, HttpResponse):
             return answer
         if not request.htmx:
-            return redirect(f"{reverse('review-queue', args=[number])}?last={answer.pk}")
-        last = answer.pk
+            return redirect(f"{reverse('review-queue', args=[number])}?last={answer.review.pk}")
+        last = answer.review.pk
     context = {"iteration": iteration, "queue": selectors.queue_view(iteration, request.user, last)}
     return render(request, "review/spot_check.html#queue" if request.htmx else "review/spot_check.html", context)
