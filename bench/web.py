@@ -582,6 +582,11 @@ def main():
     print(f"single_client_p95_ms (worst target endpoint): {single_p95:.1f} (target < 50)")
     print(f"reviewers_p95_ms: {percentile(all_times, 95):.1f} (target < 100)")
     print(f"reviewers_errors: {errors} (target 0)")
+    floor = single["floor: login page"][2]
+    ratios = {e: single[e][2] / floor for e in ENDPOINTS if e != "floor: login page"}
+    worst = max(ratios, key=ratios.get)
+    print("server CPU per request against the login page's: " + ", ".join(f"{e} {r:.2f}x" for e, r in ratios.items()))
+    print(f"worst_page_cpu_ratio: {ratios[worst]:.2f} ({worst}; target <= 2 at 1M claims, <= 3 at 10M)")
 
 
 if __name__ == "__main__":

@@ -293,10 +293,18 @@ class PairView:
 
 def pair_responses(iteration: Iteration, left: int, right: int) -> tuple[Response, Response]:
     """The two answers, with their instruction; 404 unless they answer one instruction of this iteration."""
-    responses = {
-        r.pk: r
-        for r in Response.objects.filter(iteration=iteration, pk__in=[left, right]).select_related("instruction")
-    }
+    return _two_answers(Response.objects.filter(iteration=iteration), left, right)
+
+
+def numbered_pair(number: int, left: int, right: int) -> tuple[Iteration, Response, Response]:
+    """`pair_responses` of iteration `number`, with the iteration, in one query (a decision's first read)."""
+    answers = Response.objects.filter(iteration__number=number).select_related("iteration")
+    left, right = _two_answers(answers, left, right)
+    return left.iteration, left, right
+
+
+def _two_answers(answers, left: int, right: int) -> tuple[Response, Response]:
+    responses = {r.pk: r for r in answers.filter(pk__in=[left, right]).select_related("instruction")}
     if len(responses) != 2 or responses[left].instruction_id != responses[right].instruction_id:
         raise Http404("not two answers to one instruction of this iteration")
     return responses[left], responses[right]

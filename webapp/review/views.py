@@ -149,11 +149,11 @@ def pair_detail(request, number, left, right):
     """The pair page; its one form posts a decision on a claim, an undo, or the pair's exclusion. HTMX gets back
     only what a decision can change, swapped out of band: the claim's chip, both headings (scores, order) and
     the pair's status, re-read after the rebuild. Other chips, and any history a reviewer opened, stay."""
-    iteration = get_object_or_404(Iteration, number=number)
     if request.method != "POST":
+        iteration = get_object_or_404(Iteration, number=number)
         pair = selectors.pair_view(iteration, left, right, reviewer=request.user)
         return render(request, "review/pair.html", {"iteration": iteration, "pair": pair})
-    answers = selectors.pair_responses(iteration, left, right)  # a 404 before anything is recorded
+    iteration, *answers = selectors.numbered_pair(number, left, right)  # a 404 before anything is recorded
     if "exclude" in request.POST:
         answer = _exclude(request, iteration, left, right)
     else:
