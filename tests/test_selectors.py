@@ -7,9 +7,9 @@ from django.http import Http404, QueryDict
 
 from tests.factories import IterationFactory, ReviewFactory
 from tests.review_data import reviewing_iteration
-from webapp.models import Claim, Decision, IterationStatus, PreferencePair, Response
+from webapp.models import Claim, Decision, IterationStatus, PreferencePair, Response, Review
 from webapp.review import selectors
-from webapp.review.service import record_review
+from webapp.review.service import record_review, undo_review
 
 pytestmark = pytest.mark.django_db
 
@@ -105,6 +105,30 @@ def test_an_empty_queue_has_no_item(alice):
     ReviewFactory(claim=claim(iteration, 0, 0), reviewer=alice)
     queue = selectors.queue_view(iteration, alice)
     assert queue.item is None and queue.waiting == 0 and queue.done == 1
+
+
+def test_reviewed_per_instruction_counts_claims_with_a_review_standing(alice, bob):
+    """A decided claim counts once however many reviews stand on it; an unsure counts; a decision undone does not,
+    nor does its undo; claims of instructions not asked about are not counted."""
+    iteration = reviewing_iteration([[0.9, 0.8], [0.7, 0.6]], [[0.9, 0.8]], [[0.9]])
+    first, second, third = (instruction_id(iteration, n) for n in range(3))
+    claims = list(
+        Claim.objects.filter(response__iteration=iteration).order_by("response__instruction", "response__seed", "index")
+    )
+    record_review(claims[0], alice, Decision.CORRECT)
+    record_review(claims[0], bob, Decision.HALLUCINATED)
+    record_review(claims[3], alice, Decision.UNSURE)
+    undone = record_review(claims[4], alice, Decision.CORRECT)
+    undo_review(Review.objects.select_related("claim__response").get(pk=undone.pk), alice)
+    record_review(claims[6], alice, Decision.CORRECT)
+    rows = [(0, 0, first), (0, 0, second)]  # (verdict, answer, instruction): only the instructions count
+    assert selectors.reviewed_per_instruction(iteration, rows) == {first: 2}
+    assert selectors.reviewed_per_instruction(iteration, rows + [(0, 0, third)]) == {first: 2, third: 1}
+
+
+def instruction_id(iteration, n):
+    """The id of the iteration's n-th instruction (by id)."""
+    return sorted(iteration.instructions.values_list("pk", flat=True))[n]
 
 
 def test_stratifying_spreads_one_answers_claims_out():
