@@ -145,6 +145,23 @@ def test_the_list_filters_pairs(client, alice):
     assert listed(source="elsewhere") == set()
 
 
+def test_the_filter_form_shows_the_filters_applied(client, alice):
+    iteration = reviewing_iteration([[0.9], [0.2]])
+    client.force_login(alice)
+    applied = {"reviewed": "no", "excluded": "yes", "min_gap": "2", "max_gap": "3", "source": "test", "q": "red cat"}
+    html = client.get(reverse("review-pairs"), {"iteration": iteration.number, "sort": "gap", **applied}).content
+    html = html.decode()
+    for name, value in [("reviewed", "no"), ("excluded", "yes"), ("source", "test"), ("sort", "gap")]:
+        select = html[html.index(f'<select name="{name}">') :]
+        select = select[: select.index("</select>")]
+        assert select.count(" selected") == 1 and f'<option value="{value}" selected>' in select, name
+    assert '<input type="number" name="min_gap" min="1" value="2">' in html
+    assert '<input type="number" name="max_gap" min="1" value="3">' in html
+    assert '<input type="text" name="q" maxlength="200" value="red cat">' in html
+    fresh = client.get(reverse("review-pairs")).content.decode()
+    assert '<option value="" selected>any</option>' in fresh and 'name="q" maxlength="200" value=""' in fresh
+
+
 def test_the_list_pages_by_keyset(client, alice, monkeypatch):
     monkeypatch.setattr(selectors, "PAGE_SIZE", 2)
     iteration = reviewing_iteration(*[[[0.9] * 3, [0.2] * 3]] * 2, *[[[0.9], [0.2]]] * 3)  # gaps 3, 3, 1, 1, 1

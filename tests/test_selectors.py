@@ -155,7 +155,7 @@ def test_a_pair_page_carries_its_filters_into_the_next_pages_link(monkeypatch):
     filters = dict.fromkeys(["reviewed", "excluded", "min_gap", "max_gap", "source", "sort", "after"])
     page = selectors.pair_page(iteration, filters | {"source": "test"}, QueryDict("source=test"))
     largest = PreferencePair.objects.get(iteration=iteration, score_gap=2)
-    assert page.pairs == [largest] and page.matching == 2 and page.count_cap == selectors.COUNT_CAP
+    assert page.pairs == [largest] and page.matching == 2 and page.count_cap == selectors.JOINED_COUNT_CAP
     assert page.next_cursor == f"2.{largest.pk}"
     assert QueryDict(page.next_query).dict() == {
         "source": "test",
@@ -164,3 +164,14 @@ def test_a_pair_page_carries_its_filters_into_the_next_pages_link(monkeypatch):
     }
     last = selectors.pair_page(iteration, filters | {"after": page.next_cursor}, QueryDict())
     assert [p.score_gap for p in last.pairs] == [1] and last.next_cursor == ""
+
+
+def test_a_list_filtered_through_answers_or_instructions_counts_fewer_matches(monkeypatch):
+    """Counting pairs joined to their answers (reviewed) or instruction (source) is dearer a row."""
+    monkeypatch.setattr(selectors, "COUNT_CAP", 2)
+    monkeypatch.setattr(selectors, "JOINED_COUNT_CAP", 1)
+    iteration = reviewing_iteration([[0.9, 0.9], [0.2, 0.2]], [[0.9], [0.2]], [[0.9], [0.3]])  # three pairs
+    filters = dict.fromkeys(["reviewed", "excluded", "min_gap", "max_gap", "source", "sort", "after"])
+    for applied, cap in [({}, 2), ({"min_gap": 1}, 2), ({"reviewed": "no"}, 1), ({"source": "test"}, 1)]:
+        page = selectors.pair_page(iteration, filters | applied, QueryDict())
+        assert (page.count_cap, page.matching) == (cap, cap + 1), applied
