@@ -32,7 +32,6 @@ from labeling.batching import batched
 from labeling.processors import load_processor
 from labeling.remote_code import trust_remote_code
 
-QUESTION_PLACEHOLDER = "\ue000"  # a private-use character: marks where the question starts in the chat prompt
 # What a processor returns about the text rather than the image; the per-token modality ids are one of the
 # last two (Qwen: mm_token_type_ids, Gemma 3: token_type_ids) and are rebuilt for every prompt.
 TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
@@ -162,8 +161,6 @@ class TransformersBackend:
         )
         self.yes_ids, self.no_ids = list(tokens.yes), list(tokens.no)
         self.eos_ids = self._eos_ids(self.model, self.tokenizer)
-        prefix = self._chat(QUESTION_PLACEHOLDER)
-        self.prefix_text = prefix[: prefix.index(QUESTION_PLACEHOLDER)]
         probe = self.processor(text=[self.processor.image_token], images=[Image.new("RGB", (PROBE_PX, PROBE_PX))])
         self.token_type_key = next((key for key in TEXT_KEYS[2:] if key in probe), None)
         self.sliding_window = getattr(self.model.config.get_text_config(), "sliding_window", None)
@@ -329,11 +326,11 @@ class TransformersBackend:
         """P(Yes)+P(yes) and P(No)+P(no) of the first answer token (labeling.backends.logprobs says which
         tokens); no repetition penalty.
 
-        The prompt splits where the question starts: the prefix `USER: <image> ` (with its image tokens)
-        runs once per image, then its KV cache is copied to every question row of that image and the
-        question tails run batched (left-padded, position ids continuing after the prefix). The split
-        point is the run of token ids the prefix and each full prompt share, so the result equals a full
-        forward even where a tokenizer merges across the boundary. Images are taken in chunks of about
+        The prompt splits where the image's questions part: the prefix `USER: <image> Is it true that`
+        (with its image tokens) runs once per image, then its KV cache is copied to every question row of
+        that image and the question tails run batched (left-padded, position ids continuing after the
+        prefix). The split point is the run of token ids all of the image's full prompts share, so the
+        result equals a full forward even where a tokenizer merges across the boundary. Images are taken in chunks of about
         `batch_size` questions, so memory stays bounded however many images a call holds.
         """
         by_image: dict[str, list[int]] = {}
@@ -351,8 +348,10 @@ class TransformersBackend:
 
     def _image_questions(self, image: str, indices: list[int], prompts: Sequence[str]) -> ImageQuestions:
         inputs = self._image_inputs(image)
-        prefix, *full = self._token_ids([self.prefix_text, *map(self._chat, prompts)], inputs)
-        shared = min(min(common_prefix_length(prefix, ids), len(ids) - 1) for ids in full)
+        full = self._token_ids([*map(self._chat, prompts)], inputs)
+        # The prefix runs once: every id the image's prompts share ("USER: <image> Is it true that there is a"),
+        # all but the last, whose logits answer. Its image tokens come before any question's words.
+        shared = min(min(common_prefix_length(full[0], ids), len(ids) - 1) for ids in full)
         return ImageQuestions(inputs, indices, full, shared)
 
     def _score_chunk(self, chunk: list[ImageQuestions], results: list):
@@ -365,6 +364,7 @@ class TransformersBackend:
         rows = []  # (image's place in the chunk, query index, question tail)
         for c, item in enumerate(chunk):
             rows += [(c, i, ids[shared:]) for i, ids in zip(item.indices, item.ids, strict=True)]
+        rows.sort(key=lambda row: len(row[2]))  # tails of like length batch together: less padding to run
         # Sliding-window layers (Gemma 3) count their window in cache slots, so padding between the prefix and
         # a question longer than the window would shift it: such questions go in batches of one length, unpadded.
         window = self.sliding_window
