@@ -244,6 +244,18 @@ def test_a_training_step_packs_answers_yes_no_rows_and_whole_answers_apart_with_
     assert 0.4 <= (questions.labels == yes).sum() / len(questions.tail_ids) <= 0.6
 
 
+def test_a_labeler_can_train_on_yes_no_rows_alone():
+    from training import scene_models
+    from training.shapes_models import Encoder
+
+    processor = scene_models.build_processor_for_scenes()
+    settings = scene_models.labeler_settings(0)
+    settings.images_per_step, settings.describe = 4, False
+    questions, whole = scene_models.make_scene_batch(random.Random(0), Encoder(processor), processor, settings)
+    assert questions.is_question.all() and len(questions.tail_ids) == 4 * settings.questions_per_image
+    assert whole.is_question.all() and len(whole.tail_ids) == settings.whole_answer_questions
+
+
 def test_the_labeler_learns_the_questions_the_rule_splitter_asks_in_both_styles():
     from training.scene_models import claim_question
 
