@@ -330,8 +330,8 @@ class TransformersBackend:
         (with its image tokens) runs once per image, then its KV cache is copied to every question row of
         that image and the question tails run batched (left-padded, position ids continuing after the
         prefix). The split point is the run of token ids all of the image's full prompts share, so the
-        result equals a full forward even where a tokenizer merges across the boundary. Images are taken in chunks of about
-        `batch_size` questions, so memory stays bounded however many images a call holds.
+        result equals a full forward even where a tokenizer merges across the boundary. Images are taken in
+        chunks of about `batch_size` questions, so memory stays bounded however many images a call holds.
         """
         by_image: dict[str, list[int]] = {}
         for i, query in enumerate(queries):
