@@ -207,7 +207,7 @@ def rebuild_pairs(iteration: Iteration, instruction_id: int, latest: int | None 
     change = counts.Tally()
     rows = instruction_rows.read(iteration, instruction_id)
     if not rows.claims:
-        return Rebuilt(change, rows, list(_stored_pairs(iteration, [instruction_id])))
+        return Rebuilt(change, rows, sorted(_stored_pairs(iteration, [instruction_id]), key=lambda p: p.pk))
     decisions = [review.decision_row for review in rows.reviews]
     verdicts = effective_verdicts(rows.claims, decisions).values()
     if latest is not None:
@@ -282,7 +282,7 @@ def rebuild_all_pairs(iteration: Iteration) -> list[Pair]:
     for r in changed:
         r.score = -r.n_rejected
     Response.objects.bulk_update(changed, ["score"], batch_size=500)
-    _replace_pairs(iteration, _claimed_instructions(iteration), pairs)  # the rows are not needed here
+    _replace_pairs(iteration, _claimed_instructions(iteration), pairs)
     return pairs
 
 
@@ -317,7 +317,7 @@ def _pairs_of(iteration: Iteration, responses: list[Response]) -> list[Pair]:
 
 
 def _stored_pairs(iteration: Iteration, instruction_ids):
-    return PreferencePair.objects.filter(iteration=iteration, instruction_id__in=instruction_ids).order_by("pk")
+    return PreferencePair.objects.filter(iteration=iteration, instruction_id__in=instruction_ids)
 
 
 def _replace_pairs(iteration: Iteration, instruction_ids, pairs) -> tuple[counts.Tally, list[PreferencePair]]:
