@@ -9,9 +9,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import BooleanField, Count, Exists, F, OuterRef, Q
+from django.db.models import BooleanField, Exists, F, OuterRef, Q
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Abs
 from django.http import Http404
 
 from labeling.calibration import accepts
@@ -34,6 +33,7 @@ from webapp.models import (
     standing_decisions,
     with_labeler_verdict,
 )
+from webapp.review import queue_rows
 from webapp.review.instruction_rows import ReviewRow
 from webapp.review.search import search_pairs
 
@@ -47,7 +47,6 @@ JOINED_COUNT_CAP = 200
 # The spot-check queue stratifies this many of the most uncertain unreviewed verdicts.
 QUEUE_WINDOW = 100
 QUEUE_SHOWN = 5  # the claims a queue page shows at once, for j/k to move between
-QUEUE_ROW = ("pk", "claim__response", "claim__response__instruction")  # what `stratify` reads of a verdict
 
 
 def _row_after(op: str):
@@ -468,38 +467,20 @@ def spot_check_queue(iteration: Iteration, window: int = QUEUE_WINDOW) -> list[i
     its claim back) in serving order: most uncertain labeler verdict (smallest |p_yes − p_no|) first, the
     `window` most uncertain stratified (see `stratify`) so a reviewer does not see ten claims of one answer in
     a row. With a second labeler, the claims the two disagree on come before all others."""
-    reviewed = Review.objects.standing().filter(claim=OuterRef("claim"))
-    rows = Verdict.objects.filter(labeler=iteration.labeler, claim__response__iteration=iteration).filter(
-        ~Exists(reviewed)
-    )
-    order = [Abs(F("p_yes") - F("p_no")), "pk"]  # verdict_uncertainty_idx
-    second = second_labeler(iteration)
-    if second is None:
-        rows = list(rows.order_by(*order).values_list(*QUEUE_ROW)[:window])
-        return stratify(rows, reviewed_per_instruction(iteration, rows))
-    # Claims the two labelers disagree on first (one says yes, the other no), each group most uncertain first.
-    other = Verdict.objects.filter(claim=OuterRef("claim"), labeler=second).exclude(accepted=OuterRef("accepted"))
-    rows = rows.annotate(disagree=Exists(other)).order_by("-disagree", *order)
-    rows = list(rows.values_list(*QUEUE_ROW, "disagree")[:window])
+    rows = queue_rows.window(iteration.pk, iteration.labeler, window, second_labeler(iteration))
     reviewed = reviewed_per_instruction(iteration, rows)
-    return stratify([r[:3] for r in rows if r[3]], reviewed) + stratify([r[:3] for r in rows if not r[3]], reviewed)
+    disagreed = [row[:3] for row in rows if row[3]]
+    return stratify(disagreed, reviewed) + stratify([row[:3] for row in rows if not row[3]], reviewed)
 
 
 def reviewed_per_instruction(iteration: Iteration, rows: list[tuple]) -> Counter:
     """How many claims of each of the rows' instructions stand reviewed: the round-robin goes on from there
     across requests, so an instruction whose claim was just decided waits for every other one's turn (it
     started afresh on every request, and served the same claim of the same picture five times in a row)."""
-    instructions = {row[2] for row in rows}
-    # The reviews of the claims of those instructions' answers that have one standing (`Response.reviewed`, kept
-    # by a trigger): a few index probes from the instructions. Asked for standing reviews in SQL, the planner
-    # misjudged the anti-join as one row and walked every review of the iteration (73 ms at 1M claims with 1%
-    # reviewed, growing with the reviews), so undone and undo are told apart here.
-    answers = Response.objects.filter(iteration=iteration, instruction__in=instructions, reviewed=True)
-    reviews = list(
-        Review.objects.filter(claim__response__in=answers).values_list(
-            "pk", "claim", "undoes", "claim__response__instruction"
-        )
-    )
+    # Asked for standing reviews in SQL, the planner misjudged the anti-join as one row and walked every review
+    # of the iteration (73 ms at 1M claims with 1% reviewed, growing with the reviews), so undone and undo are
+    # told apart here.
+    reviews = queue_rows.reviews_of_instructions(iteration.pk, {row[2] for row in rows})
     undone = {undoes for _, _, undoes, _ in reviews if undoes is not None}
     stands = {(claim, instruction) for pk, claim, undoes, instruction in reviews if undoes is None and pk not in undone}
     return Counter(instruction for _, instruction in stands)
@@ -540,17 +521,11 @@ def queue_view(iteration: Iteration, reviewer, last_review: int | None = None) -
             items.append(
                 QueueItem(view, v.claim.response, v.claim.response.instruction, v.p_no, links.get(v.claim.response_id))
             )
-    # The reviewer's own count: it grows with one person's work, not with the iteration. An undo names one of
-    # its reviewer's own decisions, so both sides are read through the (reviewer, iteration) index rather than
-    # by joining every review of the iteration to find the undone ones.
-    mine = Review.objects.filter(reviewer=reviewer, iteration=iteration)
-    undone = mine.filter(undoes__isnull=False).values("undoes")
-    done = mine.filter(undoes__isnull=True).exclude(pk__in=undone)
     return QueueView(
         items=items,
         waiting=len(waiting),
         window=QUEUE_WINDOW,
-        done=done.aggregate(n=Count("claim", distinct=True))["n"],
+        done=queue_rows.decided_by(reviewer.pk, iteration.pk),  # grows with one person's work, not the iteration
         open=iteration.status == IterationStatus.REVIEWING,
         outcome=outcome(iteration, reviewer, last_review) if last_review else None,
     )
