@@ -166,6 +166,17 @@ def test_a_pair_page_carries_its_filters_into_the_next_pages_link(monkeypatch):
     assert [p.score_gap for p in last.pairs] == [1] and last.next_cursor == ""
 
 
+def test_the_pair_list_cuts_a_long_question():
+    iteration = reviewing_iteration([[0.9, 0.9], [0.2, 0.2]], [[0.9], [0.2]])
+    pairs = PreferencePair.objects.filter(iteration=iteration).select_related("instruction")
+    long, short = [p.instruction for p in pairs]
+    long.question, short.question = "w" * 91, "w" * 90
+    long.save(), short.save()
+    filters = dict.fromkeys(["reviewed", "excluded", "min_gap", "max_gap", "source", "sort", "after"])
+    shown = {p.instruction_id: p.question_shown for p in selectors.pair_page(iteration, filters, QueryDict()).pairs}
+    assert shown == {long.pk: "w" * 89 + "…", short.pk: "w" * 90}
+
+
 def test_a_list_filtered_through_answers_or_instructions_counts_fewer_matches(monkeypatch):
     """Counting pairs joined to their answers (reviewed) or instruction (source) is dearer a row."""
     monkeypatch.setattr(selectors, "COUNT_CAP", 2)
