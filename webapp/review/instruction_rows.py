@@ -78,6 +78,11 @@ _REVIEWS = """SELECT rv.id, rv.claim_id, rv.decision, rv.undoes_id, rv.created_a
  WHERE r.iteration_id = %s AND r.instruction_id = %s AND r.status = %s ORDER BY rv.created_at, rv.id"""
 
 
+_CLAIM_REVIEWS = """SELECT rv.id, rv.claim_id, rv.decision, rv.undoes_id, rv.created_at, rv.note, rv.reviewer_id,
+ u.{username} FROM {review} rv JOIN {user} u ON u.id = rv.reviewer_id
+ WHERE rv.claim_id IN ({claims}) ORDER BY rv.created_at, rv.id"""
+
+
 def _aware(value) -> datetime:
     """SQLite hands back the stored text (UTC); PostgreSQL an aware datetime."""
     if isinstance(value, datetime):
@@ -98,3 +103,13 @@ def read(iteration, instruction_id: int) -> InstructionRows:
         cursor.execute(_REVIEWS.format(**tables), where)
         reviews = [ReviewRow(*row[:4], _aware(row[4]), *row[5:]) for row in cursor.fetchall()]
     return InstructionRows(answers, claims, reviews)
+
+
+def claim_reviews(claim_ids: list[int]) -> list[ReviewRow]:
+    """Every review of the claims, in the order they were made: a page's claim histories."""
+    if not claim_ids:
+        return []
+    sql = _CLAIM_REVIEWS.format(claims=", ".join(["%s"] * len(claim_ids)), **_tables())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, claim_ids)
+        return [ReviewRow(*row[:4], _aware(row[4]), *row[5:]) for row in cursor.fetchall()]

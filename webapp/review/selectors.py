@@ -33,7 +33,7 @@ from webapp.models import (
     standing_decisions,
     with_labeler_verdict,
 )
-from webapp.review import queue_rows
+from webapp.review import instruction_rows, queue_rows
 from webapp.review.instruction_rows import ReviewRow
 from webapp.review.search import search_pairs
 
@@ -231,13 +231,9 @@ def _claim_view(claim: Claim, verdict: EffectiveVerdict, history: list[ReviewRow
 
 def _histories(claim_ids: list[int]) -> dict[int, list[ReviewRow]]:
     """The claims' reviews, oldest first, by claim id."""
-    reviews = Review.objects.filter(claim__in=claim_ids).select_related("reviewer").order_by("created_at", "pk")
     history = {}
-    for r in reviews:
-        row = ReviewRow(
-            r.pk, r.claim_id, r.decision, r.undoes_id, r.created_at, r.note, r.reviewer_id, r.reviewer.get_username()
-        )
-        history.setdefault(r.claim_id, []).append(row)
+    for row in instruction_rows.claim_reviews(claim_ids):
+        history.setdefault(row.claim_id, []).append(row)
     return history
 
 
