@@ -2,8 +2,8 @@
 
 Usage:
     .venv/bin/python bench/scene_lm_probe.py [--features truth|slots] [--steps 600] [--existence-steps 600]
-        [--describe] [--learning-rate 1e-3] [--init-std 0.1] [--scale 5] [--patch-px 12] [--pictures 150]
-        [--threads 2]
+        [--describe] [--learning-rate 1e-3] [--init-std 0.1] [--scale 5] [--patch-px 12] [--text-width 128]
+        [--layers 3] [--pictures 150] [--threads 2]
 
 World 2's labeler learnt which objects a picture holds and how many, never their sizes and patterns, whatever
 the vision tower was taught. This asks the other half: each image token is given the scene's truth instead of
@@ -102,9 +102,12 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=5.0, help="multiplies the features")
     parser.add_argument("--pictures", type=int, default=150, help="validation pictures (four claims each)")
     parser.add_argument("--patch-px", type=int, default=scene_models.PATCH_PX, help="larger patches: fewer tokens")
+    parser.add_argument("--text-width", type=int, default=scene_models.TEXT_WIDTH)
+    parser.add_argument("--layers", type=int, default=scene_models.LAYERS, help="the language model's layers")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     scene_models.PATCH_PX = args.patch_px  # the processor's patch, and so the number of image tokens
+    scene_models.TEXT_WIDTH, scene_models.LAYERS = args.text_width, args.layers
     settings = scene_models.SceneTrainingSettings(
         **scene_models.SIZE
         | {
