@@ -3,7 +3,7 @@
 Usage:
     .venv/bin/python bench/scene_lm_probe.py [--features truth|slots] [--steps 600] [--existence-steps 600]
         [--describe] [--learning-rate 1e-3] [--init-std 0.1] [--scale 5] [--patch-px 12] [--text-width 128]
-        [--layers 3] [--pictures 150] [--threads 2]
+        [--layers 3] [--phases size:400,pattern:400] [--pictures 150] [--threads 2]
 
 World 2's labeler learnt which objects a picture holds and how many, never their sizes and patterns, whatever
 the vision tower was taught. This asks the other half: each image token is given the scene's truth instead of
@@ -102,6 +102,12 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=5.0, help="multiplies the features")
     parser.add_argument("--pictures", type=int, default=150, help="validation pictures (four claims each)")
     parser.add_argument("--patch-px", type=int, default=scene_models.PATCH_PX, help="larger patches: fewer tokens")
+    parser.add_argument(
+        "--phases",
+        default="",
+        help="after the existence steps, phases of one kind of claim alone, e.g. size:400,pattern:400 (a curriculum); "
+        "the steps left train on every kind",
+    )
     parser.add_argument("--text-width", type=int, default=scene_models.TEXT_WIDTH)
     parser.add_argument("--layers", type=int, default=scene_models.LAYERS, help="the language model's layers")
     parser.add_argument("--threads", type=int, default=2)
@@ -126,13 +132,23 @@ def main() -> None:
     model.model.get_image_features = images  # the tower and projector's place in LlavaModel.forward
     side = scenes.IMAGE_PX
     step = iter(range(settings.steps))
+    phase_ends, end = [], settings.existence_first_steps
+    for phase in filter(None, args.phases.split(",")):
+        kind, steps = phase.split(":")
+        if kind not in ("size", "pattern"):
+            raise SystemExit(f"--phases: {kind!r} is not size or pattern")
+        end += int(steps)
+        phase_ends.append((kind, end))
 
     def batches(rng, encoder, processor, settings):
-        existence_only = next(step) < settings.existence_first_steps
+        at = next(step)
+        existence_only = at < settings.existence_first_steps
+        only = next((kind for kind, end in phase_ends if at < end), None) if not existence_only else None
         pictures = [scenes.random_scene(rng) for _ in range(settings.images_per_step)]
         rows = {"answers": [], "questions": []}
         for i, scene in enumerate(pictures):
-            for prompt, answer, is_question in scene_models.scene_rows(scene, rng, settings, i, existence_only):
+            made = one_kind_rows(scene, rng, settings, only) if only else None
+            for prompt, answer, is_question in made or scene_models.scene_rows(scene, rng, settings, i, existence_only):
                 answer_ids = encoder.word(answer) if is_question else encoder.caption(answer)
                 rows["questions" if is_question else "answers"].append(
                     (i, encoder.prompt(prompt), answer_ids, is_question)
@@ -150,6 +166,22 @@ def main() -> None:
         losses=scene_models.group_losses,
     )
     print(json.dumps({"validation claims": claim_accuracy(model, processor, images, args.pictures)}), flush=True)
+
+
+def one_kind_rows(scene, rng, settings, kind: str) -> list[tuple[str, str, bool]]:
+    """Yes/no rows of claims of one kind of fact (true, and the same made wrong, alternating); None for a picture
+    with no such fact (the usual rows then)."""
+    facts = [fact for fact in scene_text.scene_facts(scene) if fact.kind == kind]
+    if not facts:
+        return None
+    rows = []
+    for k in range(settings.questions_per_image):
+        fact = rng.choice(facts)
+        truth = k % 2 == 0
+        fact = fact if truth else scene_text.wrong(fact, rng)
+        question = scene_models.claim_question(fact, rng.choice(scene_text.STYLES))
+        rows.append((labeler_prompt(question), "Yes" if truth else "No", True))
+    return rows
 
 
 @torch.no_grad()
