@@ -68,11 +68,11 @@ class TruthImages:
         if layout == "truth" and 4 * KINDS > width or layout == "slots" and 3 * KINDS + 6 > width:
             raise SystemExit(f"{layout}: the tower's width {width} cannot hold the facts")
 
-    def tensors(self, pictures: list[scenes.Scene], tokens_side: int) -> torch.Tensor:
+    def tensors(self, pictures: list[scenes.Scene], side: int) -> torch.Tensor:
         """One tensor per picture, its first value the picture's number."""
         first = len(self.scenes)
         self.scenes += pictures
-        numbered = torch.zeros(len(pictures), 3, tokens_side, tokens_side)
+        numbered = torch.zeros(len(pictures), 3, side, side)
         numbered[:, 0, 0, 0] = torch.arange(first, first + len(pictures), dtype=torch.float)
         return numbered
 
@@ -168,7 +168,7 @@ def main() -> None:
     print(json.dumps({"validation claims": claim_accuracy(model, processor, images, args.pictures)}), flush=True)
 
 
-def one_kind_rows(scene, rng, settings, kind: str) -> list[tuple[str, str, bool]]:
+def one_kind_rows(scene, rng, settings, kind: str) -> list[tuple[str, str, bool]] | None:
     """Yes/no rows of claims of one kind of fact (true, and the same made wrong, alternating); None for a picture
     with no such fact (the usual rows then)."""
     facts = [fact for fact in scene_text.scene_facts(scene) if fact.kind == kind]

@@ -55,7 +55,8 @@ class InstructionRows:
     reviews: list[ReviewRow]  # in the order they were made
 
 
-def _tables() -> dict[str, str]:
+def table_names() -> dict[str, str]:
+    """The review pages' tables (and the user table's username column) as the plain statements name them."""
     user = get_user_model()
     return {
         "response": Response._meta.db_table,
@@ -93,7 +94,7 @@ def _aware(value) -> datetime:
 def read(iteration, instruction_id: int) -> InstructionRows:
     """The instruction's labeled answers of `iteration`, their claims with the verdict of the iteration's labeler
     under its margin, and every review of those claims."""
-    tables = _tables()
+    tables = table_names()
     where = [iteration.pk, instruction_id, ResponseStatus.LABELED]
     with connection.cursor() as cursor:
         cursor.execute(_ANSWERS.format(**tables), where)
@@ -109,7 +110,7 @@ def claim_reviews(claim_ids: list[int]) -> list[ReviewRow]:
     """Every review of the claims, in the order they were made: a page's claim histories."""
     if not claim_ids:
         return []
-    sql = _CLAIM_REVIEWS.format(claims=", ".join(["%s"] * len(claim_ids)), **_tables())
+    sql = _CLAIM_REVIEWS.format(claims=", ".join(["%s"] * len(claim_ids)), **table_names())
     with connection.cursor() as cursor:
         cursor.execute(sql, claim_ids)
         return [ReviewRow(*row[:4], _aware(row[4]), *row[5:]) for row in cursor.fetchall()]

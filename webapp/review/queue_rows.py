@@ -8,17 +8,7 @@ time to compile and to turn into rows, so they are written out, as `instruction_
 
 from django.db import connection
 
-from webapp.models import Claim, Response, Review, Verdict
-
-
-def _tables() -> dict[str, str]:
-    return {
-        "verdict": Verdict._meta.db_table,
-        "claim": Claim._meta.db_table,
-        "response": Response._meta.db_table,
-        "review": Review._meta.db_table,
-    }
-
+from webapp.review.instruction_rows import table_names
 
 # A claim waits while none of its reviews stands (neither an undo nor undone); verdict_uncertainty_idx serves the
 # order. With a second labeler, a claim the two disagree on (one accepts, the other does not) comes first.
@@ -47,7 +37,7 @@ _DONE = """SELECT COUNT(DISTINCT claim_id) FROM {review} WHERE iteration_id = %s
 def window(iteration_id: int, labeler: str, size: int, second_labeler: str | None = None) -> list[tuple]:
     """(verdict, answer, instruction, disagree) of the `size` most uncertain waiting verdicts of `labeler`;
     with `second_labeler`, those it disagrees with first (disagree is False without one)."""
-    tables = _tables()
+    tables = table_names()
     if second_labeler is None:
         sql, params = _WINDOW.format(disagree="FALSE", first="", **tables), [iteration_id, labeler, size]
     else:
@@ -63,7 +53,7 @@ def reviews_of_instructions(iteration_id: int, instructions: set[int]) -> list[t
     """(review, claim, undoes, instruction) of every review of the instructions' reviewed answers."""
     if not instructions:
         return []
-    sql = _REVIEWS.format(instructions=", ".join(["%s"] * len(instructions)), **_tables())
+    sql = _REVIEWS.format(instructions=", ".join(["%s"] * len(instructions)), **table_names())
     with connection.cursor() as cursor:
         cursor.execute(sql, [iteration_id, *instructions])
         return cursor.fetchall()
@@ -72,5 +62,5 @@ def reviews_of_instructions(iteration_id: int, instructions: set[int]) -> list[t
 def decided_by(reviewer_id: int, iteration_id: int) -> int:
     """How many claims of the iteration the reviewer has a decision on that they have not taken back."""
     with connection.cursor() as cursor:
-        cursor.execute(_DONE.format(**_tables()), [iteration_id, reviewer_id, iteration_id, reviewer_id])
+        cursor.execute(_DONE.format(**table_names()), [iteration_id, reviewer_id, iteration_id, reviewer_id])
         return cursor.fetchone()[0]
