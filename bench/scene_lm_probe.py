@@ -105,8 +105,8 @@ def main() -> None:
     parser.add_argument(
         "--phases",
         default="",
-        help="after the existence steps, phases of one kind of claim alone, e.g. size:400,pattern:400 (a curriculum); "
-        "the steps left train on every kind",
+        help="after the existence steps, phases of one kind of claim, e.g. size:400,pattern:400 (a curriculum, "
+        "SceneTrainingSettings.phases); the steps left train on every kind",
     )
     parser.add_argument("--text-width", type=int, default=scene_models.TEXT_WIDTH)
     parser.add_argument("--layers", type=int, default=scene_models.LAYERS, help="the language model's layers")
@@ -124,6 +124,7 @@ def main() -> None:
             "learning_rate": args.learning_rate,
             "init_std": args.init_std,
             "threads": args.threads,
+            "phases": args.phases,
         }
     )
     processor = scene_models.build_processor_for_scenes()
@@ -132,23 +133,17 @@ def main() -> None:
     model.model.get_image_features = images  # the tower and projector's place in LlavaModel.forward
     side = scenes.IMAGE_PX
     step = iter(range(settings.steps))
-    phase_ends, end = [], settings.existence_first_steps
-    for phase in filter(None, args.phases.split(",")):
-        kind, steps = phase.split(":")
-        if kind not in ("size", "pattern"):
-            raise SystemExit(f"--phases: {kind!r} is not size or pattern")
-        end += int(steps)
-        phase_ends.append((kind, end))
 
     def batches(rng, encoder, processor, settings):
-        at = next(step)
-        existence_only = at < settings.existence_first_steps
-        only = next((kind for kind, end in phase_ends if at < end), None) if not existence_only else None
+        kinds = scene_models.phase_at(settings, next(step))
         pictures = [scenes.random_scene(rng) for _ in range(settings.images_per_step)]
         rows = {"answers": [], "questions": []}
         for i, scene in enumerate(pictures):
-            made = one_kind_rows(scene, rng, settings, only) if only else None
-            for prompt, answer, is_question in made or scene_models.scene_rows(scene, rng, settings, i, existence_only):
+            if kinds and kinds != ("existence",):
+                made = scene_models.phase_rows(scene, rng, settings, kinds)
+            else:
+                made = scene_models.scene_rows(scene, rng, settings, i, kinds == ("existence",))
+            for prompt, answer, is_question in made:
                 answer_ids = encoder.word(answer) if is_question else encoder.caption(answer)
                 rows["questions" if is_question else "answers"].append(
                     (i, encoder.prompt(prompt), answer_ids, is_question)
@@ -166,22 +161,6 @@ def main() -> None:
         losses=scene_models.group_losses,
     )
     print(json.dumps({"validation claims": claim_accuracy(model, processor, images, args.pictures)}), flush=True)
-
-
-def one_kind_rows(scene, rng, settings, kind: str) -> list[tuple[str, str, bool]] | None:
-    """Yes/no rows of claims of one kind of fact (true, and the same made wrong, alternating); None for a picture
-    with no such fact (the usual rows then)."""
-    facts = [fact for fact in scene_text.scene_facts(scene) if fact.kind == kind]
-    if not facts:
-        return None
-    rows = []
-    for k in range(settings.questions_per_image):
-        fact = rng.choice(facts)
-        truth = k % 2 == 0
-        fact = fact if truth else scene_text.wrong(fact, rng)
-        question = scene_models.claim_question(fact, rng.choice(scene_text.STYLES))
-        rows.append((labeler_prompt(question), "Yes" if truth else "No", True))
-    return rows
 
 
 @torch.no_grad()

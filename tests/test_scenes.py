@@ -256,6 +256,67 @@ def test_a_labeler_can_train_on_yes_no_rows_alone():
     assert whole.is_question.all() and len(whole.tail_ids) == settings.whole_answer_questions
 
 
+def test_a_curriculum_runs_existence_then_each_phase_revisiting_the_earlier_ones_then_every_kind():
+    from training import scene_models
+
+    settings = scene_models.SceneTrainingSettings(existence_first_steps=10, phases="size:5, pattern:5,size:5")
+    assert scene_models.curriculum(settings) == [("size", 15), ("pattern", 20), ("size", 25)]
+    assert [scene_models.phase_at(settings, step) for step in (0, 9, 10, 14, 15, 19, 20, 24, 25, 99)] == [
+        ("existence",),
+        ("existence",),
+        ("size",),
+        ("size",),
+        ("pattern", "size"),
+        ("pattern", "size"),
+        ("size", "pattern"),
+        ("size", "pattern"),
+        (),
+        (),
+    ]
+    for bad in ("colour:5", "size", "size:x", "size:-1"):
+        with pytest.raises(ValueError, match="phases"):
+            scene_models.curriculum(scene_models.SceneTrainingSettings(phases=bad))
+
+
+@pytest.mark.parametrize("kinds", [("size",), ("pattern", "size"), ("relation", "count", "size"), ("count",)])
+def test_a_phase_asks_claims_of_its_kind_and_the_earlier_ones_true_and_false_alternating(kinds):
+    from training import scene_models
+
+    settings = scene_models.SceneTrainingSettings(questions_per_image=8, describe=False)
+    rng, asked = random.Random(1), []
+    for _ in range(40):
+        scene = scenes.random_scene(rng)
+        rows = scene_models.phase_rows(scene, rng, settings, kinds)
+        assert len(rows) == 8 and all(is_question for _, _, is_question in rows)
+        for k, (prompt, answer, _) in enumerate(rows):
+            (fact,) = st.parse_all(prompt.split("Is it true that ", 1)[1].rsplit("?", 1)[0])
+            assert answer == ("Yes" if k % 2 == 0 else "No") and st.is_true(fact, scene) == (k % 2 == 0)
+            have = {scene_models.claim_kind(f) for f in st.scene_facts(scene)}
+            kind = scene_models.claim_kind(fact)
+            assert kind in kinds or not have & set(kinds) and kind == "count"
+            asked.append((k % 4 < 2, kind))
+    own = [kind for first, kind in asked if first]
+    assert own.count(kinds[0]) / len(own) > 0.6  # half the rows ask the phase's own kind
+    if len(kinds) > 1:
+        assert {kind for first, kind in asked if not first} & set(kinds[1:])  # the other half revisits
+
+
+def test_a_curriculum_step_holds_no_whole_answers_and_a_description_only_when_asked():
+    from training import scene_models
+    from training.shapes_models import Encoder
+
+    processor = scene_models.build_processor_for_scenes()
+    settings = scene_models.labeler_settings(0)
+    settings.images_per_step = 4
+    answers, questions = scene_models.make_scene_batch(
+        random.Random(0), Encoder(processor), processor, settings, ("size",)
+    )
+    assert len(answers.tail_ids) == 4 and len(questions.tail_ids) == 4 * settings.questions_per_image
+    settings.describe = False
+    (questions,) = scene_models.make_scene_batch(random.Random(0), Encoder(processor), processor, settings, ("size",))
+    assert questions.is_question.all()
+
+
 def test_the_labeler_learns_the_questions_the_rule_splitter_asks_in_both_styles():
     from training.scene_models import claim_question
 
@@ -330,7 +391,7 @@ def test_the_first_steps_ask_only_whether_an_object_is_there():
     encoder = Encoder(processor)
     settings = scene_models.labeler_settings(0)
     settings.images_per_step = 4
-    batches = scene_models.make_scene_batch(random.Random(0), encoder, processor, settings, existence_only=True)
+    batches = scene_models.make_scene_batch(random.Random(0), encoder, processor, settings, ("existence",))
     assert len(batches) == 2  # the answers and the yes/no rows: no whole answers yet
     questions = batches[1]
     asked = [

@@ -53,6 +53,9 @@ WEIGHTS_DIR = Path(__file__).with_name(
 )  # the prompt, 64 image tokens and a description of up to ~220 tokens
 
 
+CLAIM_KINDS = ("count", "size", "pattern", "relation")
+
+
 @dataclass
 class SceneTrainingSettings(ShapesTrainingSettings):
     style: str = field(default="plain", metadata={"help": "The descriptions' writing style."})
@@ -71,6 +74,15 @@ class SceneTrainingSettings(ShapesTrainingSettings):
         metadata={
             "help": "Steps at the start whose yes/no rows are all existence probes (no whole answers): the model "
             "learns to look for an object before the harder questions (claims 0.63 on validation against 0.57)."
+        },
+    )
+    phases: str = field(
+        default="",
+        metadata={
+            "help": "After the existence steps, phases of claims of one kind, e.g. size:500,pattern:500 (kinds: "
+            f"{', '.join(CLAIM_KINDS)}): half of a phase's yes/no rows ask its kind, half the earlier phases' "
+            "(no whole answers); the steps left train on every kind. Mixed from the start, a model of this size "
+            "learns neither sizes nor patterns even from the truth itself (bench/scene_lm_probe.py)."
         },
     )
 
@@ -159,6 +171,59 @@ def scene_rows(
     return rows
 
 
+def curriculum(settings: SceneTrainingSettings) -> list[tuple[str, int]]:
+    """The settings' phases as (claim kind, the step it ends before), in order, after the existence steps."""
+    ends, end = [], settings.existence_first_steps
+    for phase in filter(None, (p.strip() for p in settings.phases.split(","))):
+        kind, _, steps = phase.partition(":")
+        if kind not in CLAIM_KINDS or not steps.isdigit():
+            raise ValueError(f"phases: {phase!r} is not kind:steps with a kind among {', '.join(CLAIM_KINDS)}")
+        end += int(steps)
+        ends.append((kind, end))
+    return ends
+
+
+def phase_at(settings: SceneTrainingSettings, step: int) -> tuple[str, ...]:
+    """The claim kinds the rows of `step` ask: ("existence",) first, then a phase's kind and the earlier
+    phases' (its own first), and () once every kind is trained together."""
+    if step < settings.existence_first_steps:
+        return ("existence",)
+    phases = curriculum(settings)
+    for i, (kind, end) in enumerate(phases):
+        if step < end:
+            return (kind, *dict.fromkeys(k for k, _ in phases[:i] if k != kind))
+    return ()
+
+
+def claim_kind(fact: scene_text.Fact) -> str:
+    return "relation" if fact.kind in scenes.RELATIONS else fact.kind
+
+
+def phase_rows(scene, rng, settings: SceneTrainingSettings, kinds: tuple[str, ...]) -> list[tuple[str, str, bool]]:
+    """A curriculum phase's rows for one picture (the description first if `describe`): yes/no claims, true and
+    the same made wrong alternating, half of `kinds[0]` and half of the later ones (earlier phases revisited);
+    a false count row names an absent kind half the time. A kind the picture has no fact of gives way to one
+    it has."""
+    rows = []
+    if settings.describe:
+        _, question, facts = scene_text.instruction(scene, rng)
+        rows.append((question, scene_text.describe(facts, settings.style), False))
+    by_kind: dict[str, list] = {}
+    for fact in scene_text.scene_facts(scene):
+        by_kind.setdefault(claim_kind(fact), []).append(fact)
+    for k in range(settings.questions_per_image):
+        wanted = kinds[0] if k % 4 < 2 or len(kinds) == 1 else rng.choice(kinds[1:])
+        kind = wanted if wanted in by_kind else next((other for other in kinds if other in by_kind), "count")
+        fact, truth = rng.choice(by_kind[kind]), k % 2 == 0
+        if not truth:
+            absent = kind == "count" and rng.random() < 0.5
+            fact = scene_text.Fact("count", scene_text.confusable_absent(scene, rng), 1) if absent else None
+            fact = fact or scene_text.wrong(rng.choice(by_kind[kind]), rng)
+        question = claim_question(fact, rng.choice(scene_text.STYLES))
+        rows.append((labeler_prompt(question), "Yes" if truth else "No", True))
+    return rows
+
+
 def with_some_error(facts: list[scene_text.Fact], scene: scenes.Scene, rng: random.Random) -> list[scene_text.Fact]:
     """The facts with a policy's errors (`scene_text.with_errors`), drawn again until at least one is false:
     false whole answers then come from the distribution the self-rewarding labeler judges, each error in its
@@ -179,20 +244,26 @@ def whole_answer_row(scene, rng, truth: bool) -> tuple[str, str, bool]:
 
 
 def make_scene_batch(
-    rng: random.Random, encoder: Encoder, processor, settings: SceneTrainingSettings, existence_only: bool = False
+    rng: random.Random, encoder: Encoder, processor, settings: SceneTrainingSettings, kinds: tuple[str, ...] = ()
 ) -> list[Batch]:
     """Fresh world-2 pictures and their rows, as world 1's shared-prefix batches: one of the answers to the
     instructions, one of the short yes/no rows and one of the whole-answer rows, so a yes/no row of twenty
-    tokens is not padded to a description's two hundred (one batch of all was four times slower)."""
+    tokens is not padded to a description's two hundred (one batch of all was four times slower). `kinds`:
+    a curriculum phase's (`phase_at`); () for every kind and the whole answers."""
     pictures = [scenes.random_scene(rng) for _ in range(settings.images_per_step)]
     groups: dict[str, list] = {"answers": [], "questions": [], "whole": []}  # pack's rows
+    existence_only = kinds == ("existence",)
     for i, scene in enumerate(pictures):
-        for prompt, answer, is_question in scene_rows(scene, rng, settings, i, existence_only):
+        if kinds and not existence_only:
+            made = phase_rows(scene, rng, settings, kinds)
+        else:
+            made = scene_rows(scene, rng, settings, i, existence_only)
+        for prompt, answer, is_question in made:
             answer_ids = encoder.word(answer) if is_question else encoder.caption(answer)
             groups["questions" if is_question else "answers"].append(
                 (i, encoder.prompt(prompt), answer_ids, is_question)
             )
-    for k in range(0 if existence_only else settings.whole_answer_questions):
+    for k in range(0 if kinds else settings.whole_answer_questions):
         i = k % len(pictures)
         prompt, answer, _ = whole_answer_row(pictures[i], rng, k % 2 == 0)
         groups["whole"].append((i, encoder.prompt(prompt), encoder.word(answer), True))
@@ -228,6 +299,7 @@ def pretrained_tower(steps: int = VISION_STEPS, seed: int = 0, report=print) -> 
 def train_scene_model(settings: SceneTrainingSettings, tower: dict, report=print, report_every: int = 100):
     """A new seeded model on the pretrained `tower` (frozen, as LLaVA freezes its CLIP: the yes/no answers
     are too little signal to keep it sharp) trained on the world's stream; returns (model, processor, log)."""
+    curriculum(settings)  # a malformed phase fails here, not an hour in
     processor = build_processor_for_scenes()
     model = new_scene_model(processor, settings.init_seed, settings.init_std)
     model.model.vision_tower.load_state_dict(tower)
@@ -235,7 +307,7 @@ def train_scene_model(settings: SceneTrainingSettings, tower: dict, report=print
     steps = iter(range(settings.steps))
 
     def batches(rng, encoder, processor, settings):
-        return make_scene_batch(rng, encoder, processor, settings, next(steps) < settings.existence_first_steps)
+        return make_scene_batch(rng, encoder, processor, settings, phase_at(settings, next(steps)))
 
     log = train_model(
         model,
