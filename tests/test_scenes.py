@@ -230,7 +230,7 @@ def test_a_training_step_packs_answers_yes_no_rows_and_whole_answers_apart_with_
     processor = scene_models.build_processor_for_scenes()
     encoder = Encoder(processor)
     settings = scene_models.labeler_settings(0)
-    settings.images_per_step = 4
+    settings.images_per_step, settings.describe, settings.questions_per_image = 4, True, 3
     answers, questions, whole = scene_models.make_scene_batch(random.Random(0), encoder, processor, settings)
     assert len(answers.tail_ids) == 4 and not answers.is_question.any()
     assert len(questions.tail_ids) == 4 * settings.questions_per_image and questions.is_question.all()
@@ -307,7 +307,7 @@ def test_a_curriculum_step_holds_no_whole_answers_and_a_description_only_when_as
 
     processor = scene_models.build_processor_for_scenes()
     settings = scene_models.labeler_settings(0)
-    settings.images_per_step = 4
+    settings.images_per_step, settings.describe = 4, True
     answers, questions = scene_models.make_scene_batch(
         random.Random(0), Encoder(processor), processor, settings, ("size",)
     )
@@ -331,7 +331,7 @@ def test_patch_targets_put_each_object_at_its_centre_patch_by_size_so_a_guest_in
 
     from training.scene_vision import NONE, patch_targets
 
-    targets = patch_targets(hand_scene(), 12)
+    targets = patch_targets(hand_scene(), 12, nearby=1)
     assert targets.shape == (4 + 3 * len(scenes.KINDS), 8, 8)
     kind = scenes.KINDS.index
     assert targets[2, 0, 0] == kind("red circle") and targets[3, 0, 0] == 0  # centre (6.5, 6.5)
@@ -363,7 +363,8 @@ def test_vision_pretraining_lowers_the_patch_loss_and_trains_the_tower_alone():
     pixels, targets = scene_vision.draw_batch(random.Random(1), processor, 16)
     with torch.no_grad():
         after = sum(scene_vision.head_losses(head, scene_vision.patch_features(model, pixels), targets))
-    untrained = scene_vision.head_losses(scene_vision.PatchHead(96), torch.zeros(16, 64, 96), targets)
+    tokens = (scenes.IMAGE_PX // scene_models.PATCH_PX) ** 2
+    untrained = scene_vision.head_losses(scene_vision.PatchHead(96), torch.zeros(16, tokens, 96), targets)
     assert after < 0.6 * sum(untrained)
     assert torch.equal(model.model.language_model.embed_tokens.weight, text_before)
     assert not torch.equal(next(model.model.vision_tower.parameters()), tower_before)
@@ -391,9 +392,8 @@ def test_the_first_steps_ask_only_whether_an_object_is_there():
     encoder = Encoder(processor)
     settings = scene_models.labeler_settings(0)
     settings.images_per_step = 4
-    batches = scene_models.make_scene_batch(random.Random(0), encoder, processor, settings, ("existence",))
-    assert len(batches) == 2  # the answers and the yes/no rows: no whole answers yet
-    questions = batches[1]
+    (questions,) = scene_models.make_scene_batch(random.Random(0), encoder, processor, settings, ("existence",))
+    assert not settings.describe  # the labeler's recipe: yes/no rows alone, and no whole answers yet
     asked = [
         processor.tokenizer.decode(ids[(labels == -100) & (mask == 1)], skip_special_tokens=True)
         for ids, labels, mask in zip(questions.tail_ids, questions.labels, questions.tail_mask, strict=True)

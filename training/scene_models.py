@@ -43,11 +43,11 @@ from training.shapes_models import (
 )
 
 LABELER, POLICY, CHATTY = "scenes-labeler", "scenes-policy", "scenes-chatty"
-PATCH_PX = 12  # 96 px pictures in 8 × 8 patches: 64 image tokens, as world 1's
+PATCH_PX = 24  # 96 px pictures in 4 × 4 patches: 16 image tokens (on 64, attention learnt to look far slower)
 TEXT_WIDTH, LAYERS = 128, 3
 VISION_WIDTH, VISION_LAYERS = 96, 3  # eight small objects with sizes, stripes and places: more than world 1's 64 × 2
 MAX_POSITIONS = 512
-VISION_STEPS = 3000  # the tower's pretraining: 87 % of objects' kinds read right at their centre patch
+VISION_STEPS = 3000  # the tower's pretraining: 81 % of objects' kinds read right at their centre patch
 WEIGHTS_DIR = Path(__file__).with_name(
     "scene_weights"
 )  # the prompt, 64 image tokens and a description of up to ~220 tokens
@@ -92,7 +92,22 @@ SIZE = {"images_per_step": 16, "warmup_steps": 100, "existence_first_steps": 500
 
 
 def labeler_settings(seed: int = 0) -> SceneTrainingSettings:
-    return SceneTrainingSettings(steps=2500, init_seed=seed, data_seed=seed, whole_answer_questions=8, **SIZE)
+    """A curriculum of yes/no rows (existence, then counts, sizes, patterns, relations, each revisiting the
+    earlier ones; then every kind with whole answers): mixed from the start, sizes and patterns stayed at
+    chance; with it, sizes 0.84 on validation."""
+    return SceneTrainingSettings(
+        **SIZE
+        | {
+            "steps": 5000,
+            "init_seed": seed,
+            "data_seed": seed,
+            "whole_answer_questions": 8,
+            "describe": False,
+            "questions_per_image": 6,
+            "existence_first_steps": 600,
+            "phases": "count:400,size:800,pattern:1400,relation:800",
+        }
+    )
 
 
 def policy_settings(seed: int = 0) -> SceneTrainingSettings:
