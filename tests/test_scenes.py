@@ -402,3 +402,41 @@ def test_the_first_steps_ask_only_whether_an_object_is_there():
     assert all(question.startswith("Is there a") and "in the image" in question for question in asked), asked
     yes = encoder.word("Yes")[0]
     assert (questions.labels == yes).sum() == len(asked) // 2
+
+
+# --- the committed models ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scene_models_dir(tmp_path_factory):
+    from training.scene_models import build_scene_models
+
+    path = tmp_path_factory.mktemp("scene-models")
+    build_scene_models(path, report=lambda record: None)
+    return path
+
+
+@pytest.mark.slow
+def test_the_committed_scene_models_load_with_the_auto_classes(scene_models_dir):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from training.scene_models import CHATTY, LABELER, PATCH_PX, POLICY
+
+    for name in (LABELER, POLICY, CHATTY):
+        processor = AutoProcessor.from_pretrained(scene_models_dir / name)
+        model = AutoModelForImageTextToText.from_pretrained(scene_models_dir / name, use_safetensors=True)
+        assert model.config.model_type == "llava" and processor.patch_size == PATCH_PX
+        assert (scene_models_dir / name / "shapes_training.json").is_file()
+
+
+@pytest.mark.slow
+def test_the_committed_labeler_reads_counts_sizes_and_patterns_from_the_picture(scene_models_dir, tmp_path):
+    from training.scene_models import LABELER, labeler_figures
+
+    figures = labeler_figures(scene_models_dir / LABELER, tmp_path, pictures=100)
+
+    # On 300 validation pictures: claims 0.70 (AUROC 0.80), counts AUROC 0.73, sizes 0.84, patterns 0.93;
+    # relations at chance (0.50). These 100 are the first of them.
+    assert figures["claims"]["questions"] == 400 and figures["claims"]["accuracy"] >= 0.64
+    assert figures["count"]["auroc"] >= 0.65
+    assert figures["size"]["auroc"] >= 0.75 and figures["pattern"]["auroc"] >= 0.85
