@@ -139,11 +139,7 @@ def main() -> None:
         pictures = [scenes.random_scene(rng) for _ in range(settings.images_per_step)]
         rows = {"answers": [], "questions": []}
         for i, scene in enumerate(pictures):
-            if kinds and kinds != ("existence",):
-                made = scene_models.phase_rows(scene, rng, settings, kinds)
-            else:
-                made = scene_models.scene_rows(scene, rng, settings, i, kinds == ("existence",))
-            for prompt, answer, is_question in made:
+            for prompt, answer, is_question in scene_models.picture_rows(scene, rng, settings, i, kinds):
                 answer_ids = encoder.word(answer) if is_question else encoder.caption(answer)
                 rows["questions" if is_question else "answers"].append(
                     (i, encoder.prompt(prompt), answer_ids, is_question)

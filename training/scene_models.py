@@ -50,7 +50,7 @@ MAX_POSITIONS = 512
 VISION_STEPS = 3000  # the tower's pretraining: 81 % of objects' kinds read right at their centre patch
 WEIGHTS_DIR = Path(__file__).with_name(
     "scene_weights"
-)  # the prompt, 64 image tokens and a description of up to ~220 tokens
+)  # the prompt, 16 image tokens and a description of up to ~220 tokens
 
 
 CLAIM_KINDS = ("count", "size", "pattern", "relation")
@@ -239,6 +239,13 @@ def phase_rows(scene, rng, settings: SceneTrainingSettings, kinds: tuple[str, ..
     return rows
 
 
+def picture_rows(scene, rng, settings: SceneTrainingSettings, index: int, kinds: tuple[str, ...]):
+    """One picture's rows at a step asking `kinds` (`phase_at`): a curriculum phase's, else the usual ones."""
+    if kinds and kinds != ("existence",):
+        return phase_rows(scene, rng, settings, kinds)
+    return scene_rows(scene, rng, settings, index, kinds == ("existence",))
+
+
 def with_some_error(facts: list[scene_text.Fact], scene: scenes.Scene, rng: random.Random) -> list[scene_text.Fact]:
     """The facts with a policy's errors (`scene_text.with_errors`), drawn again until at least one is false:
     false whole answers then come from the distribution the self-rewarding labeler judges, each error in its
@@ -267,13 +274,8 @@ def make_scene_batch(
     a curriculum phase's (`phase_at`); () for every kind and the whole answers."""
     pictures = [scenes.random_scene(rng) for _ in range(settings.images_per_step)]
     groups: dict[str, list] = {"answers": [], "questions": [], "whole": []}  # pack's rows
-    existence_only = kinds == ("existence",)
     for i, scene in enumerate(pictures):
-        if kinds and not existence_only:
-            made = phase_rows(scene, rng, settings, kinds)
-        else:
-            made = scene_rows(scene, rng, settings, i, existence_only)
-        for prompt, answer, is_question in made:
+        for prompt, answer, is_question in picture_rows(scene, rng, settings, i, kinds):
             answer_ids = encoder.word(answer) if is_question else encoder.caption(answer)
             groups["questions" if is_question else "answers"].append(
                 (i, encoder.prompt(prompt), answer_ids, is_question)
