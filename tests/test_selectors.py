@@ -92,7 +92,10 @@ def test_the_queue_view_shows_an_unreviewed_claim_with_the_labelers_verdict(alic
     assert (item.claim.effective_accepted, item.claim.decided_by, item.claim.decider) == (False, "labeler", None)
     assert item.claim.history == [] and item.claim.divided_by == most_uncertain.divided_by
     assert item.claim.p_yes == pytest.approx(0.45) and item.p_no == pytest.approx(0.55)
-    assert item.response == most_uncertain.response and item.instruction == most_uncertain.response.instruction
+    answer, instruction = most_uncertain.response, most_uncertain.response.instruction
+    assert (item.response.pk, item.response.text, item.response.seed) == (answer.pk, answer.text, answer.seed)
+    assert (item.instruction.pk, item.instruction.question) == (instruction.pk, instruction.question)
+    assert item.instruction.image_url == instruction.image.url
     assert (queue.waiting, queue.window, queue.done, queue.open) == (4, selectors.QUEUE_WINDOW, 0, True)
 
     ReviewFactory(claim=most_uncertain, reviewer=alice, decision=Decision.UNSURE)

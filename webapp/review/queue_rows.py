@@ -1,13 +1,17 @@
 """The spot-check queue's reads, each one plain statement: its window of most uncertain unreviewed verdicts, the
-reviews of the window's instructions, and how many claims a reviewer has decided.
+reviews of the window's instructions, the claims it shows with their answers and instructions, the pair pages
+those link to, and how many claims a reviewer has decided.
 
 The queue is served on every decision a reviewer makes. Built as querysets (an `Exists` over standing reviews,
 an `Abs` ordering, a subquery of reviewed answers) these statements cost the app several times the database's
 time to compile and to turn into rows, so they are written out, as `instruction_rows` writes out an override's.
 """
 
+from dataclasses import dataclass
+
 from django.db import connection
 
+from webapp.models import Instruction, PreferencePair
 from webapp.review.instruction_rows import table_names
 
 # A claim waits while none of its reviews stands (neither an undo nor undone); verdict_uncertainty_idx serves the
@@ -26,6 +30,25 @@ _DISAGREE = """EXISTS (SELECT 1 FROM {verdict} o
 _REVIEWS = """SELECT rv.id, rv.claim_id, rv.undoes_id, r.instruction_id FROM {review} rv
  JOIN {claim} c ON c.id = rv.claim_id JOIN {response} r ON r.id = c.response_id
  WHERE r.iteration_id = %s AND r.reviewed AND r.instruction_id IN ({instructions})"""
+
+# The shown claims, each with its labeler verdict, its answer and its instruction.
+_SHOWN = """SELECT v.id, v.p_yes, v.p_no, c.id, c.{index}, c.text, c.question, c.divided_by,
+ r.id, r.text, r.seed, r.score, i.id, i.question, i.image FROM {verdict} v
+ JOIN {claim} c ON c.id = v.claim_id JOIN {response} r ON r.id = c.response_id
+ JOIN {instruction} i ON i.id = r.instruction_id WHERE v.id IN ({verdicts})"""
+
+# Per answer: its first stored pair (at most two per instruction: a probe of the instruction's pairs), and its
+# instruction's best-scoring other answer with that answer's score, for a page beside it when it is in none.
+_LINKS = """SELECT r.id, r.score,
+ (SELECT p.chosen_id FROM {pair} p WHERE p.instruction_id = r.instruction_id AND p.iteration_id = r.iteration_id
+   AND r.id IN (p.chosen_id, p.rejected_id) ORDER BY p.id LIMIT 1),
+ (SELECT p.rejected_id FROM {pair} p WHERE p.instruction_id = r.instruction_id AND p.iteration_id = r.iteration_id
+   AND r.id IN (p.chosen_id, p.rejected_id) ORDER BY p.id LIMIT 1),
+ (SELECT o.id FROM {response} o WHERE o.iteration_id = r.iteration_id AND o.instruction_id = r.instruction_id
+   AND o.id <> r.id ORDER BY o.score DESC NULLS LAST, o.id LIMIT 1),
+ (SELECT o.score FROM {response} o WHERE o.iteration_id = r.iteration_id AND o.instruction_id = r.instruction_id
+   AND o.id <> r.id ORDER BY o.score DESC NULLS LAST, o.id LIMIT 1)
+ FROM {response} r WHERE r.id IN ({answers})"""
 
 # One reviewer's claims with a standing decision or unsure: an undo names one of its reviewer's own decisions, so
 # both sides read the (reviewer, iteration) index rather than every review of the iteration.
@@ -64,3 +87,83 @@ def decided_by(reviewer_id: int, iteration_id: int) -> int:
     with connection.cursor() as cursor:
         cursor.execute(_DONE.format(**table_names()), [iteration_id, reviewer_id, iteration_id, reviewer_id])
         return cursor.fetchone()[0]
+
+
+@dataclass(frozen=True)
+class ShownAnswer:
+    pk: int
+    instruction_id: int
+    text: str
+    seed: int
+    score: int | None
+
+
+@dataclass(frozen=True)
+class ShownInstruction:
+    pk: int
+    question: str
+    image_url: str
+
+
+@dataclass(frozen=True)
+class ShownClaim:
+    """A claim the queue shows: the fields its chip reads, its labeler verdict, its answer and instruction."""
+
+    verdict_id: int
+    p_yes: float
+    p_no: float
+    pk: int
+    index: int
+    text: str
+    question: str
+    divided_by: str
+    response_id: int
+    answer: ShownAnswer
+    instruction: ShownInstruction
+
+
+def shown(verdict_ids: list[int]) -> list[ShownClaim]:
+    """The verdicts' claims with their answers and instructions, in the order of `verdict_ids`."""
+    if not verdict_ids:
+        return []
+    names = table_names() | {"instruction": Instruction._meta.db_table, "index": connection.ops.quote_name("index")}
+    sql = _SHOWN.format(verdicts=", ".join(["%s"] * len(verdict_ids)), **names)
+    images = Instruction._meta.get_field("image").storage
+    with connection.cursor() as cursor:
+        cursor.execute(sql, verdict_ids)
+        rows = {row[0]: row for row in cursor}
+    claims = []
+    for verdict_id in verdict_ids:
+        _, p_yes, p_no, pk, index, text, question, divided_by, answer, answer_text, seed, score, *instruction = rows[
+            verdict_id
+        ]
+        instruction_id, instruction_question, image = instruction
+        claims.append(
+            ShownClaim(
+                verdict_id, p_yes, p_no, pk, index, text, question, divided_by, answer,
+                ShownAnswer(answer, instruction_id, answer_text, seed, score),
+                ShownInstruction(instruction_id, instruction_question, images.url(image)),
+            )
+        )  # fmt: skip
+    return claims
+
+
+def pair_links(answer_ids) -> dict[int, tuple[int, int]]:
+    """For each answer, the (left, right) answers of a pair page showing it: its first stored pair, else it
+    beside its instruction's best-scoring other answer, the better-scoring one left (that page says why the two
+    are no pair); an instruction's only answer has none."""
+    answer_ids = list(answer_ids)
+    if not answer_ids:
+        return {}
+    names = table_names() | {"pair": PreferencePair._meta.db_table}
+    sql = _LINKS.format(answers=", ".join(["%s"] * len(answer_ids)), **names)
+    links = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, answer_ids)
+        for answer, score, chosen, rejected, other, other_score in cursor:
+            if chosen is not None:
+                links[answer] = (chosen, rejected)
+            elif other is not None:
+                higher = other_score is not None and (score is None or other_score >= score)
+                links[answer] = (other, answer) if higher else (answer, other)
+    return links

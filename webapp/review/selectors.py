@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import BooleanField, Exists, F, OuterRef, Q
+from django.db.models import BooleanField, Exists, OuterRef, Q
 from django.db.models.expressions import RawSQL
 from django.http import Http404
 
@@ -199,7 +199,7 @@ class ClaimView:
     history: list[ReviewEntry]
 
 
-def _claim_view(claim: Claim, verdict: EffectiveVerdict, history: list[ReviewRow]) -> ClaimView:
+def _claim_view(claim: Claim | queue_rows.ShownClaim, verdict: EffectiveVerdict, history: list[ReviewRow]) -> ClaimView:
     undone = {r.undoes_id for r in history if r.undoes_id is not None}
     decisive = [r for r in history if r.decision in DECISIVE and r.pk not in undone]
     return ClaimView(
@@ -421,8 +421,8 @@ class QueueItem:
     """A claim of the queue, with its answer and instruction, the labeler's p_no, and a pair page showing it."""
 
     claim: ClaimView
-    response: Response
-    instruction: Instruction
+    response: queue_rows.ShownAnswer
+    instruction: queue_rows.ShownInstruction
     p_no: float
     pair: tuple[int, int] | None  # (left, right) answers of that pair page
 
@@ -506,21 +506,17 @@ def queue_view(iteration: Iteration, reviewer, last_review: int | None = None) -
     """The queue as `reviewer` sees it: the next claims, how many wait, how many they reviewed, and what their
     review `last_review` did."""
     waiting = spot_check_queue(iteration)
-    queue = waiting[:QUEUE_SHOWN]
-    verdicts = Verdict.objects.select_related("claim__response__instruction").filter(pk__in=queue)
-    shown = sorted(verdicts, key=lambda v: queue.index(v.pk))
+    shown = queue_rows.shown(waiting[:QUEUE_SHOWN])
     items = []
     if shown:
         # Claims back in the queue after an undo carry their (undone) reviews.
-        history = _histories([v.claim_id for v in shown])
-        rows = [(v.claim_id, v.claim.response_id, accepts(v.p_yes, v.p_no, iteration.margin), v.p_yes) for v in shown]
+        history = _histories([c.pk for c in shown])
+        rows = [(c.pk, c.response_id, accepts(c.p_yes, c.p_no, iteration.margin), c.p_yes) for c in shown]
         effective = effective_verdicts(rows, _decisions(history))
-        links = pair_links(iteration, [v.claim.response for v in shown])
-        for v in shown:
-            view = _claim_view(v.claim, effective[v.claim_id], history.get(v.claim_id, []))
-            items.append(
-                QueueItem(view, v.claim.response, v.claim.response.instruction, v.p_no, links.get(v.claim.response_id))
-            )
+        links = queue_rows.pair_links({c.response_id for c in shown})
+        for c in shown:
+            view = _claim_view(c, effective[c.pk], history.get(c.pk, []))
+            items.append(QueueItem(view, c.answer, c.instruction, c.p_no, links.get(c.response_id)))
     return QueueView(
         items=items,
         waiting=len(waiting),
@@ -529,31 +525,6 @@ def queue_view(iteration: Iteration, reviewer, last_review: int | None = None) -
         open=iteration.status == IterationStatus.REVIEWING,
         outcome=outcome(iteration, reviewer, last_review) if last_review else None,
     )
-
-
-def pair_links(iteration: Iteration, responses: list[Response]) -> dict[int, tuple[int, int]]:
-    """For each answer, the (left, right) answers of a pair page showing it: its first stored pair, else it
-    beside its instruction's best-scoring other answer (that page says why the two are no pair)."""
-    links = {}
-    pairs = PreferencePair.objects.filter(iteration=iteration, instruction__in={r.instruction_id for r in responses})
-    for chosen, rejected in pairs.order_by("pk").values_list("chosen", "rejected"):
-        links.setdefault(chosen, (chosen, rejected))
-        links.setdefault(rejected, (chosen, rejected))
-    unpaired = [r for r in responses if r.pk not in links]
-    if unpaired:
-        others = list(
-            Response.objects.filter(iteration=iteration, instruction__in={r.instruction_id for r in unpaired})
-            .order_by(F("score").desc(nulls_last=True), "pk")
-            .values_list("pk", "instruction", "score")
-        )
-        for response in unpaired:
-            best = next(
-                ((pk, sc) for pk, ins, sc in others if ins == response.instruction_id and pk != response.pk), None
-            )
-            if best:
-                higher = best[1] is not None and (response.score is None or best[1] >= response.score)
-                links[response.pk] = (best[0], response.pk) if higher else (response.pk, best[0])
-    return links
 
 
 def outcome(iteration: Iteration, reviewer, review_id: int) -> Outcome | None:
@@ -587,5 +558,5 @@ def outcome(iteration: Iteration, reviewer, review_id: int) -> Outcome | None:
         verdict_after=after,
         score_before=None if score_after is None else score_after + (after is False) - (before is False),
         score_after=score_after,
-        pair=pair_links(iteration, [claim.response]).get(claim.response_id),
+        pair=queue_rows.pair_links([claim.response_id]).get(claim.response_id),
     )
