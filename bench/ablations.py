@@ -2,7 +2,8 @@
 
 Usage:
     .venv/bin/python bench/ablations.py [--replicates 5] [--train 400] [--n 8] [--steps S] [--test 300]
-                                        [--split heldout|validation] [--quick] [--models DIR] [--labeler PATH|coin-flip]
+                                        [--split heldout|validation] [--quick] [--models DIR] [--pairs-only]
+                                        [--labeler scenes-labeler-long|PATH|coin-flip]
 
 World 2 (labeling/scenes.py) draws 4–8 objects with sizes, patterns, counts and relations, and habit companions;
 its labeler, policy and second generator (another writing style) are trained tiny models (training/
@@ -21,6 +22,8 @@ pairs are cut to the smallest arm's number) and the same DPO steps per round (3 
 Each checkpoint answers the same test pictures (one description each, sampled with the picture's own seed) and
 the same AMBER-style probes; figures (training/scene_metrics.py) are scored against the truth. Intervals come
 from a bootstrap over test pictures and replicates, paired across arms (bench/intervals.py). Printed: each arm's
+pairs against the truth (the share whose chosen answer truly has fewer wrong claims, and a lower count-aware
+CHAIR: the feedback's quality, which a labeler's accuracy on a test set does not give), each arm's
 count-aware CHAIR, claim error rate, Cover, Cog and probe accuracy, its reductions against the base policy, then
 per ablation `ablation_<x>_diff: d [lo, hi]` (the paper's preferred arm minus the other, on the count-aware
 hallucination reduction) and the smallest difference the design detects. Settings are the world-1 iteration's
@@ -32,6 +35,7 @@ import math
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # The checkout's root is on the path first, so these import the project's modules.
 from bench.intervals import bootstrap  # noqa: E402
+from labeling.audit import wilson_interval  # noqa: E402
 from labeling.backends import load_backend  # noqa: E402
 from labeling.backends.base import Sampling  # noqa: E402
 from training import scene_ablations as arms  # noqa: E402
 from training.dpo import DPOSettings, train_dpo  # noqa: E402
 from training.scene_metrics import RECORD_FIELDS  # noqa: E402
-from training.scene_models import CHATTY, LABELER, POLICY, build_scene_models  # noqa: E402
+from training.scene_models import CHATTY, LABELER, POLICY, RECIPES, build_scene_models  # noqa: E402
 from training.shapes_models import ITERATION_CONFIG  # noqa: E402
 
 ARMS = ("rlaifv", "self_rewarding", "corrections", "adapted", "mixed", "iterative", "non_iterative")
@@ -74,8 +79,17 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=300, help="test pictures")
     parser.add_argument("--split", choices=("heldout", "validation"), default="heldout")
     parser.add_argument("--quick", action="store_true", help="2 replicates, 100 instructions, 100 test pictures")
-    parser.add_argument("--models", help="a folder holding the three scene models (default: the committed weights)")
-    parser.add_argument("--labeler", help="another labeler: a checkpoint folder, or coin-flip (the control)")
+    parser.add_argument(
+        "--pairs-only",
+        action="store_true",
+        help="only the first round's pairs against the truth (the feedback's quality): no training, no scoring",
+    )
+    parser.add_argument("--models", help="a folder holding the scene models (default: the committed weights)")
+    parser.add_argument(
+        "--labeler",
+        help="another labeler: scenes-labeler-long (the committed one judging whole answers better), a checkpoint "
+        "folder, or coin-flip (the control)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.replicates, args.train, args.test = 2, 100, 100
@@ -83,21 +97,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ablations-") as tmp:
         tmp = Path(tmp)
         if args.models:
-            paths = {name: Path(args.models) / name for name in (LABELER, POLICY, CHATTY)}
+            paths = {name: Path(args.models) / name for name in RECIPES}
         else:
             paths = build_scene_models(tmp / "models", report=lambda record: None)["paths"]
-        labeler = load_backend("transformers", args.labeler or str(paths[LABELER]))
+        labeler = load_backend("transformers", str(paths.get(args.labeler or LABELER, args.labeler)))
         chatty = load_backend("transformers", str(paths[CHATTY]))
         test = arms.draw_tasks(tmp / "test", args.test, args.split, seed=0, describe_only=True)
         probes = arms.test_probes(test)
-        base = arms.score_checkpoint(load_backend("transformers", str(paths[POLICY])), test, probes, SAMPLING)
-        print(f"base policy: {summary(base)}", flush=True)
-        scored = {arm: [] for arm in ARMS}
+        if not args.pairs_only:
+            base = arms.score_checkpoint(load_backend("transformers", str(paths[POLICY])), test, probes, SAMPLING)
+            print(f"base policy: {summary(base)}", flush=True)
+        scored, truths = {arm: [] for arm in ARMS}, {arm: {} for arm in ARMS}
         for r in range(args.replicates):
-            for arm, result in replicate(r, args, tmp / f"r{r}", paths, labeler, chatty, test, probes).items():
+            results, pair_truths = replicate(r, args, tmp / f"r{r}", paths, labeler, chatty, test, probes)
+            for arm, counts in pair_truths.items():
+                for measure, tally in counts.items():
+                    truths[arm][measure] = truths[arm].get(measure, Counter()) + tally
+                print(f"replicate {r} {arm} pairs: {dict(counts)}", flush=True)
+            for arm, result in results.items():
                 scored[arm].append(result)
                 print(f"replicate {r} {arm}: {summary(result)}", flush=True)
-    report(base, scored, args, time.monotonic() - started)
+    report_pairs({arm: measures for arm, measures in truths.items() if measures})
+    if not args.pairs_only:
+        report(base, scored, args, time.monotonic() - started)
 
 
 def replicate(r, args, folder, paths, labeler, chatty, test, probes) -> dict:
@@ -124,6 +146,9 @@ def replicate(r, args, folder, paths, labeler, chatty, test, probes) -> dict:
     empty = [name for name, pairs in pair_sets.items() if not pairs]
     if empty:
         raise SystemExit(f"replicate {r}: no pairs for {', '.join(empty)}: the labeler scored every answer alike")
+    truths = {name: arms.pair_truth(pairs, first) for name, pairs in pair_sets.items()}
+    if args.pairs_only:
+        return {}, truths
     steps = args.steps or epochs_of(pair_sets["rlaifv"])
     checkpoints = {
         name: train(paths[POLICY], pairs, first, folder / name, steps, r) for name, pairs in pair_sets.items()
@@ -141,10 +166,28 @@ def replicate(r, args, folder, paths, labeler, chatty, test, probes) -> dict:
     checkpoints["non_iterative"] = train(paths[POLICY], both_rounds, tasks, folder / "non_iterative", steps + later, r)
     print(f"replicate {r}: {len(pair_sets['rlaifv'])} pairs, {steps} steps per arm; round 2: {len(cut['iterative'])} "
           f"pairs, {later} steps", flush=True)  # fmt: skip
-    return {
+    truths["iterative"] = arms.pair_truth(cut["iterative"], second)
+    truths["non_iterative"] = arms.pair_truth(both_rounds, tasks)
+    scored = {
         name: arms.score_checkpoint(load_backend("transformers", str(path)), test, probes, SAMPLING)
         for name, path in checkpoints.items()
     }
+    return scored, truths
+
+
+def report_pairs(truths: dict[str, dict[str, Counter]]) -> None:
+    """Each arm's pairs against the truth, pooled over replicates: the share whose chosen answer is truly the
+    better (fewer wrong claims; a lower count-aware CHAIR), with a Wilson 95 % interval, and the share tied."""
+    print("pairs whose chosen answer is truly the better, pooled over replicates (the feedback's quality):")
+    for arm, measures in truths.items():
+        parts = []
+        for measure, counts in measures.items():
+            n = sum(counts.values())
+            low, high = wilson_interval(counts["right"], n)
+            parts.append(
+                f"{measure} {counts['right'] / n:.3f} [{low:.3f}, {high:.3f}] (tied {counts['tied'] / n:.3f}, n {n})"
+            )
+        print(f"  {arm} pairs_right: " + "; ".join(parts))
 
 
 def epochs_of(pairs: list, epochs: int = 3) -> int:

@@ -5,6 +5,7 @@ import json
 import random
 
 from labeling import scene_text as st
+from labeling import scenes
 from labeling.backends.coin_flip import CoinFlipBackend
 from labeling.generate import Candidate
 from training import scene_ablations as arms
@@ -68,6 +69,17 @@ def test_a_correction_replaces_the_chosen_answer_by_the_rejected_one_set_right(t
     for (task_id, chosen, rejected), (_, _, original) in zip(fixed, pairs, strict=False):
         assert rejected == original and chosen != rejected
         assert all(f is not None and st.is_true(f, by_id[task_id].scene) for f in st.parse_all(chosen))
+
+
+def test_pair_truth_says_whether_the_chosen_answer_is_truly_the_better_one(tmp_path):
+    task = next(t for t in tasks(tmp_path, 20) if t.kind == "describe")
+    true = st.describe(task.facts)
+    absent = next(k for k in scenes.KINDS if not task.scene.counts[k])
+    wrong = true + f" There is a {absent}."  # one wrong claim, and one object that is not there
+    pairs = [(task.id, true, wrong), (task.id, wrong, true), (task.id, true, true)]
+    truth = arms.pair_truth(pairs, [task])
+    for measure in ("wrong_claims", "count_chair"):
+        assert truth[measure] == {"right": 1, "wrong": 1, "tied": 1}
 
 
 def test_an_adapted_pair_has_the_true_answer_in_the_second_style_as_chosen(tmp_path):

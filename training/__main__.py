@@ -21,7 +21,7 @@ python -m training mmhal --responses responses.json --judge-model gpt-4-0314 --b
 # the shapes world's trained labeler and policy (committed weights; --retrain trains them, minutes on a CPU)
 python -m training shapes-models --out var/models --evaluate
 python -m training shapes-models --out var/models --retrain --evaluate
-# world 2's labeler, policy and second generator (committed weights; --retrain: about an hour on two cores)
+# world 2's labelers, policy and second generator (committed weights; --retrain [NAME ...]: about an hour on two cores)
 python -m training scene-models --out var/models
 
 # best-of-N by the aligned model's self-reward: sample N answers (or score --candidate texts) and rank them
@@ -136,7 +136,7 @@ def run_scene_models(args) -> None:
 
     build_scene_models(
         args.out,
-        retrain=args.retrain,
+        retrain=True if args.retrain == [] else args.retrain,
         save_weights=args.save_weights,
         evaluate=args.evaluate,
         report=lambda record: print(json.dumps(record) if isinstance(record, dict) else record, flush=True),
@@ -186,9 +186,16 @@ def make_parser() -> argparse.ArgumentParser:
     shapes.add_argument("--save-weights", action="store_true", help="with --retrain: replace the committed weights")
     shapes.set_defaults(run=run_shapes_models)
 
-    scene = sub.add_parser("scene-models", help="write world 2's labeler, policy and second generator")
-    scene.add_argument("--out", required=True, help="models folder; scenes-labeler, -policy and -chatty go in it")
-    scene.add_argument("--retrain", action="store_true", help="train from scratch instead of the committed weights")
+    scene = sub.add_parser("scene-models", help="write world 2's labelers, policy and second generator")
+    scene.add_argument(
+        "--out", required=True, help="models folder; scenes-labeler, -labeler-long, -policy and -chatty go in it"
+    )
+    scene.add_argument(
+        "--retrain",
+        nargs="*",
+        metavar="NAME",
+        help="train these models (all if none is named) from scratch instead of the committed weights",
+    )
     scene.add_argument("--save-weights", action="store_true", help="with --retrain: replace the committed weights")
     scene.add_argument("--evaluate", action="store_true", help="measure the models on 300 validation pictures")
     scene.set_defaults(run=run_scene_models)

@@ -12,6 +12,7 @@ Iterative vs non-iterative (b) is a matter of which checkpoint generates: the be
 """
 
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,28 @@ def same_number(pair_sets: dict[str, list], seed: int) -> dict[str, list]:
     not in how much."""
     smallest = min(len(pairs) for pairs in pair_sets.values())
     return {name: random.Random(f"{seed}-{name}").sample(pairs, smallest) for name, pairs in pair_sets.items()}
+
+
+def pair_truth(pairs: Sequence[tuple[str, str, str]], tasks: Sequence[Task]) -> dict[str, Counter]:
+    """How often an arm's chosen answer is truly the better of its pair, by the two measures of the truth that
+    matter here: fewer wrong claims (what divide and conquer estimates) and a lower count-aware CHAIR (what the
+    ablations compare); each a Counter of right, wrong and tied pairs. A labeler's accuracy on a test set does
+    not say this: its feedback is only as good as the pairs it orders."""
+    by_id = {t.id: t for t in tasks}
+    truth = {"wrong_claims": Counter(), "count_chair": Counter()}
+
+    def order(chosen: float, rejected: float) -> str:
+        return "right" if chosen < rejected else "wrong" if chosen > rejected else "tied"
+
+    def count_chair(record: dict) -> float:
+        return record["surplus"] / record["stated"] if record["stated"] else 0.0
+
+    for task_id, chosen, rejected in pairs:
+        scene = by_id[task_id].scene
+        better, worse = answer_record(chosen, scene), answer_record(rejected, scene)
+        truth["wrong_claims"][order(better["wrong_claims"], worse["wrong_claims"])] += 1
+        truth["count_chair"][order(count_chair(better), count_chair(worse))] += 1
+    return truth
 
 
 def write_pairs(pairs: Sequence[tuple[str, str, str]], tasks: Sequence[Task], path) -> Path:
