@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils.dateparse import parse_datetime
 
-from webapp.models import Claim, Response, ResponseStatus, Review, Verdict
+from webapp.models import Claim, Instruction, PreferencePair, Response, ResponseStatus, Review, Verdict
 
 
 @dataclass
@@ -59,6 +59,8 @@ def table_names() -> dict[str, str]:
     """The review pages' tables (and the user table's username column) as the plain statements name them."""
     user = get_user_model()
     return {
+        "instruction": Instruction._meta.db_table,
+        "pair": PreferencePair._meta.db_table,
         "response": Response._meta.db_table,
         "claim": Claim._meta.db_table,
         "verdict": Verdict._meta.db_table,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 
-from webapp.models import Instruction, PreferencePair
+from webapp.models import Instruction
 from webapp.review.instruction_rows import table_names
 
 # A claim waits while none of its reviews stands (neither an undo nor undone); verdict_uncertainty_idx serves the
@@ -38,17 +38,13 @@ _SHOWN = """SELECT v.id, v.p_yes, v.p_no, c.id, c.{index}, c.text, c.question, c
  JOIN {instruction} i ON i.id = r.instruction_id WHERE v.id IN ({verdicts})"""
 
 # Per answer: its first stored pair (at most two per instruction: a probe of the instruction's pairs), and its
-# instruction's best-scoring other answer with that answer's score, for a page beside it when it is in none.
-_LINKS = """SELECT r.id, r.score,
- (SELECT p.chosen_id FROM {pair} p WHERE p.instruction_id = r.instruction_id AND p.iteration_id = r.iteration_id
-   AND r.id IN (p.chosen_id, p.rejected_id) ORDER BY p.id LIMIT 1),
- (SELECT p.rejected_id FROM {pair} p WHERE p.instruction_id = r.instruction_id AND p.iteration_id = r.iteration_id
-   AND r.id IN (p.chosen_id, p.rejected_id) ORDER BY p.id LIMIT 1),
- (SELECT o.id FROM {response} o WHERE o.iteration_id = r.iteration_id AND o.instruction_id = r.instruction_id
-   AND o.id <> r.id ORDER BY o.score DESC NULLS LAST, o.id LIMIT 1),
- (SELECT o.score FROM {response} o WHERE o.iteration_id = r.iteration_id AND o.instruction_id = r.instruction_id
-   AND o.id <> r.id ORDER BY o.score DESC NULLS LAST, o.id LIMIT 1)
- FROM {response} r WHERE r.id IN ({answers})"""
+# instruction's best-scoring other answer, for a page beside it when it is in none.
+_LINKS = """SELECT r.id, r.score, p.chosen_id, p.rejected_id, o.id, o.score FROM {response} r
+ LEFT JOIN {pair} p ON p.id = (SELECT MIN(q.id) FROM {pair} q WHERE q.instruction_id = r.instruction_id
+   AND q.iteration_id = r.iteration_id AND r.id IN (q.chosen_id, q.rejected_id))
+ LEFT JOIN {response} o ON o.id = (SELECT b.id FROM {response} b WHERE b.iteration_id = r.iteration_id
+   AND b.instruction_id = r.instruction_id AND b.id <> r.id ORDER BY b.score DESC NULLS LAST, b.id LIMIT 1)
+ WHERE r.id IN ({answers})"""
 
 # One reviewer's claims with a standing decision or unsure: an undo names one of its reviewer's own decisions, so
 # both sides read the (reviewer, iteration) index rather than every review of the iteration.
@@ -126,7 +122,7 @@ def shown(verdict_ids: list[int]) -> list[ShownClaim]:
     """The verdicts' claims with their answers and instructions, in the order of `verdict_ids`."""
     if not verdict_ids:
         return []
-    names = table_names() | {"instruction": Instruction._meta.db_table, "index": connection.ops.quote_name("index")}
+    names = table_names() | {"index": connection.ops.quote_name("index")}
     sql = _SHOWN.format(verdicts=", ".join(["%s"] * len(verdict_ids)), **names)
     images = Instruction._meta.get_field("image").storage
     with connection.cursor() as cursor:
@@ -155,8 +151,7 @@ def pair_links(answer_ids) -> dict[int, tuple[int, int]]:
     answer_ids = list(answer_ids)
     if not answer_ids:
         return {}
-    names = table_names() | {"pair": PreferencePair._meta.db_table}
-    sql = _LINKS.format(answers=", ".join(["%s"] * len(answer_ids)), **names)
+    sql = _LINKS.format(answers=", ".join(["%s"] * len(answer_ids)), **table_names())
     links = {}
     with connection.cursor() as cursor:
         cursor.execute(sql, answer_ids)
