@@ -3,7 +3,7 @@
 Usage:
     .venv/bin/python bench/ablations.py [--replicates 5] [--train 400] [--n 8] [--steps S] [--test 300]
                                         [--split heldout|validation] [--quick] [--models DIR] [--pairs-only]
-                                        [--labeler scenes-labeler-long|PATH|coin-flip]
+                                        [--labeler scenes-labeler-long|PATH|coin-flip|truth] [--only a,b,c,d,truth]
 
 World 2 (labeling/scenes.py) draws 4–8 objects with sizes, patterns, counts and relations, and habit companions;
 its labeler, policy and second generator (another writing style) are trained tiny models (training/
@@ -16,8 +16,12 @@ pairs are cut to the smallest arm's number) and the same DPO steps per round (3 
       as many pairs, trained in one go for twice the steps);
   (c) own answers (`rlaifv`) vs fine-grained corrections (`corrections`: the rejected answer corrected from the
       truth as the chosen one, RLHF-V style) vs adapted (`adapted`: a true description in the second style);
-  (d) the policy's candidates (`rlaifv`) vs half the policy's and half the second generator's (`mixed`).
-(a), (c) and (d) are one round each; their arms share the round's candidates, so they are paired.
+  (d) the policy's candidates (`rlaifv`) vs half the policy's and half the second generator's (`mixed`);
+and this world's control, feedback quality: the policy's candidates paired by the truth (`perfect`: each claim
+judged by its picture's truth, a perfect labeler) vs by the labeler (`rlaifv`). `--labeler truth` makes every
+arm's judge the truth. (a), (c), (d) and the control are one round each; their arms share the round's
+candidates, so they are paired. `--only` trains and scores some ablations' arms (every arm's pairs are still
+built and cut to one number, so an arm trains on what it would in the full run).
 
 Each checkpoint answers the same test pictures (one description each, sampled with the picture's own seed) and
 the same AMBER-style probes; figures (training/scene_metrics.py) are scored against the truth. Intervals come
@@ -53,15 +57,19 @@ from training.scene_metrics import RECORD_FIELDS  # noqa: E402
 from training.scene_models import CHATTY, LABELER, POLICY, RECIPES, build_scene_models  # noqa: E402
 from training.shapes_models import ITERATION_CONFIG  # noqa: E402
 
-ARMS = ("rlaifv", "self_rewarding", "corrections", "adapted", "mixed", "iterative", "non_iterative")
-# Each ablation: the paper's preferred arm, then the others.
+ARMS = ("rlaifv", "self_rewarding", "corrections", "adapted", "mixed", "iterative", "non_iterative", "perfect")
+# Each ablation: the paper's preferred arm, then the others. `truth` is this world's control, not the paper's:
+# the same pairing judged by the picture's truth instead of the labeler, so it says how much feedback quality
+# moves the policy at this much training (a world where it cannot, cannot show (a) either).
 ABLATIONS = {
     "a": ("rlaifv", "self_rewarding"),
     "b": ("iterative", "non_iterative"),
     "c": ("rlaifv", "corrections", "adapted"),
     "d": ("rlaifv", "mixed"),
+    "truth": ("perfect", "rlaifv"),
 }
 OTHER_SEEDS = 1_000_000  # the second generator's base seed, past any replicate's
+TRUTH = "truth"  # --labeler truth: the perfect labeler
 SAMPLING = Sampling(temperature=ITERATION_CONFIG["temperature"], max_new_tokens=240)
 
 
@@ -84,13 +92,26 @@ def main() -> None:
         action="store_true",
         help="only the first round's pairs against the truth (the feedback's quality): no training, no scoring",
     )
+    parser.add_argument(
+        "--only",
+        help="comma-separated ablations to train and score (default: all of a,b,c,d,truth); every arm's pairs are "
+        "still built and cut to one number, so the arms trained are those of the full run",
+    )
     parser.add_argument("--models", help="a folder holding the scene models (default: the committed weights)")
     parser.add_argument(
         "--labeler",
         help="another labeler: scenes-labeler-long (the committed one judging whole answers better), a checkpoint "
-        "folder, or coin-flip (the control)",
+        "folder, coin-flip (the control), or truth (the perfect labeler: each verdict read from the picture's "
+        "truth, feedback's ceiling)",
     )
     args = parser.parse_args()
+    args.only = args.only.split(",") if args.only else list(ABLATIONS)
+    unknown = sorted(set(args.only) - set(ABLATIONS))
+    if unknown:
+        parser.error(f"--only: no ablation {', '.join(unknown)} (known: {', '.join(ABLATIONS)})")
+    if args.labeler == TRUTH and "truth" in args.only:
+        args.only.remove("truth")  # judged by the truth already: the control would train the same pairs twice
+    args.arms = {arm for x in args.only for arm in ABLATIONS[x]}
     if args.quick:
         args.replicates, args.train, args.test = 2, 100, 100
     started = time.monotonic()
@@ -100,14 +121,17 @@ def main() -> None:
             paths = {name: Path(args.models) / name for name in RECIPES}
         else:
             paths = build_scene_models(tmp / "models", report=lambda record: None)["paths"]
-        labeler = load_backend("transformers", str(paths.get(args.labeler or LABELER, args.labeler)))
+        if args.labeler == TRUTH:
+            labeler = None  # scene_ablations judges each claim and answer by its picture's truth
+        else:
+            labeler = load_backend("transformers", str(paths.get(args.labeler or LABELER, args.labeler)))
         chatty = load_backend("transformers", str(paths[CHATTY]))
         test = arms.draw_tasks(tmp / "test", args.test, args.split, seed=0, describe_only=True)
         probes = arms.test_probes(test)
         if not args.pairs_only:
             base = arms.score_checkpoint(load_backend("transformers", str(paths[POLICY])), test, probes, SAMPLING)
             print(f"base policy: {summary(base)}", flush=True)
-        scored, truths = {arm: [] for arm in ARMS}, {arm: {} for arm in ARMS}
+        scored, truths = {arm: [] for arm in ARMS if arm in args.arms}, {arm: {} for arm in ARMS}
         for r in range(args.replicates):
             results, pair_truths = replicate(r, args, tmp / f"r{r}", paths, labeler, chatty, test, probes)
             for arm, counts in pair_truths.items():
@@ -123,7 +147,8 @@ def main() -> None:
 
 
 def replicate(r, args, folder, paths, labeler, chatty, test, probes) -> dict:
-    """One replicate's seven checkpoints, scored."""
+    """One replicate's checkpoints (the arms of `--only`'s ablations), scored, and every arm's pairs against
+    the truth."""
     policy = load_backend("transformers", str(paths[POLICY]))
     tasks = arms.draw_tasks(folder / "pictures", 2 * args.train, "train", seed=r)
     first, second = tasks[: args.train], tasks[args.train :]
@@ -140,6 +165,7 @@ def replicate(r, args, folder, paths, labeler, chatty, test, probes) -> dict:
             "corrections": arms.corrected_pairs(rlaifv, first),
             "adapted": arms.adapted_pairs(rlaifv, first),
             "mixed": arms.own_pairs(both, rejected_both, seed=r),
+            "perfect": arms.own_pairs(own, arms.claim_scores(None, first, own), seed=r),
         },
         seed=r,
     )
@@ -151,9 +177,25 @@ def replicate(r, args, folder, paths, labeler, chatty, test, probes) -> dict:
         return {}, truths
     steps = args.steps or epochs_of(pair_sets["rlaifv"])
     checkpoints = {
-        name: train(paths[POLICY], pairs, first, folder / name, steps, r) for name, pairs in pair_sets.items()
+        name: train(paths[POLICY], pairs, first, folder / name, steps, r)
+        for name, pairs in pair_sets.items()
+        if name in args.arms or (name == "rlaifv" and "b" in args.only)  # (b)'s second round starts from it
     }
-    # (b): a second round from the first round's checkpoint, against both rounds' pairs from the base policy.
+    print(f"replicate {r}: {len(pair_sets['rlaifv'])} pairs, {steps} steps per arm", flush=True)
+    if "b" in args.only:
+        second_round(r, args, folder, paths, labeler, second, tasks, pair_sets, checkpoints, truths, steps)
+    scored = {
+        name: arms.score_checkpoint(load_backend("transformers", str(path)), test, probes, SAMPLING)
+        for name, path in checkpoints.items()
+        if name in args.arms
+    }
+    return scored, truths
+
+
+def second_round(r, args, folder, paths, labeler, second, tasks, pair_sets, checkpoints, truths, steps) -> None:
+    """(b): a second round generated by the first round's checkpoint, against both rounds' pairs from the base
+    policy trained in one go; adds both checkpoints and their pairs' truth."""
+    policy = load_backend("transformers", str(paths[POLICY]))
     newer = load_backend("transformers", str(checkpoints["rlaifv"]))
     again = arms.answers(newer, second, args.n, r, SAMPLING)
     round_two = arms.own_pairs(again, arms.claim_scores(labeler, second, again), seed=r)
@@ -164,15 +206,9 @@ def replicate(r, args, folder, paths, labeler, chatty, test, probes) -> dict:
     checkpoints["iterative"] = train(checkpoints["rlaifv"], cut["iterative"], second, folder / "iterative", later, r)
     both_rounds = pair_sets["rlaifv"] + cut["non_iterative"]
     checkpoints["non_iterative"] = train(paths[POLICY], both_rounds, tasks, folder / "non_iterative", steps + later, r)
-    print(f"replicate {r}: {len(pair_sets['rlaifv'])} pairs, {steps} steps per arm; round 2: {len(cut['iterative'])} "
-          f"pairs, {later} steps", flush=True)  # fmt: skip
+    print(f"replicate {r}: round 2: {len(cut['iterative'])} pairs, {later} steps", flush=True)
     truths["iterative"] = arms.pair_truth(cut["iterative"], second)
     truths["non_iterative"] = arms.pair_truth(both_rounds, tasks)
-    scored = {
-        name: arms.score_checkpoint(load_backend("transformers", str(path)), test, probes, SAMPLING)
-        for name, path in checkpoints.items()
-    }
-    return scored, truths
 
 
 def report_pairs(truths: dict[str, dict[str, Counter]]) -> None:
@@ -237,13 +273,14 @@ def report(base, scored: dict, args, seconds: float) -> None:
         return lambda a: 1 - rate(a, arm, top, bottom) / rate(a, "base", top, bottom)
 
     figures = {}
-    for arm in ARMS:
+    for arm in scored:
         figures[f"{arm} count_chair_reduction"] = reduction(arm, "surplus", "stated")
         figures[f"{arm} claim_error_reduction"] = reduction(arm, "wrong_claims", "claims")
         figures[f"{arm} cover"] = lambda a, arm=arm: rate(a, arm, "covered", "present")
         figures[f"{arm} cog"] = lambda a, arm=arm: rate(a, arm, "habit", "mentioned")
         figures[f"{arm} probe_accuracy"] = lambda a, arm=arm: rate(a, arm, "probes_right", "probes")
-    for x, (preferred, *others) in ABLATIONS.items():
+    for x in args.only:
+        preferred, *others = ABLATIONS[x]
         for other in others:
             figures[f"ablation_{x}_diff {other}"] = lambda a, p=preferred, o=other: (
                 figures[f"{p} count_chair_reduction"](a) - figures[f"{o} count_chair_reduction"](a)
@@ -257,7 +294,8 @@ def report(base, scored: dict, args, seconds: float) -> None:
     for name, estimate in estimates.items():
         if not name.startswith("ablation_"):
             print(f"{name}: {estimate}")
-    for x, (preferred, *others) in ABLATIONS.items():
+    for x in args.only:
+        preferred, *others = ABLATIONS[x]
         for other in others:
             estimate = estimates[f"ablation_{x}_diff {other}"]
             print(f"ablation_{x}_diff: {estimate} ({preferred} − {other}; detectable {estimate.detectable:.3f})")

@@ -43,6 +43,18 @@ def test_divide_and_conquer_counts_rejected_sentences_and_self_rewarding_judges_
     assert set(whole.values()) <= {0, 1} and set(whole) == set(rejected)
 
 
+def test_the_perfect_labeler_judges_each_claim_and_answer_by_the_pictures_truth(tmp_path):
+    task = next(t for t in tasks(tmp_path, 20) if t.kind == "describe")
+    true = st.describe(task.facts)
+    absent = next(k for k in scenes.KINDS if not task.scene.counts[k])
+    wrong = true + f" There is a {absent}. Anything at all."  # one false claim, one unreadable
+    repeated = true + " " + st.sentences(true)[0]
+    own = candidates(task, [true, wrong, repeated])
+    assert arms.claim_scores(None, [task], own) == {(task.id, 0): 0, (task.id, 1): 2, (task.id, 2): 1}
+    assert arms.claim_scores(None, [task], own, reject_repeats=False)[task.id, 2] == 0
+    assert arms.whole_scores(None, [task], own) == {(task.id, 0): 0, (task.id, 1): 1, (task.id, 2): 0}
+
+
 def test_own_pairs_prefer_the_answer_with_fewer_rejected_claims(tmp_path):
     task = tasks(tmp_path)[0]
     own = candidates(task, ["There is a red circle.", "There is a blue square.", "There is a green diamond."])

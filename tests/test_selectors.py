@@ -3,10 +3,13 @@
 import dataclasses
 
 import pytest
+from django.db import connection
 from django.http import Http404, QueryDict
+from django.test.utils import CaptureQueriesContext
 
 from tests.factories import IterationFactory, ReviewFactory
 from tests.review_data import reviewing_iteration
+from webapp.iterations.counts import refresh as refresh_counts
 from webapp.models import Claim, Decision, IterationStatus, PreferencePair, Response, Review
 from webapp.review import selectors
 from webapp.review.service import record_review, undo_review
@@ -158,7 +161,11 @@ def test_a_pair_page_carries_its_filters_into_the_next_pages_link(monkeypatch):
     filters = dict.fromkeys(["reviewed", "excluded", "min_gap", "max_gap", "source", "sort", "after"])
     page = selectors.pair_page(iteration, filters | {"source": "test"}, QueryDict("source=test"))
     largest = PreferencePair.objects.get(iteration=iteration, score_gap=2)
-    assert page.pairs == [largest] and page.matching == 2 and page.count_cap == selectors.JOINED_COUNT_CAP
+    assert (
+        [p.pk for p in page.pairs] == [largest.pk]
+        and page.matching == 2
+        and page.count_cap == selectors.JOINED_COUNT_CAP
+    )
     assert page.next_cursor == f"2.{largest.pk}"
     assert QueryDict(page.next_query).dict() == {
         "source": "test",
@@ -172,12 +179,12 @@ def test_a_pair_page_carries_its_filters_into_the_next_pages_link(monkeypatch):
 def test_the_pair_list_cuts_a_long_question():
     iteration = reviewing_iteration([[0.9, 0.9], [0.2, 0.2]], [[0.9], [0.2]])
     pairs = PreferencePair.objects.filter(iteration=iteration).select_related("instruction")
-    long, short = [p.instruction for p in pairs]
+    (long_pair, long), (short_pair, short) = [(p.pk, p.instruction) for p in pairs]
     long.question, short.question = "w" * 91, "w" * 90
     long.save(), short.save()
     filters = dict.fromkeys(["reviewed", "excluded", "min_gap", "max_gap", "source", "sort", "after"])
-    shown = {p.instruction_id: p.question_shown for p in selectors.pair_page(iteration, filters, QueryDict()).pairs}
-    assert shown == {long.pk: "w" * 89 + "…", short.pk: "w" * 90}
+    shown = {p.pk: p.question_shown for p in selectors.pair_page(iteration, filters, QueryDict()).pairs}
+    assert shown == {long_pair: "w" * 89 + "…", short_pair: "w" * 90}
 
 
 def test_a_list_filtered_through_answers_or_instructions_counts_fewer_matches(monkeypatch):
@@ -186,6 +193,22 @@ def test_a_list_filtered_through_answers_or_instructions_counts_fewer_matches(mo
     monkeypatch.setattr(selectors, "JOINED_COUNT_CAP", 1)
     iteration = reviewing_iteration([[0.9, 0.9], [0.2, 0.2]], [[0.9], [0.2]], [[0.9], [0.3]])  # three pairs
     filters = dict.fromkeys(["reviewed", "excluded", "min_gap", "max_gap", "source", "sort", "after"])
-    for applied, cap in [({}, 2), ({"min_gap": 1}, 2), ({"reviewed": "no"}, 1), ({"source": "test"}, 1)]:
+    for applied, cap in [({"min_gap": 1}, 2), ({"reviewed": "no"}, 1), ({"source": "test"}, 1)]:
         page = selectors.pair_page(iteration, filters | applied, QueryDict())
         assert (page.count_cap, page.matching) == (cap, cap + 1), applied
+
+
+def test_an_unfiltered_list_says_its_exact_count_from_the_iterations_stored_counts(monkeypatch):
+    """Past any cap, and without counting the pairs: the stored counts are kept by every writer."""
+    monkeypatch.setattr(selectors, "COUNT_CAP", 1)
+    iteration = reviewing_iteration([[0.9, 0.9], [0.2, 0.2]], [[0.9], [0.2]], [[0.9], [0.3]])  # three pairs
+    PreferencePair.objects.filter(pk=PreferencePair.objects.filter(iteration=iteration).first().pk).update(
+        excluded=True
+    )
+    refresh_counts(iteration)
+    filters = dict.fromkeys(["reviewed", "excluded", "min_gap", "max_gap", "source", "sort", "after"])
+    for applied, exact in [({}, 3), ({"excluded": "yes"}, 1), ({"excluded": "no"}, 2), ({"sort": "id"}, 3)]:
+        with CaptureQueriesContext(connection) as queries:
+            page = selectors.pair_page(iteration, filters | applied, QueryDict())
+        assert (page.count_cap, page.matching) == (None, exact), applied
+        assert not [q for q in queries if "COUNT(" in q["sql"].upper()], applied

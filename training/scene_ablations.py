@@ -70,11 +70,12 @@ def answers(backend: Backend, tasks: Sequence[Task], n: int, seed: int, sampling
 
 
 def claim_scores(
-    labeler: Backend, tasks: Sequence[Task], candidates: Sequence[Candidate], reject_repeats: bool = True
+    labeler: Backend | None, tasks: Sequence[Task], candidates: Sequence[Candidate], reject_repeats: bool = True
 ) -> dict:
     """Divide and conquer: (task id, seed) → rejected claims, each sentence a claim the labeler judges; with
     `reject_repeats` (the app's config of that name) a claim repeating an earlier one of its answer counts as
-    rejected, as the shapes world showed a claim-by-claim labeler otherwise rewards padding with repeats."""
+    rejected, as the shapes world showed a claim-by-claim labeler otherwise rewards padding with repeats. With
+    no labeler (None) each claim is judged by its picture's truth: the perfect labeler, feedback's ceiling."""
     by_id = {t.id: t for t in tasks}
     claims, repeats = [], {}
     for c in candidates:
@@ -85,23 +86,32 @@ def claim_scores(
             ClaimRecord(c.instruction_id, c.seed, k, claim.text, claim.question, "rule", by_id[c.instruction_id].image)
             for k, claim in enumerate(divided)
         ]
-    verdicts, _ = label_claims(labeler, claims)
     rejected = dict(repeats)
-    for claim, verdict in zip(claims, verdicts, strict=True):
-        rejected[claim.instruction_id, claim.seed] += not verdict.accepted
+    for claim, accepted in zip(claims, judged(labeler, claims, by_id), strict=True):
+        rejected[claim.instruction_id, claim.seed] += not accepted
     return rejected
 
 
-def whole_scores(labeler: Backend, tasks: Sequence[Task], candidates: Sequence[Candidate]) -> dict:
-    """Self-rewarding: (task id, seed) → 1 if the labeler rejects the whole answer asked at once, else 0."""
+def whole_scores(labeler: Backend | None, tasks: Sequence[Task], candidates: Sequence[Candidate]) -> dict:
+    """Self-rewarding: (task id, seed) → 1 if the labeler rejects the whole answer asked at once, else 0; with
+    no labeler, 1 if the answer holds a wrong claim (what the labeler was trained to answer)."""
     by_id = {t.id: t for t in tasks}
     claims = [
         ClaimRecord(c.instruction_id, c.seed, 0, c.text, whole_response_question(c.text), "whole", image)
         for c in candidates
         for image in [by_id[c.instruction_id].image]
     ]
+    verdicts = judged(labeler, claims, by_id)
+    return {(c.instruction_id, c.seed): int(not accepted) for c, accepted in zip(candidates, verdicts, strict=True)}
+
+
+def judged(labeler: Backend | None, claims: Sequence[ClaimRecord], by_id: dict[str, Task]) -> list[bool]:
+    """Each claim accepted or not: by the labeler (P(yes) > P(no)), or with none, by its picture's truth (no
+    wrong or unreadable sentence)."""
+    if labeler is None:
+        return [answer_record(c.text, by_id[c.instruction_id].scene)["wrong_claims"] == 0 for c in claims]
     verdicts, _ = label_claims(labeler, claims)
-    return {(c.instruction_id, c.seed): int(not v.accepted) for c, v in zip(candidates, verdicts, strict=True)}
+    return [v.accepted for v in verdicts]
 
 
 def own_pairs(
