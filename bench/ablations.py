@@ -29,8 +29,10 @@ from a bootstrap over test pictures and replicates, paired across arms (bench/in
 pairs against the truth (the share whose chosen answer truly has fewer wrong claims, and a lower count-aware
 CHAIR: the feedback's quality, which a labeler's accuracy on a test set does not give), each arm's
 count-aware CHAIR, claim error rate, Cover, Cog and probe accuracy, its reductions against the base policy, then
-per ablation `ablation_<x>_diff: d [lo, hi]` (the paper's preferred arm minus the other, on the count-aware
-hallucination reduction) and the smallest difference the design detects. Settings are the world-1 iteration's
+per ablation the same difference on the claim error rate's reduction (`ablation_<x>_claim_error_diff`: a
+policy that names fewer objects lowers count-aware CHAIR without being right more often), and last
+`ablation_<x>_diff: d [lo, hi]` (the paper's preferred arm minus the other, on the count-aware hallucination
+reduction), each with the smallest difference the design detects. Settings are the world-1 iteration's
 (chosen on validation); `--split validation` scores on validation pictures, where anything is tuned.
 """
 
@@ -285,6 +287,9 @@ def report(base, scored: dict, args, seconds: float) -> None:
             figures[f"ablation_{x}_diff {other}"] = lambda a, p=preferred, o=other: (
                 figures[f"{p} count_chair_reduction"](a) - figures[f"{o} count_chair_reduction"](a)
             )
+            figures[f"claim_error {x} {other}"] = lambda a, p=preferred, o=other: (
+                figures[f"{p} claim_error_reduction"](a) - figures[f"{o} claim_error_reduction"](a)
+            )
     estimates = bootstrap(arrays, figures)
     print(
         f"\nworld 2: {args.replicates} replicates, {args.train} instructions per round, n {args.n}, DPO steps "
@@ -292,8 +297,16 @@ def report(base, scored: dict, args, seconds: float) -> None:
     )
     print(f"base policy: {summary(base)}")
     for name, estimate in estimates.items():
-        if not name.startswith("ablation_"):
+        if not name.startswith(("ablation_", "claim_error ")):
             print(f"{name}: {estimate}")
+    # Count-aware CHAIR falls when a policy names fewer objects; the claim error rate does only when it is right
+    # more often. The perfect labeler's control differs on the second and not the first, so both are printed.
+    for x in args.only:
+        preferred, *others = ABLATIONS[x]
+        for other in others:
+            estimate = estimates[f"claim_error {x} {other}"]
+            detectable = f"detectable {estimate.detectable:.3f}"
+            print(f"ablation_{x}_claim_error_diff: {estimate} ({preferred} − {other}; {detectable})")
     for x in args.only:
         preferred, *others = ABLATIONS[x]
         for other in others:
