@@ -88,7 +88,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="DPO steps per round (default: 3 epochs of the round's pairs)")
     parser.add_argument("--test", type=int, default=300, help="test pictures")
     parser.add_argument("--split", choices=("heldout", "validation"), default="heldout")
-    parser.add_argument("--quick", action="store_true", help="2 replicates, 100 instructions, 100 test pictures")
+    parser.add_argument(
+        "--quick", action="store_true", help="for development: 2 replicates, 100 instructions, 100 validation pictures"
+    )
     parser.add_argument(
         "--pairs-only",
         action="store_true",
@@ -115,7 +117,7 @@ def main() -> None:
         args.only.remove("truth")  # judged by the truth already: the control would train the same pairs twice
     args.arms = {arm for x in args.only for arm in ABLATIONS[x]}
     if args.quick:
-        args.replicates, args.train, args.test = 2, 100, 100
+        args.replicates, args.train, args.test, args.split = 2, 100, 100, "validation"
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-ablations-") as tmp:
         tmp = Path(tmp)
