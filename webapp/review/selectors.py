@@ -121,7 +121,7 @@ class PairPage:
     next_cursor: str  # "" on the last page
     next_query: str
     first_query: str
-    matching: int  # at most count_cap + 1
+    matching: int  # at most count_cap + 1 (exact when count_cap is None)
     count_cap: int | None  # None: `matching` is exact, read from the iteration's stored counts
 
 
