@@ -191,14 +191,11 @@ def matching_count(iteration: Iteration, filters: dict, matching) -> tuple[int, 
     """How many pairs match, and the cap their count stopped at (None: exact). Unfiltered or filtered on
     exclusion alone, the iteration's stored counts give it exactly for one row's read (counting 1,001 pairs was
     the dearest part of the list's first page in the database); otherwise the matches are counted up to a cap."""
-    if (
-        not any(filters.get(name) for name in ("reviewed", "min_gap", "max_gap", "source"))
-        and not (filters.get("q") or "").strip()
-    ):
+    joined = (filters.get("q") or "").strip() or filters["reviewed"] or filters["source"]
+    if not (joined or filters["min_gap"] or filters["max_gap"]):
         stored = counts_of([iteration])[iteration.pk]
         by_exclusion = {"yes": stored.excluded, "no": stored.pairs - stored.excluded}
         return by_exclusion.get(filters["excluded"], stored.pairs), None
-    joined = (filters.get("q") or "").strip() or filters["reviewed"] or filters["source"]
     cap = JOINED_COUNT_CAP if joined else COUNT_CAP
     return matching.order_by()[: cap + 1].count(), cap
 
