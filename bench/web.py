@@ -12,7 +12,9 @@ persistent connections) and logs in one session per reviewer over HTTP.
 (a) one client, requests one after another, per endpoint: pair list (first page, a deep keyset page, a
     filtered page), pair page, spot-check queue, override (an HTMX POST that re-scores and rebuilds pairs);
     p50/p95 each, target p95 < 50 ms; the dashboard (target p95 < 50 ms at 1M claims, < 100 ms at 10M); and,
-    for reference, the login page (the floor: a page with no data).
+    for reference, the login page (the floor: a page with no data). The endpoints take turns in ten rounds, and
+    each one's server CPU per request (the gunicorn workers' and the PostgreSQL backends', read from schedstat)
+    is printed with its ratio to the login page's; the worst ratio last (target <= 2 at 1M, <= 3 at 10M).
 (b) --reviewers simulated reviewers, each sending one request a second (a mix of the target endpoints) for
     --seconds; p50/p95 and errors. Targets: p95 < 100 ms, 0 errors.
 Then, per endpoint, the plans of the queries it runs (EXPLAIN ANALYZE): the indexes read and the rows each
@@ -381,7 +383,10 @@ def server_pids(server: subprocess.Popen, database: str) -> tuple[list[int], lis
 
     with psycopg.connect(database, autocommit=True) as conn:
         backends = [
-            pid for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            pid
+            for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
         ]
     workers = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -395,39 +400,50 @@ def server_pids(server: subprocess.Popen, database: str) -> tuple[list[int], lis
 
 
 def cpu_seconds(pids) -> dict[int, float]:
-    """CPU seconds (user + system) each of these processes has used so far; gone ones are left out."""
+    """CPU seconds each of these processes has used so far; gone ones are left out.
+
+    Read from schedstat (nanoseconds on the CPU) rather than stat's utime + stime, which come in clock ticks
+    (10 ms): over a hundred requests of a few milliseconds, a tick per process read is several percent.
+    """
     used = {}
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[pid] = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
         except OSError:
             continue
-        used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
     return used
 
 
-def server_cpu(server: subprocess.Popen, database: str) -> float:
-    """CPU seconds used so far by the gunicorn workers and the PostgreSQL backends of the bench database.
+def one_client(client: Client, targets: Targets, n: int, server_processes, rounds: int = 10) -> dict:
+    """Per endpoint: the latencies, the errors, and the server's CPU milliseconds per request, by part
+    (the gunicorn workers, the PostgreSQL backends).
 
-    Wall times on a shared machine include waiting for other work; this is what the requests themselves cost.
+    The n requests of each endpoint are sent in `rounds` rounds that take the endpoints in turn (each round in
+    a rotated order), so a slow minute of the machine falls on every page alike instead of on whichever page's
+    block it met; the floor's figure, the divisor of every ratio, moved most that way.
     """
-    workers, backends = server_pids(server, database)
-    return sum(cpu_seconds(workers + backends).values())
-
-
-def one_client(client: Client, targets: Targets, n: int, cpu) -> dict:
-    """Per endpoint: the latencies, the errors, and the server's CPU milliseconds per request."""
-    results = {}
     for endpoint in ENDPOINTS:
         for _ in range(5):
-            timed(client, *targets.path(endpoint))  # warm the worker's caches and connection
-        times, errors, start = [], 0, cpu()
-        for _ in range(n):
-            ms, ok = timed(client, *targets.path(endpoint))
-            times.append(ms)
-            errors += not ok
-        results[endpoint] = (times, errors, (cpu() - start) * 1000 / n)
-    return results
+            timed(client, *targets.path(endpoint))  # warm the workers' caches and connections
+    times = {endpoint: [] for endpoint in ENDPOINTS}
+    errors = dict.fromkeys(ENDPOINTS, 0)
+    cpu = {endpoint: [0.0, 0.0] for endpoint in ENDPOINTS}
+    per_round = [n // rounds + (r < n % rounds) for r in range(rounds)]
+    for r, count in enumerate(per_round):
+        parts = server_processes()
+        order = ENDPOINTS[r % len(ENDPOINTS) :] + ENDPOINTS[: r % len(ENDPOINTS)]
+        for endpoint in order:
+            start = [cpu_seconds(pids) for pids in parts]
+            for _ in range(count):
+                ms, ok = timed(client, *targets.path(endpoint))
+                times[endpoint].append(ms)
+                errors[endpoint] += not ok
+            for part, (pids, before) in enumerate(zip(parts, start, strict=True)):
+                cpu[endpoint][part] += sum(t - before[pid] for pid, t in cpu_seconds(pids).items() if pid in before)
+    return {
+        endpoint: (times[endpoint], errors[endpoint], *(seconds * 1000 / n for seconds in cpu[endpoint]))
+        for endpoint in ENDPOINTS
+    }
 
 
 def reviewers(clients: list[Client], targets: Targets, seconds: int) -> tuple[dict, int]:
@@ -541,7 +557,7 @@ def main():
         clients = [Client(server.port) for _ in range(args.reviewers)]
         for n, client in enumerate(clients):
             client.log_in(f"reviewer{n}")
-        single = one_client(clients[0], targets, args.requests, lambda: server_cpu(server, args.database_url))
+        single = one_client(clients[0], targets, args.requests, lambda: server_pids(server, args.database_url))
         many, total = reviewers(clients, targets, args.seconds)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -552,10 +568,11 @@ def main():
         cursor.execute("SELECT COUNT(*) FROM webapp_claim")
         claims = cursor.fetchone()[0]
     print(f"\n(a) one client, {args.requests} requests per endpoint, {claims} claims, gunicorn -w {args.workers}:")
-    for endpoint, (times, errors, cpu_ms) in single.items():
+    for endpoint, (times, errors, app_ms, database_ms) in single.items():
         print(
             f"  {endpoint:18s} p50 {statistics.median(times):6.1f} ms   p95 {percentile(times, 95):6.1f} ms"
-            f"   server CPU {cpu_ms:5.1f} ms/request   errors {errors}"
+            f"   server CPU {app_ms + database_ms:5.1f} ms/request (gunicorn {app_ms:4.1f}, PostgreSQL"
+            f" {database_ms:4.1f})   errors {errors}"
         )
     print("plans (EXPLAIN ANALYZE of each SELECT a request runs: its SQL time, each index or sequential scan and the")
     print("rows it returned or read):")
@@ -573,8 +590,9 @@ def main():
         f"  all                p50 {statistics.median(all_times):6.1f} ms   p95 {percentile(all_times, 95):6.1f} ms"
         f"   max {max(all_times):6.1f} ms   errors {errors}"
     )
-    single_p95 = max(percentile(t, 95) for endpoint, (t, _, _) in single.items() if endpoint in MIX)
-    mix_cpu = sum(single[e][2] * w for e, w in MIX.items()) / sum(MIX.values())
+    single_p95 = max(percentile(single[endpoint][0], 95) for endpoint in MIX)
+    server_ms = {endpoint: app_ms + database_ms for endpoint, (_, _, app_ms, database_ms) in single.items()}
+    mix_cpu = sum(server_ms[e] * w for e, w in MIX.items()) / sum(MIX.values())
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end (other work included)")
     needs = args.reviewers * mix_cpu / 1000
     print(f"server CPU per request of the (b) mix: {mix_cpu:.1f} ms, so (b) needs {needs:.2f} CPUs")
@@ -582,8 +600,8 @@ def main():
     print(f"single_client_p95_ms (worst target endpoint): {single_p95:.1f} (target < 50)")
     print(f"reviewers_p95_ms: {percentile(all_times, 95):.1f} (target < 100)")
     print(f"reviewers_errors: {errors} (target 0)")
-    floor = single["floor: login page"][2]
-    ratios = {e: single[e][2] / floor for e in ENDPOINTS if e != "floor: login page"}
+    floor = server_ms["floor: login page"]
+    ratios = {e: server_ms[e] / floor for e in ENDPOINTS if e != "floor: login page"}
     worst = max(ratios, key=ratios.get)
     print("server CPU per request against the login page's: " + ", ".join(f"{e} {r:.2f}x" for e, r in ratios.items()))
     print(f"worst_page_cpu_ratio: {ratios[worst]:.2f} ({worst}; target <= 2 at 1M claims, <= 3 at 10M)")
