@@ -400,7 +400,13 @@ class Review(models.Model):
         ]
         indexes = [
             models.Index(fields=["claim", "-created_at"], name="review_latest_idx"),
-            models.Index(fields=["reviewer", "iteration", "claim"], name="review_reviewer_iteration_idx"),
+            # With the review and what it undoes carried in the index (PostgreSQL), the spot-check queue's count of
+            # a reviewer's standing decisions reads the index alone: reading the rows took 11 ms at 5k reviews.
+            models.Index(
+                fields=["reviewer", "iteration", "claim"],
+                include=["id", "undoes"],
+                name="review_reviewer_iteration_idx",
+            ),
         ]
 
     def __str__(self):
