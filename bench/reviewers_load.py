@@ -47,6 +47,7 @@ from bench.web import (  # noqa: E402
     serve,
     served_environment,
     server_pids,
+    vacuum,
 )
 
 DECISIONS = {"correct": 45, "hallucinated": 45, "unsure": 10}  # the y / n / u keys
@@ -247,6 +248,7 @@ def main() -> int:
 
     with transaction.atomic():
         fill(args)
+    vacuum()
     before_pairs, before_scores = pair_mismatches()
     first_new = (Review.objects.aggregate(m=Max("pk"))["m"] or 0) + 1
     connection.close()
