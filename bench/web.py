@@ -423,7 +423,7 @@ def cpu_seconds(pids) -> dict[int, float]:
     """CPU seconds each of these processes has used so far; gone ones are left out.
 
     Read from schedstat (nanoseconds on the CPU) rather than stat's utime + stime, which come in clock ticks
-    (10 ms): over a hundred requests of a few milliseconds, a tick per process read is several percent.
+    (10 ms): a hundred login pages cost about 600 ms, so each process's reading could be off by 1-2 %.
     """
     used = {}
     for pid in pids:
